@@ -1,0 +1,9 @@
+"""Exceptions raised by qvl_local."""
+
+
+class QvlError(Exception):
+    """Base class of qvl_local's own errors."""
+
+
+class ModelFormatError(QvlError, ValueError):
+    """A model file is malformed, truncated, hostile, or not a model we can run."""
