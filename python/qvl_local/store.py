@@ -1,0 +1,553 @@
+"""The local model store, laid out exactly like Ollama's so both tools share their downloads.
+
+    $OLLAMA_MODELS (default ~/.ollama/models)/
+        manifests/<host>/<namespace>/<model>/<tag>    the registry's manifest, byte for byte
+        blobs/sha256-<hex>                            one file per layer, named by its digest
+
+A model is a manifest whose layers point at blobs: the GGUF weights (`application/vnd.ollama.image.model`),
+the vision projector (`...projector`, llama.cpp's mmproj), and small text layers (template, params, license).
+Blobs are shared between manifests, so removing a model deletes only the blobs no other manifest uses.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import re
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gguf
+
+from .errors import ModelFormatError, QvlError
+
+DEFAULT_HOST = "registry.ollama.ai"
+DEFAULT_NAMESPACE = "library"
+DEFAULT_TAG = "latest"
+
+MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
+PROJECTOR_MEDIA_TYPE = "application/vnd.ollama.image.projector"
+TEMPLATE_MEDIA_TYPE = "application/vnd.ollama.image.template"
+PARAMS_MEDIA_TYPE = "application/vnd.ollama.image.params"
+LICENSE_MEDIA_TYPE = "application/vnd.ollama.image.license"
+SYSTEM_MEDIA_TYPE = "application/vnd.ollama.image.system"
+
+# A manifest is a few hundred bytes; anything far larger is not one (and must not be read into memory).
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+class InvalidModelNameError(QvlError, ValueError):
+    """A model name does not follow `[host/][namespace/]model[:tag]` or uses forbidden characters."""
+
+
+class ModelNotFoundError(QvlError, LookupError):
+    """The model is neither in the local store nor a file (or the registry does not know it)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Names and digests. Both become path components, so they are validated before any path is built:
+# a part starts with a letter, digit or underscore and holds no '/', so '..' or an absolute path cannot
+# sneak in. The rules follow Ollama's (namespaces have no dots; a host may carry a port).
+
+_PART_PATTERNS = {
+    "host": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,349}(:[0-9]{1,5})?"),
+    "namespace": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,79}"),
+    "model": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"),
+    "tag": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"),
+}
+_DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class ModelName:
+    """A fully qualified model name; `str()` gives `host/namespace/model:tag`."""
+
+    host: str
+    namespace: str
+    model: str
+    tag: str
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
+
+    @property
+    def short(self) -> str:
+        """The name as a user types it: default host and namespace left out."""
+        prefix = ""
+        if self.host != DEFAULT_HOST:
+            prefix = f"{self.host}/{self.namespace}/"
+        elif self.namespace != DEFAULT_NAMESPACE:
+            prefix = f"{self.namespace}/"
+        return f"{prefix}{self.model}:{self.tag}"
+
+    @property
+    def parts(self) -> tuple[str, str, str, str]:
+        return (self.host, self.namespace, self.model, self.tag)
+
+
+def _check_part(kind: str, value: str, text: str) -> str:
+    if not _PART_PATTERNS[kind].fullmatch(value) or ".." in value:
+        raise InvalidModelNameError(
+            f"invalid model name {text!r}: bad {kind} {value!r} (use letters, digits, '_', '-', '.'; "
+            f"form [host/][namespace/]model[:tag])"
+        )
+    return value
+
+
+def split_scheme(text: str) -> tuple[str | None, str]:
+    """`http://host/ns/model` -> ('http', 'host/ns/model'); a name without a scheme -> (None, name)."""
+    for scheme in ("http", "https"):
+        if text.startswith(f"{scheme}://"):
+            return scheme, text[len(scheme) + 3 :]
+    return None, text
+
+
+def has_explicit_host(text: str) -> bool:
+    """Whether a model name names its registry host (three '/'-separated parts)."""
+    return split_scheme(text)[1].count("/") == 2
+
+
+def parse_name(text: str, *, default_host: str = DEFAULT_HOST) -> ModelName:
+    """Parse `[http(s)://][host/][namespace/]model[:tag]`, filling in the defaults."""
+    _, rest = split_scheme(text.strip())
+    if not rest or len(rest) > 512:
+        raise InvalidModelNameError(f"invalid model name {text!r}: empty or longer than 512 characters")
+    pieces = rest.split("/")
+    if len(pieces) > 3:
+        raise InvalidModelNameError(f"invalid model name {text!r}: too many '/' (form [host/][namespace/]model[:tag])")
+    last = pieces[-1]
+    model, _, tag = last.rpartition(":") if ":" in last else (last, "", DEFAULT_TAG)
+    host = pieces[0] if len(pieces) == 3 else default_host
+    namespace = pieces[-2] if len(pieces) >= 2 else DEFAULT_NAMESPACE
+    return ModelName(
+        host=_check_part("host", host, text),
+        namespace=_check_part("namespace", namespace, text),
+        model=_check_part("model", model, text),
+        tag=_check_part("tag", tag, text),
+    )
+
+
+def check_digest(digest: str) -> str:
+    """Return the hex part of a `sha256:<64 hex>` digest; anything else (e.g. a path) is rejected."""
+    if not isinstance(digest, str) or not _DIGEST_PATTERN.fullmatch(digest):
+        raise ModelFormatError(f"invalid blob digest {digest!r} (expected sha256:<64 lowercase hex digits>)")
+    return digest[len("sha256:") :]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Manifests
+
+
+@dataclass(frozen=True)
+class Layer:
+    media_type: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    config: Layer
+    layers: tuple[Layer, ...]
+    raw: bytes = field(repr=False)
+
+    def layer(self, media_type: str) -> Layer | None:
+        return next((layer for layer in self.layers if layer.media_type == media_type), None)
+
+    @property
+    def blobs(self) -> tuple[Layer, ...]:
+        """Every blob the manifest needs: its config, then its layers."""
+        return (self.config, *self.layers)
+
+    @property
+    def total_size(self) -> int:
+        return sum(blob.size for blob in self.blobs)
+
+
+def _parse_layer(entry: object, where: str) -> Layer:
+    if not isinstance(entry, dict):
+        raise ModelFormatError(f"{where}: expected an object, got {type(entry).__name__}")
+    media_type, digest, size = entry.get("mediaType"), entry.get("digest"), entry.get("size")
+    if not isinstance(media_type, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ModelFormatError(f"{where}: needs a string mediaType and a non-negative integer size")
+    check_digest(digest)
+    return Layer(media_type=media_type, digest=digest, size=size)
+
+
+def parse_manifest(raw: bytes) -> Manifest:
+    """Parse and validate a Docker v2 / Ollama manifest (digests are checked before they become paths)."""
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ModelFormatError(f"manifest is {len(raw)} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFormatError(f"manifest is not valid JSON: {exc}") from None
+    if not isinstance(document, dict) or document.get("schemaVersion") != 2:
+        raise ModelFormatError("manifest is not a schemaVersion 2 object")
+    layers = document.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise ModelFormatError("manifest has no layers")
+    return Manifest(
+        config=_parse_layer(document.get("config"), "manifest config"),
+        layers=tuple(_parse_layer(entry, f"manifest layer {i}") for i, entry in enumerate(layers)),
+        raw=raw,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The store
+
+
+def default_models_dir() -> Path:
+    """Ollama's models folder: $OLLAMA_MODELS, else ~/.ollama/models."""
+    configured = os.environ.get("OLLAMA_MODELS")
+    return Path(configured).expanduser() if configured else Path.home() / ".ollama" / "models"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of `ModelStore.list_models()`."""
+
+    name: ModelName
+    size: int  # bytes of all blobs of the model
+    modified: float  # manifest mtime, seconds since the epoch
+    quantization: str | None  # e.g. "Q8_0"; None when neither the config nor the GGUF says
+
+
+class ModelStore:
+    """An Ollama-layout model folder. Reads never create anything; writes are atomic renames."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_models_dir()
+
+    @property
+    def manifests_dir(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.root / "blobs"
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs_dir / f"sha256-{check_digest(digest)}"
+
+    def manifest_path(self, name: ModelName) -> Path:
+        return self.manifests_dir.joinpath(*name.parts)
+
+    def has_blob(self, layer: Layer) -> bool:
+        """A blob counts as present when a file of the right size has its final name (names are only
+        given after the digest was verified, by us or by Ollama)."""
+        path = self.blob_path(layer.digest)
+        return path.is_file() and path.stat().st_size == layer.size
+
+    def read_manifest(self, name: ModelName) -> Manifest:
+        path = self.manifest_path(name)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelNotFoundError(
+                f"model {name.short} is not in {self.root} (download it with `qvl-local pull {name.short}`)"
+            ) from None
+        try:
+            return parse_manifest(raw)
+        except ModelFormatError as exc:
+            raise ModelFormatError(f"{path}: {exc}") from None
+
+    def write_manifest(self, name: ModelName, raw: bytes) -> Path:
+        path = self.manifest_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A unique temporary name per writer, then an atomic rename: concurrent pulls never mix bytes.
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as file:
+            file.write(raw)
+        os.replace(file.name, path)
+        return path
+
+    def names(self) -> list[ModelName]:
+        """Every model with a manifest, in name order; files that are not valid names are ignored."""
+        found = []
+        for path in self.manifests_dir.glob("*/*/*/*"):
+            host, namespace, model, tag = path.relative_to(self.manifests_dir).parts
+            if not path.is_file():
+                continue
+            try:
+                found.append(parse_name(f"{host}/{namespace}/{model}:{tag}"))
+            except InvalidModelNameError:
+                continue
+        return sorted(found, key=str)
+
+    def find(self, text: str) -> ModelName:
+        """The stored model a user means. Without a host, the default registry's copy wins; a model
+        pulled from another registry is found too when exactly one host has it."""
+        name = parse_name(text)
+        if has_explicit_host(text) or self.manifest_path(name).is_file():
+            return name
+        same_elsewhere = [
+            other for other in self.names() if (other.namespace, other.model, other.tag) == name.parts[1:]
+        ]
+        if len(same_elsewhere) == 1:
+            return same_elsewhere[0]
+        if len(same_elsewhere) > 1:
+            choices = ", ".join(str(other) for other in same_elsewhere)
+            raise ModelNotFoundError(f"{text!r} is ambiguous: it is stored from several registries ({choices})")
+        return name  # read_manifest() reports it missing, with a hint
+
+    def resolve(self, text: str) -> tuple[Path, Path | None]:
+        """The model's GGUF and its projector (mmproj) GGUF, or None when it has none."""
+        name = self.find(text)
+        manifest = self.read_manifest(name)
+        model_layer = manifest.layer(MODEL_MEDIA_TYPE)
+        if model_layer is None:
+            raise ModelFormatError(f"model {name.short} has no {MODEL_MEDIA_TYPE} layer")
+        projector_layer = manifest.layer(PROJECTOR_MEDIA_TYPE)
+        for layer in filter(None, (model_layer, projector_layer)):
+            if not self.has_blob(layer):
+                raise ModelNotFoundError(
+                    f"model {name.short}: blob {layer.digest} is missing or incomplete in {self.blobs_dir} "
+                    f"(pull the model again)"
+                )
+        model_path = self.blob_path(model_layer.digest)
+        return model_path, self.blob_path(projector_layer.digest) if projector_layer else None
+
+    def list_models(self) -> list[ModelEntry]:
+        entries = []
+        for name in self.names():
+            try:
+                manifest = self.read_manifest(name)
+            except ModelFormatError:
+                continue  # someone else's broken file: `list` shows what can be used
+            entries.append(
+                ModelEntry(
+                    name=name,
+                    size=manifest.total_size,
+                    modified=self.manifest_path(name).stat().st_mtime,
+                    quantization=self._quantization(manifest),
+                )
+            )
+        return entries
+
+    def read_text_layer(self, manifest: Manifest, media_type: str) -> str | None:
+        """The content of a small text layer (template, params, license, system), if present."""
+        layer = manifest.layer(media_type)
+        if layer is None or not self.has_blob(layer) or layer.size > MAX_MANIFEST_BYTES:
+            return None
+        return self.blob_path(layer.digest).read_text(encoding="utf-8", errors="replace")
+
+    def _quantization(self, manifest: Manifest) -> str | None:
+        # Ollama's config blob says it in one small JSON read; otherwise ask the GGUF header.
+        config_path = self.blob_path(manifest.config.digest)
+        if self.has_blob(manifest.config) and manifest.config.size <= MAX_MANIFEST_BYTES:
+            try:
+                file_type = json.loads(config_path.read_bytes()).get("file_type")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                file_type = None
+            if isinstance(file_type, str) and file_type:
+                return file_type
+        model_layer = manifest.layer(MODEL_MEDIA_TYPE)
+        if model_layer is None or not self.has_blob(model_layer):
+            return None
+        try:
+            return read_gguf_header(self.blob_path(model_layer.digest)).file_type_name
+        except ModelFormatError:
+            return None
+
+    def remove(self, text: str) -> list[Path]:
+        """Delete a model's manifest and the blobs no other manifest references; returns deleted blobs."""
+        name = self.find(text)
+        manifest = self.read_manifest(name)
+        manifest_path = self.manifest_path(name)
+        manifest_path.unlink()
+        self._prune_empty_dirs(manifest_path.parent)
+        still_used = self._referenced_digests()
+        deleted = []
+        for digest in dict.fromkeys(blob.digest for blob in manifest.blobs):
+            path = self.blob_path(digest)
+            if digest not in still_used and path.exists():
+                path.unlink()
+                deleted.append(path)
+        return deleted
+
+    def _referenced_digests(self) -> set[str]:
+        digests: set[str] = set()
+        for name in self.names():
+            try:
+                digests.update(blob.digest for blob in self.read_manifest(name).blobs)
+            except ModelFormatError:
+                continue
+        return digests
+
+    def _prune_empty_dirs(self, directory: Path) -> None:
+        while directory != self.manifests_dir and directory.is_relative_to(self.manifests_dir):
+            try:
+                directory.rmdir()
+            except OSError:  # not empty: a sibling model lives here
+                return
+            directory = directory.parent
+
+
+def resolve_model(
+    name_or_path: str | os.PathLike[str], *, models_dir: str | os.PathLike[str] | None = None
+) -> tuple[Path, Path | None]:
+    """An existing file is used as is (no mmproj implied); anything else is a model name in the store."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path, None
+    text = os.fspath(name_or_path)
+    if path.suffix.lower() == ".gguf" or text.startswith((".", "~", os.sep)):
+        raise ModelNotFoundError(f"no such model file: {text}")
+    return ModelStore(models_dir).resolve(text)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A GGUF header reader for `list` and `show`. gguf.GGUFReader builds a numpy view per token string,
+# which takes seconds on a 150k-token vocabulary; here arrays are skipped and only their length kept.
+
+_SCALAR_FORMATS = {
+    gguf.GGUFValueType.UINT8: "<B",
+    gguf.GGUFValueType.INT8: "<b",
+    gguf.GGUFValueType.UINT16: "<H",
+    gguf.GGUFValueType.INT16: "<h",
+    gguf.GGUFValueType.UINT32: "<I",
+    gguf.GGUFValueType.INT32: "<i",
+    gguf.GGUFValueType.FLOAT32: "<f",
+    gguf.GGUFValueType.BOOL: "<?",
+    gguf.GGUFValueType.UINT64: "<Q",
+    gguf.GGUFValueType.INT64: "<q",
+    gguf.GGUFValueType.FLOAT64: "<d",
+}
+_MAX_TENSOR_DIMS = 4
+# Arrays up to this length are kept whole (e.g. rope sections); longer ones only by length.
+_SHORT_ARRAY = 16
+
+
+@dataclass(frozen=True)
+class GGUFArray:
+    """A long metadata array, summarised: element type and length."""
+
+    element_type: str
+    length: int
+
+
+@dataclass(frozen=True)
+class GGUFTensorInfo:
+    name: str
+    type_name: str  # e.g. "Q8_0", "F32"
+    shape: tuple[int, ...]  # ggml order, ne[0] first
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    version: int
+    metadata: dict[str, object]
+    tensors: tuple[GGUFTensorInfo, ...]
+
+    @property
+    def architecture(self) -> str | None:
+        value = self.metadata.get("general.architecture")
+        return value if isinstance(value, str) else None
+
+    @property
+    def file_type_name(self) -> str | None:
+        """general.file_type as llama.cpp names it ("Q8_0", "Q4_K_M"), else the dominant tensor type."""
+        file_type = self.metadata.get("general.file_type")
+        if isinstance(file_type, int):
+            try:
+                return gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_")
+            except ValueError:
+                pass
+        histogram = self.tensor_type_histogram()
+        return max(histogram, key=histogram.__getitem__) if histogram else None
+
+    def tensor_type_histogram(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for tensor in self.tensors:
+            counts[tensor.type_name] = counts.get(tensor.type_name, 0) + 1
+        return counts
+
+
+class _HeaderCursor:
+    """Bounds-checked little-endian reads from a buffer; a short buffer is a ModelFormatError."""
+
+    def __init__(self, buffer: mmap.mmap, path: Path) -> None:
+        self.buffer, self.path, self.offset = buffer, path, 0
+
+    def take(self, size: int) -> int:
+        if size < 0 or self.offset + size > len(self.buffer):
+            raise ModelFormatError(f"{self.path}: GGUF header is truncated or corrupt at byte {self.offset}")
+        start, self.offset = self.offset, self.offset + size
+        return start
+
+    def unpack(self, fmt: str) -> object:
+        return struct.unpack_from(fmt, self.buffer, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        length = self.unpack("<Q")
+        start = self.take(length)
+        return self.buffer[start : start + length].decode("utf-8", errors="replace")
+
+    def value_type(self) -> gguf.GGUFValueType:
+        raw = self.unpack("<I")
+        try:
+            return gguf.GGUFValueType(raw)
+        except ValueError:
+            raise ModelFormatError(f"{self.path}: unknown GGUF value type {raw}") from None
+
+    def value(self, kind: gguf.GGUFValueType) -> object:
+        if kind == gguf.GGUFValueType.STRING:
+            return self.string()
+        if kind == gguf.GGUFValueType.ARRAY:
+            return self.array()
+        return self.unpack(_SCALAR_FORMATS[kind])
+
+    def array(self) -> list[object] | GGUFArray:
+        element = self.value_type()
+        length = self.unpack("<Q")
+        if length <= _SHORT_ARRAY:
+            return [self.value(element) for _ in range(length)]
+        if element == gguf.GGUFValueType.STRING:
+            for _ in range(length):
+                self.take(self.unpack("<Q"))
+        elif element == gguf.GGUFValueType.ARRAY:
+            for _ in range(length):
+                self.array()
+        else:
+            self.take(struct.calcsize(_SCALAR_FORMATS[element]) * length)
+        return GGUFArray(element_type=element.name, length=length)
+
+    def tensor_info(self) -> GGUFTensorInfo:
+        name = self.string()
+        n_dims = self.unpack("<I")
+        if n_dims > _MAX_TENSOR_DIMS:
+            raise ModelFormatError(f"{self.path}: tensor {name!r} has {n_dims} dimensions")
+        shape = tuple(self.unpack("<Q") for _ in range(n_dims))
+        raw_type = self.unpack("<I")
+        self.unpack("<Q")  # data offset: not needed for a summary
+        try:
+            type_name = gguf.GGMLQuantizationType(raw_type).name
+        except ValueError:
+            type_name = f"type{raw_type}"
+        return GGUFTensorInfo(name=name, type_name=type_name, shape=shape)
+
+
+def read_gguf_header(path: str | os.PathLike[str]) -> GGUFHeader:
+    """Metadata (long arrays summarised) and tensor infos of a GGUF file, without reading its data."""
+    path = Path(path)
+    with open(path, "rb") as file:
+        if os.fstat(file.fileno()).st_size < 24:
+            raise ModelFormatError(f"{path}: too small to be a GGUF file")
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
+            if buffer[:4] != b"GGUF":
+                raise ModelFormatError(f"{path}: not a GGUF file (bad magic)")
+            cursor = _HeaderCursor(buffer, path)
+            cursor.take(4)
+            version, tensor_count, kv_count = cursor.unpack("<I"), cursor.unpack("<Q"), cursor.unpack("<Q")
+            if version not in (2, 3):
+                raise ModelFormatError(f"{path}: unsupported GGUF version {version}")
+            metadata = {}
+            for _ in range(kv_count):
+                key = cursor.string()
+                metadata[key] = cursor.value(cursor.value_type())
+            tensors = tuple(cursor.tensor_info() for _ in range(tensor_count))
+    return GGUFHeader(version=version, metadata=metadata, tensors=tensors)
