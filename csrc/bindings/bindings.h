@@ -1,0 +1,20 @@
+// One registration function per bound area; module.cpp calls them all.
+#pragma once
+#include <pybind11/pybind11.h>
+
+void register_gguf(pybind11::module_& m);          // bind_gguf.cpp: the GGUF reader and the format error
+void register_ops(pybind11::module_& m);           // bind_ops.cpp: kernels for tests and power users
+void register_text_model(pybind11::module_& m);    // bind_text.cpp: the Qwen2 decoder with its KV cache
+void register_vision_model(pybind11::module_& m);  // bind_vision.cpp: the ViT and the 2x2 merger
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/kernels.h"
+
+// "exact" or "fast", as the Python API spells the kernel precision.
+inline qvl::Precision parse_precision(const std::string& name) {
+  if (name == "exact") return qvl::Precision::Exact;
+  if (name == "fast") return qvl::Precision::Fast;
+  throw std::invalid_argument("precision must be 'exact' or 'fast', got '" + name + "'");
+}

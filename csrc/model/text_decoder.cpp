@@ -1,0 +1,194 @@
+#include "model/text_decoder.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "model/layers.h"
+
+namespace qvl {
+
+namespace {
+
+std::string block(int64_t index, const char* name) { return "blk." + std::to_string(index) + "." + name; }
+
+void add_bias_rows(float* rows, const float* bias, int64_t count, int64_t width) {
+  for (int64_t i = 0; i < count; ++i) add_in_place(rows + i * width, bias, width);
+}
+
+}  // namespace
+
+TextDecoder::TextDecoder(std::shared_ptr<GgufFile> file, const TextHyperParams& params, int64_t n_ctx, int64_t n_batch,
+                         int n_threads)
+    : file_(std::move(file)),
+      params_(params),
+      n_batch_(std::max<int64_t>(1, n_batch)),
+      pool_(n_threads),
+      rope_(params.head_dim, params.rope_theta, params.mrope_sections),
+      cache_(params.num_layers, params.num_kv_heads, params.head_dim, n_ctx),
+      attention_shape_{params.num_heads, params.num_kv_heads, params.head_dim} {
+  const int64_t hidden = params.hidden_size, q_width = params.num_heads * params.head_dim;
+  const int64_t kv_width = params.num_kv_heads * params.head_dim, inter = params.intermediate_size;
+  if (params.num_kv_heads <= 0 || params.num_heads % params.num_kv_heads != 0) {
+    throw std::invalid_argument("num_heads must be a multiple of num_kv_heads");
+  }
+  token_embedding_ = matrix("token_embd.weight", params.vocab_size, hidden);
+  output_ = file_->find_tensor("output.weight") ? matrix("output.weight", params.vocab_size, hidden) : token_embedding_;
+  output_norm_ = vector("output_norm.weight", hidden);
+  for (int64_t i = 0; i < params.num_layers; ++i) {
+    Layer layer;
+    layer.attn_norm = vector(block(i, "attn_norm.weight"), hidden);
+    layer.q = matrix(block(i, "attn_q.weight"), q_width, hidden);
+    layer.k = matrix(block(i, "attn_k.weight"), kv_width, hidden);
+    layer.v = matrix(block(i, "attn_v.weight"), kv_width, hidden);
+    layer.o = matrix(block(i, "attn_output.weight"), hidden, q_width);
+    layer.q_bias = vector(block(i, "attn_q.bias"), q_width);
+    layer.k_bias = vector(block(i, "attn_k.bias"), kv_width);
+    layer.v_bias = vector(block(i, "attn_v.bias"), kv_width);
+    layer.ffn_norm = vector(block(i, "ffn_norm.weight"), hidden);
+    layer.gate = matrix(block(i, "ffn_gate.weight"), inter, hidden);
+    layer.up = matrix(block(i, "ffn_up.weight"), inter, hidden);
+    layer.down = matrix(block(i, "ffn_down.weight"), hidden, inter);
+    layers_.push_back(layer);
+  }
+  const size_t rows = static_cast<size_t>(n_batch_);
+  x_.resize(rows * hidden);
+  normed_.resize(rows * hidden);
+  q_.resize(rows * q_width);
+  k_.resize(rows * kv_width);
+  v_.resize(rows * kv_width);
+  attended_.resize(rows * q_width);
+  projected_.resize(rows * hidden);
+  gate_.resize(rows * inter);
+  up_.resize(rows * inter);
+  scores_.resize(static_cast<size_t>(pool_.size()) * static_cast<size_t>(n_ctx));
+}
+
+WeightView TextDecoder::matrix(const std::string& name, int64_t rows, int64_t cols) const {
+  WeightView view = file_->weight(name);
+  if (view.rows != rows || view.cols != cols) {
+    throw ModelFormatError(file_->path() + ": tensor '" + name + "' has shape [" + std::to_string(view.rows) + ", " +
+                           std::to_string(view.cols) + "], expected [" + std::to_string(rows) + ", " +
+                           std::to_string(cols) + "]");
+  }
+  return view;
+}
+
+const float* TextDecoder::vector(const std::string& name, int64_t length) {
+  WeightView view = file_->weight(name);
+  if (view.rows * view.cols != length) {
+    throw ModelFormatError(file_->path() + ": tensor '" + name + "' has " + std::to_string(view.rows * view.cols) +
+                           " values, expected " + std::to_string(length));
+  }
+  if (view.type == GgmlType::F32) return reinterpret_cast<const float*>(view.data);
+  converted_vectors_.emplace_back(static_cast<size_t>(length));
+  dequantize_rows(view, 0, view.rows, converted_vectors_.back().data());
+  return converted_vectors_.back().data();
+}
+
+void TextDecoder::forward(const TokenBatch& batch, LogitsWanted wanted, float* logits, Precision precision) {
+  if (batch.n <= 0) throw std::invalid_argument("forward needs at least one token");
+  for (int64_t e = 0; e < batch.n_embedded; ++e) {
+    if (batch.embedded_rows[e] < 0 || batch.embedded_rows[e] >= batch.n) {
+      throw std::invalid_argument("embedding row index out of range");
+    }
+  }
+  const int64_t start = cache_.size();
+  cache_.grow(batch.n);  // throws the context-full error before any work is done
+  try {
+    for (int64_t begin = 0; begin < batch.n; begin += n_batch_) {
+      int64_t count = std::min(n_batch_, batch.n - begin);
+      bool last_chunk = begin + count == batch.n;
+      LogitsWanted chunk_wanted = wanted == LogitsWanted::All ? LogitsWanted::All
+                                  : (wanted == LogitsWanted::Last && last_chunk ? LogitsWanted::Last : LogitsWanted::None);
+      float* chunk_logits = wanted == LogitsWanted::All ? logits + begin * params_.vocab_size : logits;
+      forward_chunk(batch, begin, count, chunk_wanted, chunk_logits, precision);
+    }
+  } catch (...) {
+    cache_.truncate(start);  // a failed call leaves the cache as it was
+    throw;
+  }
+}
+
+void TextDecoder::embed(const TokenBatch& batch, int64_t begin, int64_t count) {
+  const int64_t hidden = params_.hidden_size;
+  for (int64_t i = 0; i < count; ++i) {
+    int32_t id = batch.ids[begin + i];
+    if (id < 0 || id >= params_.vocab_size) {
+      throw std::invalid_argument("token id " + std::to_string(id) + " is outside the vocabulary of " +
+                                  std::to_string(params_.vocab_size));
+    }
+    dequantize_rows(token_embedding_, id, 1, x_.data() + i * hidden);
+  }
+  for (int64_t e = 0; e < batch.n_embedded; ++e) {
+    int64_t row = batch.embedded_rows[e] - begin;
+    if (row >= 0 && row < count) std::memcpy(x_.data() + row * hidden, batch.embeddings + e * hidden, hidden * sizeof(float));
+  }
+}
+
+void TextDecoder::forward_chunk(const TokenBatch& batch, int64_t begin, int64_t count, LogitsWanted wanted,
+                                float* logits, Precision precision) {
+  embed(batch, begin, count);
+  for (int64_t l = 0; l < params_.num_layers; ++l) {
+    attention_block(layers_[l], l, batch, begin, count, precision);
+    mlp_block(layers_[l], count, precision);
+  }
+  if (wanted == LogitsWanted::None) return;
+  const int64_t hidden = params_.hidden_size;
+  const int64_t first_row = wanted == LogitsWanted::Last ? count - 1 : 0;
+  const int64_t rows = count - first_row;
+  for (int64_t i = 0; i < rows; ++i) {
+    rms_norm(x_.data() + (first_row + i) * hidden, output_norm_, hidden, params_.rms_norm_eps, normed_.data() + i * hidden);
+  }
+  project_logits(normed_.data(), rows, logits, precision);
+}
+
+void TextDecoder::project_logits(const float* hidden_rows, int64_t count, float* logits, Precision precision) {
+  matmul(output_, hidden_rows, count, logits, precision, pool_);
+}
+
+void TextDecoder::attention_block(const Layer& layer, int64_t index, const TokenBatch& batch, int64_t begin,
+                                  int64_t count, Precision precision) {
+  const int64_t hidden = params_.hidden_size, hd = params_.head_dim;
+  const int64_t q_width = params_.num_heads * hd, kv_width = params_.num_kv_heads * hd;
+  for (int64_t i = 0; i < count; ++i) {
+    rms_norm(x_.data() + i * hidden, layer.attn_norm, hidden, params_.rms_norm_eps, normed_.data() + i * hidden);
+  }
+  matmul(layer.q, normed_.data(), count, q_.data(), precision, pool_);
+  matmul(layer.k, normed_.data(), count, k_.data(), precision, pool_);
+  matmul(layer.v, normed_.data(), count, v_.data(), precision, pool_);
+  add_bias_rows(q_.data(), layer.q_bias, count, q_width);
+  add_bias_rows(k_.data(), layer.k_bias, count, kv_width);
+  add_bias_rows(v_.data(), layer.v_bias, count, kv_width);
+
+  // The cache already counts this chunk (forward grew it); its first position is:
+  const int64_t first = cache_.size() - (batch.n - begin);
+  for (int64_t i = 0; i < count; ++i) {
+    const int32_t position[3] = {batch.positions[begin + i], batch.positions[batch.n + begin + i],
+                                 batch.positions[2 * batch.n + begin + i]};
+    rope_.apply(q_.data() + i * q_width, params_.num_heads, position);
+    rope_.apply(k_.data() + i * kv_width, params_.num_kv_heads, position);
+    for (int64_t h = 0; h < params_.num_kv_heads; ++h) {
+      std::memcpy(cache_.keys(index, h) + (first + i) * hd, k_.data() + i * kv_width + h * hd, hd * sizeof(float));
+      std::memcpy(cache_.values(index, h) + (first + i) * hd, v_.data() + i * kv_width + h * hd, hd * sizeof(float));
+    }
+  }
+  causal_attention(q_.data(), count, first, cache_, index, attention_shape_, attended_.data(), scores_.data(), pool_);
+  matmul(layer.o, attended_.data(), count, projected_.data(), precision, pool_);
+  for (int64_t i = 0; i < count; ++i) add_in_place(x_.data() + i * hidden, projected_.data() + i * hidden, hidden);
+}
+
+void TextDecoder::mlp_block(const Layer& layer, int64_t count, Precision precision) {
+  const int64_t hidden = params_.hidden_size, inter = params_.intermediate_size;
+  for (int64_t i = 0; i < count; ++i) {
+    rms_norm(x_.data() + i * hidden, layer.ffn_norm, hidden, params_.rms_norm_eps, normed_.data() + i * hidden);
+  }
+  matmul(layer.gate, normed_.data(), count, gate_.data(), precision, pool_);
+  matmul(layer.up, normed_.data(), count, up_.data(), precision, pool_);
+  silu_mul_in_place(gate_.data(), up_.data(), count * inter);
+  matmul(layer.down, gate_.data(), count, projected_.data(), precision, pool_);
+  for (int64_t i = 0; i < count; ++i) add_in_place(x_.data() + i * hidden, projected_.data() + i * hidden, hidden);
+}
+
+}  // namespace qvl

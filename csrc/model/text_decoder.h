@@ -1,0 +1,92 @@
+// The Qwen2 decoder of Qwen2-VL: token embedding, blocks of RMSNorm -> GQA attention with M-RoPE ->
+// RMSNorm -> SwiGLU MLP, final norm, output projection (the token embedding when the file ties them).
+// Weights are views into the mapped GGUF; the KV cache and every activation buffer are allocated once.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "kernels/kernels.h"
+#include "model/causal_attention.h"
+#include "model/gguf_file.h"
+#include "model/kv_cache.h"
+#include "model/mrope.h"
+
+namespace qvl {
+
+struct TextHyperParams {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  double rope_theta = 1e6;
+  float rms_norm_eps = 1e-6f;
+  int mrope_sections[3] = {0, 0, 0};
+};
+
+enum class LogitsWanted { None, Last, All };
+
+// The tokens of one forward call: ids, optionally replaced by given embeddings (vision tokens), and
+// their M-RoPE positions as three rows of n (t, h, w).
+struct TokenBatch {
+  int64_t n = 0;
+  const int32_t* ids = nullptr;
+  const int32_t* positions = nullptr;  // [3][n]
+  const float* embeddings = nullptr;   // [n_embedded][hidden]: these rows replace the ids' embeddings
+  const int32_t* embedded_rows = nullptr;  // [n_embedded] indices into the batch
+  int64_t n_embedded = 0;
+};
+
+class TextDecoder {
+ public:
+  TextDecoder(std::shared_ptr<GgufFile> file, const TextHyperParams& params, int64_t n_ctx, int64_t n_batch, int n_threads);
+
+  const TextHyperParams& params() const { return params_; }
+  int64_t n_past() const { return cache_.size(); }
+  int64_t n_ctx() const { return cache_.capacity(); }
+  void truncate(int64_t n_past) { cache_.truncate(n_past); }
+  size_t kv_cache_bytes() const { return cache_.bytes(); }
+
+  // Appends the batch to the cache and runs it in chunks of n_batch. logits receives vocab_size floats
+  // for the last token (Last) or for every token (All).
+  void forward(const TokenBatch& batch, LogitsWanted wanted, float* logits, Precision precision);
+
+ private:
+  struct Layer {
+    const float* attn_norm;
+    WeightView q, k, v, o;
+    const float *q_bias, *k_bias, *v_bias;
+    const float* ffn_norm;
+    WeightView gate, up, down;
+  };
+
+  void forward_chunk(const TokenBatch& batch, int64_t begin, int64_t count, LogitsWanted wanted, float* logits,
+                     Precision precision);
+  void embed(const TokenBatch& batch, int64_t begin, int64_t count);
+  void attention_block(const Layer& layer, int64_t index, const TokenBatch& batch, int64_t begin, int64_t count,
+                       Precision precision);
+  void mlp_block(const Layer& layer, int64_t count, Precision precision);
+  void project_logits(const float* hidden_rows, int64_t count, float* logits, Precision precision);
+  const float* vector(const std::string& name, int64_t length);
+  WeightView matrix(const std::string& name, int64_t rows, int64_t cols) const;
+
+  std::shared_ptr<GgufFile> file_;
+  TextHyperParams params_;
+  int64_t n_batch_;
+  ThreadPool pool_;
+  MRope rope_;
+  KvCache cache_;
+  AttentionShape attention_shape_;
+  WeightView token_embedding_, output_;
+  const float* output_norm_;
+  std::vector<Layer> layers_;
+  std::vector<std::vector<float>> converted_vectors_;  // 1-D weights a file stored in another type than F32
+  // Activations for one chunk of n_batch tokens.
+  std::vector<float> x_, normed_, q_, k_, v_, attended_, projected_, gate_, up_, scores_;
+};
+
+}  // namespace qvl

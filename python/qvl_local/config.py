@@ -1,0 +1,187 @@
+"""Model configuration read from GGUF metadata, with tensor shapes trusted over metadata.
+
+llama.cpp's converter writes a few keys that do not mean what their names say (the mmproj's
+`clip.vision.feed_forward_length` is the merger's output width, not the ViT MLP width, and there is
+no spatial-merge key), so every size that a tensor can tell is taken from the tensor.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import ModelFormatError
+from .gguf_file import GGUFFile
+
+TEXT_ARCHITECTURES = ("qwen2vl",)
+VISION_PROJECTORS = ("qwen2vl_merger",)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    context_length: int
+    rope_theta: float
+    rms_norm_eps: float
+    mrope_sections: tuple[int, int, int]  # rotary frequency pairs for (temporal, height, width)
+    tied_embeddings: bool
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    patch_size: int
+    temporal_patch_size: int
+    spatial_merge_size: int
+    merger_hidden_size: int
+    out_hidden_size: int
+    layer_norm_eps: float
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+    projector_type: str
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    endoftext: int
+    im_start: int
+    im_end: int
+    vision_start: int
+    vision_end: int
+    image_pad: int
+    video_pad: int
+    eos: int
+
+
+@dataclass(frozen=True)
+class Qwen2VLConfig:
+    architecture: str
+    text: TextConfig
+    vision: VisionConfig | None
+    tokens: SpecialTokens
+
+    @classmethod
+    def from_gguf(cls, text_file: GGUFFile, mmproj_file: GGUFFile | None = None) -> "Qwen2VLConfig":
+        architecture = text_file.architecture
+        if architecture == "clip":
+            raise ModelFormatError(f"{text_file.path} is a vision projector (mmproj) file; load the text model and pass this as mmproj")
+        if architecture not in TEXT_ARCHITECTURES:
+            raise ModelFormatError(
+                f"{text_file.path}: unknown architecture '{architecture}' (supported: {', '.join(TEXT_ARCHITECTURES)})"
+            )
+        text = _text_config(text_file, architecture)
+        vision = _vision_config(mmproj_file) if mmproj_file is not None else None
+        if vision is not None and vision.out_hidden_size != text.hidden_size:
+            raise ModelFormatError(
+                f"{mmproj_file.path}: the projector outputs {vision.out_hidden_size}-wide embeddings but the text model "
+                f"{text_file.path} has hidden size {text.hidden_size}; this mmproj belongs to another model"
+            )
+        return cls(architecture, text, vision, _special_tokens(text_file))
+
+
+def _text_config(f: GGUFFile, arch: str) -> TextConfig:
+    embedding = f.tensor("token_embd.weight").shape  # (hidden, vocab)
+    hidden, vocab = embedding[0], embedding[1]
+    num_layers = _count_blocks(f, r"blk\.(\d+)\.attn_norm\.weight")
+    if num_layers == 0:
+        raise ModelFormatError(f"{f.path}: no decoder blocks (blk.N.*) found")
+    num_heads = int(f.require(f"{arch}.attention.head_count"))
+    if num_heads <= 0 or hidden % num_heads:
+        raise ModelFormatError(f"{f.path}: hidden size {hidden} is not divisible by {num_heads} heads")
+    head_dim = hidden // num_heads
+    kv_width = f.tensor("blk.0.attn_k.weight").shape[1]
+    if kv_width % head_dim or num_heads % (kv_width // head_dim):
+        raise ModelFormatError(f"{f.path}: key projection width {kv_width} does not fit {num_heads} heads of {head_dim}")
+    sections = [int(s) for s in f.require(f"{arch}.rope.dimension_sections")][:3]
+    if len(sections) != 3 or sum(sections) != head_dim // 2:
+        raise ModelFormatError(f"{f.path}: M-RoPE sections {sections} must be three numbers adding up to head_dim/2 = {head_dim // 2}")
+    return TextConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=f.tensor("blk.0.ffn_up.weight").shape[1],
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=kv_width // head_dim,
+        head_dim=head_dim,
+        context_length=int(f.get(f"{arch}.context_length", 32768)),
+        rope_theta=float(f.get(f"{arch}.rope.freq_base", 1_000_000.0)),
+        rms_norm_eps=float(f.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
+        mrope_sections=(sections[0], sections[1], sections[2]),
+        tied_embeddings="output.weight" not in f.tensors,
+    )
+
+
+def _vision_config(f: GGUFFile) -> VisionConfig:
+    if f.architecture != "clip":
+        raise ModelFormatError(f"{f.path}: not a vision projector (general.architecture is '{f.architecture}', expected 'clip')")
+    projector = str(f.get("clip.projector_type", ""))
+    if projector not in VISION_PROJECTORS:
+        raise ModelFormatError(f"{f.path}: unsupported projector type '{projector}' (supported: {', '.join(VISION_PROJECTORS)})")
+    patch = f.tensor("v.patch_embd.weight").shape  # (patch, patch, 3, hidden)
+    hidden = patch[3]
+    num_heads = int(f.require("clip.vision.attention.head_count"))
+    if num_heads <= 0 or hidden % num_heads:
+        raise ModelFormatError(f"{f.path}: vision width {hidden} is not divisible by {num_heads} heads")
+    merger_in, merger_hidden = f.tensor("mm.0.weight").shape
+    merge = round((merger_in / hidden) ** 0.5)
+    if merge * merge * hidden != merger_in:
+        raise ModelFormatError(f"{f.path}: merger input {merger_in} is not a square number of {hidden}-wide patches")
+    return VisionConfig(
+        hidden_size=hidden,
+        intermediate_size=f.tensor("v.blk.0.ffn_up.weight").shape[1],
+        num_layers=_count_blocks(f, r"v\.blk\.(\d+)\.ln1\.weight"),
+        num_heads=num_heads,
+        patch_size=patch[0],
+        temporal_patch_size=2 if "v.patch_embd.weight.1" in f.tensors else 1,
+        spatial_merge_size=merge,
+        merger_hidden_size=merger_hidden,
+        out_hidden_size=f.tensor("mm.2.weight").shape[1],
+        layer_norm_eps=float(f.get("clip.vision.attention.layer_norm_epsilon", 1e-6)),
+        image_mean=_triple(f, "clip.vision.image_mean"),
+        image_std=_triple(f, "clip.vision.image_std"),
+        projector_type=projector,
+    )
+
+
+def _special_tokens(f: GGUFFile) -> SpecialTokens:
+    tokens = f.require("tokenizer.ggml.tokens")
+    index = {text: i for i, text in enumerate(tokens) if text.startswith("<|")}
+
+    def lookup(text: str) -> int:
+        if text not in index:
+            raise ModelFormatError(f"{f.path}: the vocabulary has no '{text}' token; not a Qwen2-VL tokenizer")
+        return index[text]
+
+    return SpecialTokens(
+        endoftext=lookup("<|endoftext|>"),
+        im_start=lookup("<|im_start|>"),
+        im_end=lookup("<|im_end|>"),
+        vision_start=lookup("<|vision_start|>"),
+        vision_end=lookup("<|vision_end|>"),
+        image_pad=lookup("<|image_pad|>"),
+        video_pad=lookup("<|video_pad|>"),
+        eos=int(f.get("tokenizer.ggml.eos_token_id", lookup("<|im_end|>"))),
+    )
+
+
+def _count_blocks(f: GGUFFile, pattern: str) -> int:
+    regex = re.compile(pattern)
+    indices = {int(m.group(1)) for name in f.tensors if (m := regex.fullmatch(name))}
+    if indices and indices != set(range(len(indices))):
+        raise ModelFormatError(f"{f.path}: block numbers are not contiguous: {sorted(indices)}")
+    return len(indices)
+
+
+def _triple(f: GGUFFile, key: str) -> tuple[float, float, float]:
+    values = [float(v) for v in f.require(key)]
+    if len(values) != 3:
+        raise ModelFormatError(f"{f.path}: {key} must hold 3 values, got {len(values)}")
+    return (values[0], values[1], values[2])
