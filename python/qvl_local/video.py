@@ -1,0 +1,227 @@
+"""Videos to uint8 frames: decoding with PyAV, frame sampling and the per-frame pixel budget.
+
+Follows qwen-vl-utils (``fetch_video``): the number of frames comes from the sampling rate and the
+duration, is a multiple of 2 (one temporal patch) and lies within [min_frames, max_frames]; frames
+are picked evenly (linspace, rounded) and each is resized so that all frames together stay within a
+total pixel budget. The frames then go through ``preprocess.preprocess_frames``.
+"""
+from __future__ import annotations
+
+import math
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Union
+
+import av
+import numpy as np
+from PIL import Image
+
+from qvl_local.preprocess import ImageSource, MediaError, load_image, smart_resize
+
+FRAME_FACTOR = 2  # frames per temporal patch
+DEFAULT_FPS = 2.0
+MIN_FRAMES = 4
+MAX_FRAMES = 768
+VIDEO_MIN_PIXELS = 128 * 28 * 28
+VIDEO_MAX_PIXELS = 768 * 28 * 28
+# qwen-vl-utils' budget for all frames of one video: 90% of a 128K-token context.
+VIDEO_TOTAL_PIXELS = int(128000 * 28 * 28 * 0.9)
+IMAGE_FACTOR = 28
+
+VideoSource = Union[str, Path, Sequence[ImageSource]]
+
+
+def sample_frame_count(
+    total_frames: int,
+    video_fps: float,
+    *,
+    fps: float = DEFAULT_FPS,
+    min_frames: int = MIN_FRAMES,
+    max_frames: int = MAX_FRAMES,
+    nframes: int | None = None,
+) -> int:
+    """How many frames to take from a video of ``total_frames`` frames at ``video_fps``.
+
+    ``nframes`` (rounded to a multiple of 2) wins over ``fps``; otherwise the count is duration * fps,
+    clamped to [min_frames, max_frames] and to the video's length, floored to a multiple of 2.
+    """
+    if nframes is not None:
+        count = round(nframes / FRAME_FACTOR) * FRAME_FACTOR
+    else:
+        lower = math.ceil(min_frames / FRAME_FACTOR) * FRAME_FACTOR
+        upper = math.floor(min(max_frames, total_frames) / FRAME_FACTOR) * FRAME_FACTOR
+        wanted = total_frames / video_fps * fps
+        count = min(max(wanted, lower), upper, total_frames)
+        count = math.floor(count / FRAME_FACTOR) * FRAME_FACTOR
+    if not FRAME_FACTOR <= count <= total_frames:
+        raise MediaError(
+            f"cannot sample {count} frames from a video of {total_frames} frames "
+            f"(need between {FRAME_FACTOR} and the video's length)"
+        )
+    return count
+
+
+def sample_indices(total_frames: int, count: int) -> np.ndarray:
+    """``count`` evenly spaced frame indices from first to last (half-to-even rounding, as torch)."""
+    return np.round(np.linspace(0, total_frames - 1, count)).astype(np.int64)
+
+
+def frame_pixel_budget(
+    nframes: int,
+    *,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    total_pixels: int | None = None,
+) -> tuple[int, float]:
+    """(min, max) pixels per frame: the total budget shared by the frames, a pair per temporal patch.
+
+    A ``max_pixels`` above the share is lowered to it (qwen-vl-utils warns and does the same).
+    """
+    floor_pixels = VIDEO_MIN_PIXELS if min_pixels is None else min_pixels
+    total = VIDEO_TOTAL_PIXELS if total_pixels is None else total_pixels
+    share = max(min(VIDEO_MAX_PIXELS, total / nframes * FRAME_FACTOR), int(floor_pixels * 1.05))
+    return floor_pixels, share if max_pixels is None else min(max_pixels, share)
+
+
+def load_video(
+    source: VideoSource,
+    *,
+    fps: float = DEFAULT_FPS,
+    min_frames: int = MIN_FRAMES,
+    max_frames: int = MAX_FRAMES,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    total_pixels: int | None = None,
+    nframes: int | None = None,
+) -> tuple[np.ndarray, float]:
+    """Frames uint8 [T, H, W, 3] (T even) and the rate they were sampled at, in frames per second.
+
+    ``source`` is a video file (path or ``file://`` URL, decoded with PyAV) or a list of frames
+    (anything ``load_image`` takes). A file is sampled per ``fps``/``nframes`` and every frame is
+    resized (PIL bicubic) to the per-frame budget, so H and W are multiples of 28.
+    A list is taken as already sampled at ``fps``: every frame is kept (the last one repeated to make
+    T even), all frames must share one size, and they are resized only when a pixel budget is
+    given, which is what the reference did for the d_video case (the processor resizes later).
+    """
+    if isinstance(source, (str, Path)):
+        return _load_video_file(
+            _video_path(source),
+            fps=fps,
+            min_frames=min_frames,
+            max_frames=max_frames,
+            nframes=nframes,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            total_pixels=total_pixels,
+        )
+    if isinstance(source, Sequence) and not isinstance(source, (bytes, bytearray)):
+        return _load_frame_list(source, fps, min_pixels, max_pixels, total_pixels), float(fps)
+    raise MediaError(f"unsupported video source type {type(source).__name__}")
+
+
+def _video_path(source: str | Path) -> Path:
+    text = str(source)
+    if isinstance(source, str) and text.startswith("file://"):
+        text = urllib.request.url2pathname(urllib.parse.urlparse(text).path)
+    path = Path(text)
+    if not path.is_file():
+        raise MediaError(f"video file not found: {str(source)!r}")
+    return path
+
+
+def _load_frame_list(
+    frames: Sequence[ImageSource],
+    fps: float,
+    min_pixels: int | None,
+    max_pixels: int | None,
+    total_pixels: int | None,
+) -> np.ndarray:
+    images = [load_image(frame) for frame in frames]
+    if not images:
+        raise MediaError("a video needs at least one frame")
+    sizes = sorted({image.size for image in images})
+    if len(sizes) != 1:
+        raise MediaError(f"all video frames must have the same size, got {sizes}")
+    if len(images) % FRAME_FACTOR:
+        images.append(images[-1])
+    if not (min_pixels is None and max_pixels is None and total_pixels is None):
+        budget = frame_pixel_budget(
+            len(images), min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels
+        )
+        images = [_resize(image, budget) for image in images]
+    return np.stack([np.asarray(image) for image in images])
+
+
+def _resize(image: Image.Image, budget: tuple[int, float]) -> Image.Image:
+    height, width = smart_resize(image.height, image.width, IMAGE_FACTOR, *budget)
+    return image.resize((width, height), resample=Image.Resampling.BICUBIC)
+
+
+def _load_video_file(
+    path: Path,
+    *,
+    fps: float,
+    min_frames: int,
+    max_frames: int,
+    nframes: int | None,
+    min_pixels: int | None,
+    max_pixels: int | None,
+    total_pixels: int | None,
+) -> tuple[np.ndarray, float]:
+    try:
+        total_frames, video_fps = _probe(path)
+        count = sample_frame_count(
+            total_frames, video_fps, fps=fps, min_frames=min_frames, max_frames=max_frames, nframes=nframes
+        )
+        budget = frame_pixel_budget(count, min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels)
+        frames = _decode_frames(path, sample_indices(total_frames, count), budget)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(f"cannot decode video {str(path)!r}: {exc}") from exc
+    return frames, count / total_frames * video_fps
+
+
+def _probe(path: Path) -> tuple[int, float]:
+    """(frame count, frames per second) of the first video stream."""
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise MediaError(f"no video stream in {str(path)!r}")
+        stream = container.streams.video[0]
+        total = stream.frames
+        if total <= 0:  # some containers (mkv, webm) do not store it: count the packets
+            total = sum(1 for packet in container.demux(stream) if packet.size > 0)
+        duration_s = _duration_s(container, stream)
+        rate = stream.average_rate or stream.guessed_rate
+        video_fps = float(rate) if rate else (total / duration_s if duration_s else 0.0)
+    if total <= 0 or video_fps <= 0:
+        raise MediaError(f"video {str(path)!r} has no frames or no frame rate")
+    return total, video_fps
+
+
+def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return container.duration / av.time_base if container.duration else 0.0
+
+
+def _decode_frames(path: Path, indices: np.ndarray, budget: tuple[int, float]) -> np.ndarray:
+    """Decode up to the last wanted index, resizing only the wanted frames."""
+    wanted = Counter(indices.tolist())
+    last_wanted = int(indices.max())
+    kept: list[np.ndarray] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            if index in wanted:
+                pixels = np.asarray(_resize(frame.to_image(), budget))
+                kept.extend([pixels] * wanted[index])
+            if index >= last_wanted:
+                break
+    if not kept:
+        raise MediaError(f"no frame could be decoded from {str(path)!r}")
+    # The container may have announced more frames than it holds: the missing tail repeats the last.
+    kept.extend([kept[-1]] * (len(indices) - len(kept)))
+    return np.stack(kept)
