@@ -102,10 +102,14 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
         raise MediaError(f"unsupported image source type {type(source).__name__}")
     try:
         image.load()  # decode now, so corrupt or truncated data fails here with the source named
-        image = ImageOps.exif_transpose(image)
-        return to_rgb(image)
+        rgb = to_rgb(ImageOps.exif_transpose(image))
     except (OSError, ValueError, SyntaxError) as exc:  # PIL reports truncated/corrupt data lazily
+        if image is not source:
+            image.close()
         raise MediaError(f"cannot decode image {label}: {exc}") from exc
+    if image is not source and rgb is not image:
+        image.close()  # release the file handle of what we opened (multi-frame files keep one)
+    return rgb
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -195,6 +199,7 @@ def _open_encoded(stream: io.BytesIO | Path, label: str, max_pixels: int | None)
         raise MediaError(f"cannot decode image {label}: not a supported image format ({exc})") from exc
     width, height = image.size
     if width * height > MAX_DECODE_PIXELS:
+        image.close()
         raise MediaError(
             f"image {label} is {width}x{height}, above the {MAX_DECODE_PIXELS} pixel decode limit"
         )
