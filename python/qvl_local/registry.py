@@ -420,7 +420,8 @@ class _BlobDownloader:
         with self.fetcher.client.stream("GET", url, headers=headers) as response:
             self.fetcher.check_status(response, what)
             skip = self._bytes_before_range(response, start)
-            for chunk in response.iter_bytes(_CHUNK_SIZE):
+            # No chunk_size: httpx would hold back a partial chunk and lose it when the connection drops.
+            for chunk in response.iter_bytes():
                 if self.failed.is_set():
                     break
                 if skip:  # a server that ignores Range sends the blob from its first byte

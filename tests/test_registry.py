@@ -1,0 +1,335 @@
+"""Pulling from a real HTTP registry on 127.0.0.1 (tests/registry_server.py) into a temporary store."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from qvl_local.errors import QvlError
+from qvl_local.registry import (
+    DigestMismatchError,
+    DiskFullError,
+    RegistryAuthError,
+    RegistryError,
+    pull,
+)
+from qvl_local.store import (
+    MODEL_MEDIA_TYPE,
+    PROJECTOR_MEDIA_TYPE,
+    InvalidModelNameError,
+    ModelNotFoundError,
+    ModelStore,
+    parse_name,
+    resolve_model,
+)
+from registry_server import CONFIG_MEDIA_TYPE, RegistryServer, bytes_blob, file_digest
+
+NAME = "library/qwen2vl-tiny:q8_0"
+MiB = 1 << 20
+
+
+@pytest.fixture
+def server(fixtures: Path):
+    with RegistryServer() as running:
+        running.publish_fixture_model(fixtures, NAME)
+        yield running
+
+
+@pytest.fixture
+def published(server: RegistryServer, fixtures: Path):
+    return server.publish_fixture_model(fixtures, NAME)
+
+
+def pull_from(server: RegistryServer, store_dir: Path, name: str = NAME, **options):
+    options = {"retries": 0, "backoff_s": 0.0, "progress": False, **options}
+    return pull(name, registry=server.url, models_dir=store_dir, **options)
+
+
+def sha256_of(path: Path) -> str:
+    return f"sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+
+
+def blob_names(store_dir: Path) -> set[str]:
+    return {path.name for path in (store_dir / "blobs").iterdir()}
+
+
+def expected_blob_names(published) -> set[str]:
+    blobs = [published.config, *published.layers.values()]
+    return {f"sha256-{blob.digest.removeprefix('sha256:')}" for blob in blobs}
+
+
+# -- names --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("qwen2-vl", "registry.ollama.ai/library/qwen2-vl:latest"),
+        ("qwen2.5vl:3b", "registry.ollama.ai/library/qwen2.5vl:3b"),
+        ("someone/model_x:Q4_K_M", "registry.ollama.ai/someone/model_x:Q4_K_M"),
+        ("127.0.0.1:5000/ns/m:t", "127.0.0.1:5000/ns/m:t"),
+        ("https://example.com/ns/m", "example.com/ns/m:latest"),
+    ],
+)
+def test_parse_name_fills_ollama_defaults(text: str, expected: str) -> None:
+    assert str(parse_name(text)) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "../x", "ns/../m", "m:..", "a/b/c/d", ".hidden", "ns.with.dots/m", "m:", "a b", "m:t/x", "x" * 81,
+     "/abs/m", "ns/m:t\x00", "host:port/ns/m"],
+)
+def test_parse_name_rejects_bad_names(text: str) -> None:
+    with pytest.raises(InvalidModelNameError):
+        parse_name(text)
+
+
+def test_invalid_name_fails_before_any_request(server: RegistryServer, tmp_path: Path) -> None:
+    with pytest.raises(InvalidModelNameError):
+        pull_from(server, tmp_path, "../../etc/passwd")
+    assert server.requests == []
+
+
+# -- the happy path -----------------------------------------------------------------------------
+
+
+def test_full_pull_in_parallel_ranges_gives_ollama_layout(
+    server: RegistryServer, published, fixtures: Path, tmp_path: Path
+) -> None:
+    result = pull_from(server, tmp_path, part_size=4 * MiB, max_parallel=4)
+
+    manifest_path = tmp_path / "manifests" / server.netloc / "library" / "qwen2vl-tiny" / "q8_0"
+    assert manifest_path.read_bytes() == published.manifest
+    # Nothing but the final blobs is left: no partial files, state files or locks.
+    assert blob_names(tmp_path) == expected_blob_names(published)
+    assert result.model_path == tmp_path / "blobs" / f"sha256-{published.layers[MODEL_MEDIA_TYPE].digest[7:]}"
+    assert sha256_of(result.model_path) == file_digest(fixtures / "gguf" / "qwen2vl-tiny-Q8_0.gguf")
+    assert sha256_of(result.mmproj_path) == file_digest(fixtures / "gguf" / "mmproj-qwen2vl-tiny-F16.gguf")
+    assert result.downloaded_bytes == published.total_size and result.reused_bytes == 0
+    # The 46 MiB weights came in 4 MiB ranges, each byte exactly once.
+    model_digest = published.layers[MODEL_MEDIA_TYPE].digest
+    model_requests = [r for r in server.blob_requests() if r.path.endswith(model_digest)]
+    assert len(model_requests) == -(-published.layers[MODEL_MEDIA_TYPE].size // (4 * MiB))
+    assert all(r.status == 206 for r in model_requests)
+    assert server.total_blob_bytes_sent() == published.total_size
+    assert resolve_model(str(result.name), models_dir=tmp_path) == (result.model_path, result.mmproj_path)
+
+
+def test_present_blobs_are_never_fetched_again(server: RegistryServer, published, tmp_path: Path) -> None:
+    pull_from(server, tmp_path)
+    before = len(server.blob_requests())
+
+    again = pull_from(server, tmp_path)
+
+    assert len(server.blob_requests()) == before
+    assert again.downloaded_bytes == 0 and again.reused_bytes == published.total_size
+
+
+def test_blobs_pulled_by_ollama_are_reused(server: RegistryServer, published, fixtures: Path, tmp_path: Path) -> None:
+    # Ollama's store already holds the two GGUF blobs under their final names.
+    (tmp_path / "blobs").mkdir()
+    for media_type, fixture in [(MODEL_MEDIA_TYPE, "qwen2vl-tiny-Q8_0.gguf"), (PROJECTOR_MEDIA_TYPE, "mmproj-qwen2vl-tiny-F16.gguf")]:
+        shutil.copyfile(fixtures / "gguf" / fixture, tmp_path / "blobs" / f"sha256-{published.layers[media_type].digest[7:]}")
+
+    result = pull_from(server, tmp_path)
+
+    fetched = {r.path.rsplit("/", 1)[-1] for r in server.blob_requests()}
+    assert published.layers[MODEL_MEDIA_TYPE].digest not in fetched
+    assert published.layers[PROJECTOR_MEDIA_TYPE].digest not in fetched
+    big = published.layers[MODEL_MEDIA_TYPE].size + published.layers[PROJECTOR_MEDIA_TYPE].size
+    assert result.downloaded_bytes == published.total_size - big
+
+
+def test_server_that_ignores_range_still_gives_the_right_blob(server: RegistryServer, published, tmp_path: Path) -> None:
+    server.faults.ignore_range = True
+    result = pull_from(server, tmp_path, part_size=16 * MiB)
+    assert sha256_of(result.model_path) == published.layers[MODEL_MEDIA_TYPE].digest
+
+
+def test_blobs_redirected_to_another_host(server: RegistryServer, published, fixtures: Path, tmp_path: Path) -> None:
+    try:  # a different loopback address when the OS routes it (Linux does), else another port
+        cdn = RegistryServer(host="127.0.0.2")
+    except OSError:
+        cdn = RegistryServer()
+    with cdn:
+        cdn.publish_fixture_model(fixtures, NAME)
+        server.faults.redirect_blobs_to = cdn.url
+
+        result = pull_from(server, tmp_path, part_size=16 * MiB)
+
+        assert {r.status for r in server.blob_requests()} == {307}
+        assert server.total_blob_bytes_sent() == 0
+        assert cdn.total_blob_bytes_sent() == published.total_size
+    assert sha256_of(result.model_path) == published.layers[MODEL_MEDIA_TYPE].digest
+
+
+def test_concurrent_pulls_of_the_same_model_share_the_work(server: RegistryServer, published, tmp_path: Path) -> None:
+    results, errors = [], []
+
+    def pull_once() -> None:
+        try:
+            results.append(pull_from(server, tmp_path, part_size=8 * MiB))
+        except Exception as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull_once) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert len(results) == 2
+    assert sum(r.downloaded_bytes for r in results) == published.total_size
+    assert server.total_blob_bytes_sent() == published.total_size
+    assert blob_names(tmp_path) == expected_blob_names(published)
+    for result in results:
+        assert sha256_of(result.model_path) == published.layers[MODEL_MEDIA_TYPE].digest
+
+
+# -- interrupted downloads ----------------------------------------------------------------------
+
+
+def test_cut_download_resumes_without_refetching(server: RegistryServer, published, tmp_path: Path) -> None:
+    model = published.layers[MODEL_MEDIA_TYPE]
+    cut = 10 * MiB + 12345
+    server.faults.cut_after = cut  # the first blob response over `cut` bytes long is cut there
+    server.faults.cuts = 1
+
+    with pytest.raises(RegistryError, match="gave up"):
+        pull_from(server, tmp_path, name=NAME, part_size=64 * MiB)
+
+    store = ModelStore(tmp_path)
+    assert not store.blob_path(model.digest).exists()
+    assert not (tmp_path / "manifests").exists()
+    sent_before = server.blob_bytes_sent.get(model.digest, 0)
+
+    result = pull_from(server, tmp_path, part_size=64 * MiB)
+
+    resumed = [r for r in server.blob_requests() if r.path.endswith(model.digest)][-1]
+    assert resumed.range == f"bytes={cut}-{model.size - 1}"
+    assert server.blob_bytes_sent[model.digest] - sent_before == model.size - cut
+    assert sha256_of(result.model_path) == model.digest
+    assert blob_names(tmp_path) == expected_blob_names(published)
+
+
+def test_cut_connection_is_retried_within_one_pull(server: RegistryServer, published, tmp_path: Path) -> None:
+    server.faults.cut_after = 3 * MiB
+    server.faults.cuts = 3  # config and small layers are shorter than the cut: only big blobs are hit
+
+    result = pull_from(server, tmp_path, retries=1, part_size=16 * MiB)
+
+    assert sha256_of(result.model_path) == published.layers[MODEL_MEDIA_TYPE].digest
+    assert server.total_blob_bytes_sent() == published.total_size  # retries fetched only what was missing
+
+
+@pytest.mark.parametrize("retries", [2, 1])
+def test_transient_errors_are_retried_then_reported(server: RegistryServer, tmp_path: Path, retries: int) -> None:
+    server.faults.blob_statuses = [503, 503]
+    if retries >= 2:
+        result = pull_from(server, tmp_path, retries=retries)
+        assert result.model_path.is_file()
+    else:
+        with pytest.raises(RegistryError, match="HTTP 503.*gave up after 2 attempts"):
+            pull_from(server, tmp_path, retries=retries)
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def test_corrupted_blob_is_rejected_and_not_kept(server: RegistryServer, published, tmp_path: Path) -> None:
+    model = published.layers[MODEL_MEDIA_TYPE]
+    server.faults.corrupt = {model.digest}
+
+    with pytest.raises(DigestMismatchError, match=model.digest):
+        pull_from(server, tmp_path, part_size=16 * MiB)
+
+    names = blob_names(tmp_path)
+    assert not any(model.digest[7:] in name for name in names)  # neither final nor partial
+    assert not (tmp_path / "manifests").exists()
+
+    server.faults.corrupt = set()
+    result = pull_from(server, tmp_path)
+    assert sha256_of(result.model_path) == model.digest
+
+
+def test_unknown_model_is_a_clear_404(server: RegistryServer, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="HTTP 404"):
+        pull_from(server, tmp_path, "library/no-such-model:latest")
+
+
+def test_missing_blob_is_a_clear_404(server: RegistryServer, tmp_path: Path) -> None:
+    server.faults.blob_statuses = [404]
+    with pytest.raises(ModelNotFoundError, match="HTTP 404"):
+        pull_from(server, tmp_path)
+    assert not (tmp_path / "manifests").exists()
+
+
+def test_authentication_required_is_a_clear_error(server: RegistryServer, tmp_path: Path) -> None:
+    server.faults.status = 401
+    with pytest.raises(RegistryAuthError, match="requires authentication"):
+        pull_from(server, tmp_path)
+
+
+def test_not_enough_disk_space_fails_before_downloading(server: RegistryServer, tmp_path: Path) -> None:
+    config = bytes_blob(b"{}")
+    huge = {"mediaType": MODEL_MEDIA_TYPE, "digest": "sha256:" + "ab" * 32, "size": 1 << 60}
+    manifest = {
+        "schemaVersion": 2,
+        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": config.digest, "size": config.size},
+        "layers": [huge],
+    }
+    server.publish_manifest("library/huge:latest", json.dumps(manifest).encode(), [config])
+
+    with pytest.raises(DiskFullError, match="not enough disk space"):
+        pull_from(server, tmp_path, "library/huge:latest")
+    assert server.blob_requests() == []
+
+
+@pytest.mark.parametrize("digest", ["sha256:../../../../escape", "sha256:" + "AB" * 32, "md5:" + "a" * 32, 42])
+def test_manifest_with_hostile_digest_is_refused(server: RegistryServer, tmp_path: Path, digest: object) -> None:
+    config = bytes_blob(b"{}")
+    manifest = {
+        "schemaVersion": 2,
+        "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": config.digest, "size": config.size},
+        "layers": [{"mediaType": MODEL_MEDIA_TYPE, "digest": digest, "size": 10}],
+    }
+    server.publish_manifest("library/evil:latest", json.dumps(manifest).encode(), [config])
+
+    with pytest.raises(RegistryError, match="unusable manifest"):
+        pull_from(server, tmp_path, "library/evil:latest")
+    assert server.blob_requests() == []
+    assert not (tmp_path / "escape").exists()
+
+
+def test_bad_registry_url_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="base URL"):
+        pull(NAME, registry="ftp://example.com", models_dir=tmp_path)
+
+
+def test_registry_errors_are_qvl_errors() -> None:
+    for error in (RegistryError, RegistryAuthError, DigestMismatchError, DiskFullError, ModelNotFoundError):
+        assert issubclass(error, QvlError)
+
+
+# -- load() by name (needs the model runtime) ---------------------------------------------------
+
+
+def test_load_by_name_after_pull_equals_load_by_path(server: RegistryServer, tmp_path: Path, monkeypatch) -> None:
+    import qvl_local
+
+    result = pull_from(server, tmp_path)
+    monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path))
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]
+
+    by_name = qvl_local.load(str(result.name), n_ctx=256)
+    by_path = qvl_local.load(str(result.model_path), mmproj=str(result.mmproj_path), n_ctx=256)
+
+    assert by_name.config == by_path.config
+    greedy = {"max_new_tokens": 6, "temperature": 0.0, "seed": 0}
+    assert by_name.chat(messages, **greedy) == by_path.chat(messages, **greedy)
