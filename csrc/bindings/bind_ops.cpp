@@ -1,0 +1,137 @@
+// Python bindings of the kernels: numpy in, numpy out, weights used in place (no copies), the GIL
+// released around every computation. The friendly API with argument checks is python/qvl_local/ops.py.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bindings/bindings.h"
+#include "common/ggml_types.h"
+#include "common/isa.h"
+#include "common/thread_pool.h"
+#include "kernels/kernels.h"
+
+namespace py = pybind11;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using ByteArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+qvl::GgmlType parse_type(const std::string& name) {
+  static const qvl::GgmlType kRunnable[] = {
+      qvl::GgmlType::F32,  qvl::GgmlType::F16,  qvl::GgmlType::BF16, qvl::GgmlType::Q8_0,
+      qvl::GgmlType::Q4_0, qvl::GgmlType::Q4_1, qvl::GgmlType::Q5_0, qvl::GgmlType::Q5_1,
+      qvl::GgmlType::Q4_K, qvl::GgmlType::Q5_K, qvl::GgmlType::Q6_K};
+  for (qvl::GgmlType type : kRunnable) {
+    if (name == qvl::type_name(type)) return type;
+  }
+  throw std::invalid_argument("unsupported tensor type '" + name + "'");
+}
+
+// The module's pools: one per thread count asked for, created on first use and kept, so no call
+// starts threads after the first.
+qvl::ThreadPool& pool_for(int n_threads) {
+  static std::mutex mutex;
+  static std::map<int, std::unique_ptr<qvl::ThreadPool>> pools;
+  if (n_threads <= 0) n_threads = qvl::ThreadPool::default_threads();
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& pool = pools[n_threads];
+  if (!pool) pool = std::make_unique<qvl::ThreadPool>(n_threads);
+  return *pool;
+}
+
+qvl::WeightView weight_view(const ByteArray& data, const std::string& type_name, int64_t rows, int64_t cols) {
+  qvl::WeightView w;
+  w.type = parse_type(type_name);
+  w.rows = rows;
+  w.cols = cols;
+  if (rows < 0) throw std::invalid_argument("rows must not be negative");
+  size_t expected = static_cast<size_t>(rows) * qvl::row_bytes(w.type, cols);
+  if (static_cast<size_t>(data.size()) != expected) {
+    throw std::invalid_argument(type_name + " data of " + std::to_string(rows) + " x " + std::to_string(cols) +
+                                " needs " + std::to_string(expected) + " bytes, got " + std::to_string(data.size()));
+  }
+  w.data = data.data();
+  return w;
+}
+
+FloatArray as_matrix(const FloatArray& x, int64_t cols, const char* what) {
+  if (x.ndim() != 2 || x.shape(1) != cols) {
+    throw std::invalid_argument(std::string(what) + " must have shape (n, " + std::to_string(cols) + ")");
+  }
+  return x;
+}
+
+ByteArray quantize(const FloatArray& x, const std::string& type_name) {
+  if (x.ndim() != 2) throw std::invalid_argument("quantize expects a 2-D array");
+  qvl::GgmlType type = parse_type(type_name);
+  int64_t rows = x.shape(0), cols = x.shape(1);
+  size_t stride = qvl::row_bytes(type, cols);
+  ByteArray out({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(stride)});
+  const float* in = x.data();
+  uint8_t* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    qvl::quantize_rows(type, in, rows, cols, dst);
+  }
+  return out;
+}
+
+FloatArray dequantize(const ByteArray& data, const std::string& type_name, int64_t rows, int64_t cols) {
+  qvl::WeightView w = weight_view(data, type_name, rows, cols);
+  FloatArray out({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    qvl::dequantize_rows(w, 0, rows, dst);
+  }
+  return out;
+}
+
+FloatArray matmul(const ByteArray& data, const std::string& type_name, int64_t rows, int64_t cols,
+                  const FloatArray& x_in, const std::string& precision_name, int n_threads) {
+  qvl::WeightView w = weight_view(data, type_name, rows, cols);
+  FloatArray x = as_matrix(x_in, cols, "x");
+  qvl::Precision precision = parse_precision(precision_name);
+  int64_t n = x.shape(0);
+  FloatArray out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(rows)});
+  const float* xs = x.data();
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    qvl::matmul(w, xs, n, dst, precision, pool_for(n_threads));
+  }
+  return out;
+}
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> names;
+  for (qvl::Isa isa : {qvl::Isa::Scalar, qvl::Isa::Avx2, qvl::Isa::Neon}) {
+    if (qvl::isa_available(isa)) names.emplace_back(qvl::isa_name(isa));
+  }
+  return names;
+}
+
+}  // namespace
+
+void register_ops(py::module_& m) {
+  m.def("quantize", &quantize, py::arg("x"), py::arg("type"),
+        "Encode a float32 (rows, k) array as `type`; returns uint8 (rows, row_bytes) in GGUF layout.");
+  m.def("dequantize", &dequantize, py::arg("data"), py::arg("type"), py::arg("rows"), py::arg("cols"),
+        "Decode `rows` x `cols` values of `type` stored in the uint8 buffer `data` to float32.");
+  m.def("matmul", &matmul, py::arg("data"), py::arg("type"), py::arg("rows"), py::arg("cols"), py::arg("x"),
+        py::arg("precision"), py::arg("n_threads"),
+        "x @ W.T for W given as (data, type, rows, cols) and float32 x of shape (n, cols); "
+        "precision 'exact' or 'fast'; n_threads <= 0 uses the default pool.");
+  m.def("set_isa", &qvl::set_isa, py::arg("name"), "Force the kernel ISA path: 'scalar', 'avx2' or 'neon'.");
+  m.def("active_isa", [] { return std::string(qvl::isa_name(qvl::active_isa())); }, "The ISA path in use.");
+  m.def("available_isas", &available_isas, "ISA paths this build and CPU can run.");
+  m.def("default_threads", &qvl::ThreadPool::default_threads, "Threads the default pool uses.");
+}

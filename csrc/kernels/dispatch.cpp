@@ -1,0 +1,68 @@
+// The per-ISA kernel tables: built once per ISA from the scalar references, with each ISA's fast
+// variants laid over them.
+#include "kernels/kernel_table.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/blocks.h"
+
+namespace qvl {
+namespace {
+
+void add_scalar(IsaKernels& table) {
+  scalar::add_float(table);
+  scalar::add_q8_0(table);
+  scalar::add_q4_0_q4_1(table);
+  scalar::add_q5_0_q5_1(table);
+  scalar::add_q4_k(table);
+  scalar::add_q5_k(table);
+  scalar::add_q6_k(table);
+  scalar::add_activations(table);
+}
+
+IsaKernels build_table(Isa isa) {
+  IsaKernels table;
+  add_scalar(table);
+  return table;
+}
+
+}  // namespace
+
+const IsaKernels& isa_kernels(Isa isa) {
+  static const IsaKernels scalar_table = build_table(Isa::Scalar);
+  static const IsaKernels avx2_table = build_table(Isa::Avx2);
+  static const IsaKernels neon_table = build_table(Isa::Neon);
+  switch (isa) {
+    case Isa::Avx2: return avx2_table;
+    case Isa::Neon: return neon_table;
+    default: return scalar_table;
+  }
+}
+
+const TypeKernels& type_kernels(const IsaKernels& table, GgmlType type) {
+  switch (type) {
+    case GgmlType::F32: return table.f32;
+    case GgmlType::F16: return table.f16;
+    case GgmlType::BF16: return table.bf16;
+    case GgmlType::Q8_0: return table.q8_0;
+    case GgmlType::Q4_0: return table.q4_0;
+    case GgmlType::Q4_1: return table.q4_1;
+    case GgmlType::Q5_0: return table.q5_0;
+    case GgmlType::Q5_1: return table.q5_1;
+    case GgmlType::Q4_K: return table.q4_k;
+    case GgmlType::Q5_K: return table.q5_k;
+    case GgmlType::Q6_K: return table.q6_k;
+    default: throw std::invalid_argument(std::string("no kernels for tensor type ") + type_name(type));
+  }
+}
+
+size_t act_row_bytes(ActFormat format, int64_t k) {
+  switch (format) {
+    case ActFormat::Q8_32: return static_cast<size_t>(k / kBlock32) * sizeof(ActQ8_32);
+    case ActFormat::Q8_K: return static_cast<size_t>(k / kBlockK) * sizeof(ActQ8_K);
+    default: return static_cast<size_t>(k) * sizeof(float);
+  }
+}
+
+}  // namespace qvl

@@ -1,0 +1,88 @@
+// The per-type kernel table the dispatcher picks from: one entry per GGUF type and ISA, in the spirit
+// of ggml's type traits {to_float, from_float, vec_dot}. Each quant family provides a scalar reference
+// (q4_k.cpp) and may provide ISA variants with the same signatures (q4_k_avx2.cpp, q4_k_neon.cpp);
+// a missing variant falls back to the scalar one.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "common/ggml_types.h"
+#include "common/isa.h"
+
+namespace qvl {
+
+// dst[0 .. k) = the k values of one row stored at src.
+using DequantizeRowFn = void (*)(const uint8_t* src, float* dst, int64_t k);
+// Encodes k floats as one row at dst (weights in GGUF layout, or activation blocks).
+using QuantizeRowFn = void (*)(const float* src, uint8_t* dst, int64_t k);
+// out[j * out_stride + r] = dot(weight row r, activation row j) for r < n_rows, j < n_act. Rows of the
+// weight are w_stride bytes apart, rows of the activation act_stride bytes apart, each k values long.
+using DotTileFn = void (*)(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act,
+                           size_t act_stride, int64_t n_act, float* out, size_t out_stride);
+
+// What the weight's Fast dot product wants the activations converted to.
+enum class ActFormat {
+  Float,  // plain float rows (float weights)
+  Q8_32,  // ActQ8_32 blocks (the 32-value types)
+  Q8_K,   // ActQ8_K super-blocks (the K-quants)
+};
+
+struct TypeKernels {
+  DequantizeRowFn dequantize_row = nullptr;
+  QuantizeRowFn quantize_row = nullptr;  // weight encoder (reference only: weights are quantized offline)
+  ActFormat act_format = ActFormat::Float;
+  DotTileFn dot_tile = nullptr;  // against act_format rows
+};
+
+struct IsaKernels {
+  TypeKernels f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k;
+  QuantizeRowFn quantize_act_q8_32 = nullptr;
+  QuantizeRowFn quantize_act_q8_k = nullptr;
+};
+
+// The table of an ISA, complete (scalar entries fill what the ISA does not provide).
+const IsaKernels& isa_kernels(Isa isa);
+// The entry of `type` in that table; throws std::invalid_argument for a type we cannot run.
+const TypeKernels& type_kernels(const IsaKernels& table, GgmlType type);
+size_t act_row_bytes(ActFormat format, int64_t k);
+
+// Each family file adds its functions to a table: the scalar files every entry, the ISA files what they
+// speed up. The dispatcher starts an ISA's table from the scalar one and lets the ISA files override.
+namespace scalar {
+void add_float(IsaKernels& table);
+void add_q8_0(IsaKernels& table);
+void add_q4_0_q4_1(IsaKernels& table);
+void add_q5_0_q5_1(IsaKernels& table);
+void add_q4_k(IsaKernels& table);
+void add_q5_k(IsaKernels& table);
+void add_q6_k(IsaKernels& table);
+void add_activations(IsaKernels& table);
+}  // namespace scalar
+
+#if defined(QVL_HAVE_AVX2_BUILD)
+namespace avx2 {
+void add_float(IsaKernels& table);
+void add_q8_0(IsaKernels& table);
+void add_q4_0_q4_1(IsaKernels& table);
+void add_q5_0_q5_1(IsaKernels& table);
+void add_q4_k(IsaKernels& table);
+void add_q5_k(IsaKernels& table);
+void add_q6_k(IsaKernels& table);
+void add_activations(IsaKernels& table);
+}  // namespace avx2
+#endif
+
+#if defined(QVL_HAVE_NEON_BUILD)
+namespace neon {
+void add_float(IsaKernels& table);
+void add_q8_0(IsaKernels& table);
+void add_q4_0_q4_1(IsaKernels& table);
+void add_q5_0_q5_1(IsaKernels& table);
+void add_q4_k(IsaKernels& table);
+void add_q5_k(IsaKernels& table);
+void add_q6_k(IsaKernels& table);
+void add_activations(IsaKernels& table);
+}  // namespace neon
+#endif
+
+}  // namespace qvl

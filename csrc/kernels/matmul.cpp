@@ -1,0 +1,146 @@
+// The public kernel entry points (kernels.h): argument checks, the choice of path, and the split of
+// the work into row chunks for the thread pool.
+#include "kernels/kernels.h"
+
+#include <algorithm>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/kernel_table.h"
+
+namespace qvl {
+namespace {
+
+constexpr int64_t kRowGranule = 4;           // the fast kernels' register tile height
+constexpr int64_t kMaxChunkRows = 64;        // bounds the work of one task so threads stay balanced
+constexpr int64_t kTasksPerThread = 4;       // enough tasks that an unlucky last one costs little
+constexpr int64_t kActTile = 64;             // activation rows per pass over a weight chunk (stays in L2)
+constexpr size_t kDequantTileBytes = 64 * 1024;  // float rows dequantized at once by the Exact path
+
+int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+// Rows per task: small enough that every thread gets several tasks even on a 256-row matrix.
+int64_t chunk_rows(int64_t rows, int threads, int64_t most) {
+  int64_t wanted = rows / (static_cast<int64_t>(threads) * kTasksPerThread);
+  return std::clamp(round_up(std::max<int64_t>(wanted, 1), kRowGranule), kRowGranule, most);
+}
+
+void check_weight(const WeightView& w) {
+  if (w.rows < 0) throw std::invalid_argument("weight has a negative row count");
+  if (w.rows > 0 && w.data == nullptr) throw std::invalid_argument("weight has no data");
+  row_bytes(w.type, w.cols);  // throws for an unsupported type or a partial block
+  if (!is_runnable_type(w.type)) throw std::invalid_argument(std::string("cannot run tensor type ") + type_name(w.type));
+}
+
+// Calls chunk_fn(first, count) over the weight rows, split into chunks handed to the pool.
+void run_row_chunks(ThreadPool& pool, int64_t rows, int64_t most_rows,
+                    const std::function<void(int64_t first, int64_t count)>& chunk_fn) {
+  int64_t chunk = chunk_rows(rows, pool.size(), most_rows);
+  int64_t n_chunks = (rows + chunk - 1) / chunk;
+  pool.run(n_chunks, [&](int64_t task, int) {
+    int64_t first = task * chunk;
+    chunk_fn(first, std::min(chunk, rows - first));
+  });
+}
+
+// A weight chunk against every activation row, a tile of activation rows at a time.
+void dot_chunk(DotTileFn dot_tile, int64_t k, const uint8_t* w, size_t w_stride, int64_t count, const uint8_t* act,
+               size_t act_stride, int64_t n, float* out, size_t out_stride) {
+  for (int64_t j = 0; j < n; j += kActTile) {
+    int64_t tile = std::min(kActTile, n - j);
+    dot_tile(k, w, w_stride, count, act + j * act_stride, act_stride, tile, out + j * out_stride, out_stride);
+  }
+}
+
+template <typename T>
+T* scratch(std::vector<T>& buffer, size_t count) {
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
+void float_activation_matmul(const TypeKernels& kernels, const WeightView& w, const float* x, int64_t n, float* out,
+                             ThreadPool& pool) {
+  size_t w_stride = row_bytes(w.type, w.cols);
+  const auto* act = reinterpret_cast<const uint8_t*>(x);
+  size_t act_stride = static_cast<size_t>(w.cols) * sizeof(float);
+  run_row_chunks(pool, w.rows, kMaxChunkRows, [&](int64_t first, int64_t count) {
+    dot_chunk(kernels.dot_tile, w.cols, w.data + first * w_stride, w_stride, count, act, act_stride, n, out + first,
+              w.rows);
+  });
+}
+
+// Dequantize a few weight rows to float once, then run the float kernel against all activation rows.
+void exact_matmul(const IsaKernels& table, const TypeKernels& kernels, const WeightView& w, const float* x, int64_t n,
+                  float* out, ThreadPool& pool) {
+  size_t w_stride = row_bytes(w.type, w.cols);
+  size_t float_stride = static_cast<size_t>(w.cols) * sizeof(float);
+  int64_t most_rows = std::max<int64_t>(kRowGranule, kDequantTileBytes / float_stride / kRowGranule * kRowGranule);
+  run_row_chunks(pool, w.rows, std::min(most_rows, kMaxChunkRows), [&](int64_t first, int64_t count) {
+    thread_local std::vector<float> tile;
+    float* rows = scratch(tile, static_cast<size_t>(count * w.cols));
+    for (int64_t r = 0; r < count; ++r) kernels.dequantize_row(w.data + (first + r) * w_stride, rows + r * w.cols, w.cols);
+    dot_chunk(table.f32.dot_tile, w.cols, reinterpret_cast<const uint8_t*>(rows), float_stride, count,
+              reinterpret_cast<const uint8_t*>(x), float_stride, n, out + first, w.rows);
+  });
+}
+
+// Quantize the activations once, then integer dot products against the weight's own blocks.
+void fast_matmul(const IsaKernels& table, const TypeKernels& kernels, const WeightView& w, const float* x, int64_t n,
+                 float* out, ThreadPool& pool) {
+  size_t w_stride = row_bytes(w.type, w.cols);
+  size_t act_stride = act_row_bytes(kernels.act_format, w.cols);
+  QuantizeRowFn quantize_act =
+      kernels.act_format == ActFormat::Q8_K ? table.quantize_act_q8_k : table.quantize_act_q8_32;
+  thread_local std::vector<uint8_t> act_buffer;  // the calling thread's, reused across calls
+  uint8_t* act = scratch(act_buffer, act_stride * static_cast<size_t>(n));
+  if (n == 1) {
+    quantize_act(x, act, w.cols);
+  } else {
+    pool.run(n, [&](int64_t j, int) { quantize_act(x + j * w.cols, act + j * act_stride, w.cols); });
+  }
+  run_row_chunks(pool, w.rows, kMaxChunkRows, [&](int64_t first, int64_t count) {
+    dot_chunk(kernels.dot_tile, w.cols, w.data + first * w_stride, w_stride, count, act, act_stride, n, out + first,
+              w.rows);
+  });
+}
+
+}  // namespace
+
+void dequantize_rows(const WeightView& w, int64_t first_row, int64_t n_rows, float* out) {
+  check_weight(w);
+  if (first_row < 0 || n_rows < 0 || first_row + n_rows > w.rows) {
+    throw std::invalid_argument("rows [" + std::to_string(first_row) + ", " + std::to_string(first_row + n_rows) +
+                                ") are outside a weight of " + std::to_string(w.rows) + " rows");
+  }
+  const TypeKernels& kernels = type_kernels(isa_kernels(active_isa()), w.type);
+  size_t stride = row_bytes(w.type, w.cols);
+  for (int64_t r = 0; r < n_rows; ++r) kernels.dequantize_row(w.data + (first_row + r) * stride, out + r * w.cols, w.cols);
+}
+
+void quantize_rows(GgmlType type, const float* in, int64_t n_rows, int64_t k, uint8_t* out) {
+  size_t stride = row_bytes(type, k);
+  if (!is_runnable_type(type)) throw std::invalid_argument(std::string("cannot quantize to ") + type_name(type));
+  if (n_rows < 0) throw std::invalid_argument("negative row count");
+  const TypeKernels& kernels = type_kernels(isa_kernels(active_isa()), type);
+  for (int64_t r = 0; r < n_rows; ++r) kernels.quantize_row(in + r * k, out + r * stride, k);
+}
+
+void matmul(const WeightView& w, const float* x, int64_t n, float* out, Precision precision, ThreadPool& pool) {
+  check_weight(w);
+  if (n < 0) throw std::invalid_argument("negative activation row count");
+  if (n == 0 || w.rows == 0) return;
+  if (x == nullptr || out == nullptr) throw std::invalid_argument("matmul needs activation and output buffers");
+  const IsaKernels& table = isa_kernels(active_isa());
+  const TypeKernels& kernels = type_kernels(table, w.type);
+  if (kernels.act_format == ActFormat::Float) {
+    float_activation_matmul(kernels, w, x, n, out, pool);  // float weights: both precisions are exact
+  } else if (precision == Precision::Exact) {
+    exact_matmul(table, kernels, w, x, n, out, pool);
+  } else {
+    fast_matmul(table, kernels, w, x, n, out, pool);
+  }
+}
+
+}  // namespace qvl

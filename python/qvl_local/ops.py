@@ -1,0 +1,115 @@
+"""CPU kernels from Python: quantize, dequantize and multiply GGUF-typed matrices.
+
+Weights are `QTensor`s: a GGUF type name, a shape (rows, k) and the raw GGUF bytes, used in place
+(a tensor from `gguf.GGUFReader` is a view into the memory-mapped file and is never copied).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from . import _core
+
+TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
+BLOCK_SIZES = {
+    "F32": (1, 4), "F16": (1, 2), "BF16": (1, 2),
+    "Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24),
+    "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210),
+}  # type -> (values per block, bytes per block), as in GGUF
+Precision = Literal["exact", "fast"]
+
+
+def row_bytes(ggml_type: str, k: int) -> int:
+    """Bytes of one row of k values of `ggml_type`."""
+    block_values, block_bytes = _geometry(ggml_type)
+    if k <= 0 or k % block_values:
+        raise ValueError(f"{ggml_type} rows need a positive multiple of {block_values} values, got {k}")
+    return k // block_values * block_bytes
+
+
+@dataclass(frozen=True)
+class QTensor:
+    """A (rows, k) matrix in a GGUF tensor type; `data` holds rows * row_bytes(type, k) bytes."""
+
+    ggml_type: str
+    rows: int
+    k: int
+    data: np.ndarray
+
+    def __post_init__(self) -> None:
+        data = np.asarray(self.data)
+        if data.dtype != np.uint8:
+            data = data.view(np.uint8)
+        data = data.reshape(-1)
+        expected = self.rows * row_bytes(self.ggml_type, self.k)
+        if data.size != expected:
+            raise ValueError(f"{self.ggml_type} {self.rows}x{self.k} needs {expected} bytes, got {data.size}")
+        object.__setattr__(self, "data", data)
+
+    @classmethod
+    def from_gguf(cls, tensor: Any) -> QTensor:
+        """Wrap a `gguf.ReaderTensor` (ggml shape [k, rows, ...]); higher dimensions fold into rows."""
+        shape = [int(n) for n in tensor.shape]
+        k = shape[0]
+        rows = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+        data = np.asarray(tensor.data)
+        return cls(tensor.tensor_type.name, rows, k, data.view(np.uint8).reshape(-1))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.rows, self.k)
+
+
+def quantize(array: np.ndarray, ggml_type: str) -> QTensor:
+    """Encode a float32 (rows, k) array as `ggml_type` (our reference encoders)."""
+    x = np.ascontiguousarray(array, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"quantize expects a 2-D array, got shape {x.shape}")
+    row_bytes(ggml_type, x.shape[1])
+    return QTensor(ggml_type, x.shape[0], x.shape[1], _core.quantize(x, ggml_type).reshape(-1))
+
+
+def dequantize(q: QTensor) -> np.ndarray:
+    """Decode to float32 (rows, k), bit for bit as gguf.quants.dequantize does."""
+    return _core.dequantize(q.data, q.ggml_type, q.rows, q.k)
+
+
+def matmul(w: QTensor, x: np.ndarray, *, precision: Precision = "exact", n_threads: int | None = None) -> np.ndarray:
+    """x @ W.T for float32 x of shape (n, k) (or (k,)): float32 (n, rows) (or (rows,)).
+
+    "exact" multiplies float activations with the dequantized weights; "fast" quantizes the
+    activations to 8 bits and uses integer dot products, as llama.cpp does.
+    """
+    if precision not in ("exact", "fast"):
+        raise ValueError(f"precision must be 'exact' or 'fast', got {precision!r}")
+    xs = np.ascontiguousarray(x, dtype=np.float32)
+    vector = xs.ndim == 1
+    xs = xs.reshape(1, -1) if vector else xs
+    if xs.ndim != 2 or xs.shape[1] != w.k:
+        raise ValueError(f"x must have shape (n, {w.k}), got {np.shape(x)}")
+    if n_threads is not None and n_threads < 1:
+        raise ValueError(f"n_threads must be at least 1, got {n_threads}")
+    out = _core.matmul(w.data, w.ggml_type, w.rows, w.k, xs, precision, n_threads or 0)
+    return out[0] if vector else out
+
+
+def set_isa(name: str) -> None:
+    """Force the kernel path: "scalar", "avx2" or "neon" (ValueError if this CPU/build lacks it)."""
+    _core.set_isa(name)
+
+
+def active_isa() -> str:
+    return _core.active_isa()
+
+
+def available_isas() -> list[str]:
+    return list(_core.available_isas())
+
+
+def _geometry(ggml_type: str) -> tuple[int, int]:
+    try:
+        return BLOCK_SIZES[ggml_type]
+    except KeyError:
+        raise ValueError(f"unsupported tensor type {ggml_type!r} (supported: {', '.join(TYPES)})") from None
