@@ -1,0 +1,443 @@
+"""`qvl-local`: the command line, a thin layer over the Python API.
+
+Every subcommand turns its arguments into one API call and prints the result; errors become one line
+on stderr and a non-zero exit status (1: the command failed, 2: bad usage, 130: interrupted).
+Optional parts (model runtime, quantizer, benchmarks, server) are imported only when asked for.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import QvlError
+
+PROG = "qvl-local"
+
+_DESCRIPTION = """\
+Run Qwen2-VL vision-language models from GGUF files on your own machine.
+
+Models are GGUF files (weights + an mmproj vision projector) or names pulled from an Ollama
+registry into the Ollama model folder ($OLLAMA_MODELS, default ~/.ollama/models), so models
+already pulled by Ollama are used as they are.
+
+examples:
+  qvl-local pull qwen2.5vl:3b
+  qvl-local run qwen2.5vl:3b --image cat.jpg "What is in this picture?"
+  qvl-local run model-Q4_K_M.gguf --mmproj mmproj-F16.gguf --video clip.mp4 --fps 1 "Summarize."
+  qvl-local run qwen2.5vl:3b              (chat: one message per line, /bye to quit)
+  qvl-local list
+  qvl-local show qwen2.5vl:3b
+  qvl-local rm qwen2.5vl:3b
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `qvl-local` and `python -m qvl_local`; returns the process exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # --help, or a usage error argparse already explained
+        return exit_request.code if isinstance(exit_request.code, int) else 2
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (QvlError, OSError, ValueError) as error:
+        if os.environ.get("QVL_DEBUG"):
+            raise
+        print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.strerror}: {error.filename}"
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    store_option = argparse.ArgumentParser(add_help=False)
+    store_option.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="model store folder (default: $OLLAMA_MODELS or ~/.ollama/models)",
+    )
+    _add_run(commands, store_option)
+    _add_pull(commands, store_option)
+    _add_list(commands, store_option)
+    _add_rm(commands, store_option)
+    _add_show(commands, store_option)
+    _add_quantize(commands, store_option)
+    _add_bench(commands)
+    _add_serve(commands, store_option)
+    return parser
+
+
+def _command(commands: Any, name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+             parents: Iterable[argparse.ArgumentParser] = (), epilog: str | None = None) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name, help=help_text, description=help_text, parents=list(parents), epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a GGUF file, or a pulled model name such as qwen2.5vl:3b")
+    parser.add_argument("--mmproj", metavar="GGUF", help="vision projector file (default: the pulled model's, "
+                        "or the one mmproj*.gguf next to the model file)")
+    parser.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads (default: all cores)")
+    parser.add_argument("--ctx-size", type=_positive_int, default=4096, metavar="N",
+                        help="context length in tokens, prompt + answer (default: %(default)s)")
+    parser.add_argument("--min-pixels", type=_positive_int, metavar="N",
+                        help="resize images to at least this many pixels (default: the model's)")
+    parser.add_argument("--max-pixels", type=_positive_int, metavar="N",
+                        help="resize images to at most this many pixels; lower is faster (default: the model's)")
+
+
+def _add_run(commands: Any, store_option: argparse.ArgumentParser) -> None:
+    parser = _command(
+        commands, "run", _run, "answer a prompt about images or a video, or chat",
+        parents=[store_option],
+        epilog="Without PROMPT, reads one message per line and keeps the conversation (the cached\n"
+               "prefix is reused, so earlier turns are not computed again). /clear forgets it, /bye quits.\n\n"
+               "example:\n  qvl-local run qwen2.5vl:3b --image a.png --image b.png \"What changed?\"",
+    )
+    _add_model_options(parser)
+    parser.add_argument("prompt", nargs="?", metavar="PROMPT", help="the question; omit it to chat")
+    parser.add_argument("--image", action="append", default=[], metavar="IMG",
+                        help="an image file or URL; repeat for several images")
+    parser.add_argument("--video", metavar="VID", help="a video file")
+    parser.add_argument("--fps", type=_positive_float, metavar="F", help="video frames sampled per second (default: 2)")
+    parser.add_argument("--max-tokens", type=_positive_int, metavar="N", help="stop after N new tokens (default: 256)")
+    parser.add_argument("--temperature", type=_non_negative_float, metavar="T",
+                        help="sampling temperature; 0 is greedy and repeatable (default: 0)")
+    parser.add_argument("--seed", type=_non_negative_int, metavar="S", help="random seed for sampling")
+
+
+def _add_pull(commands: Any, store_option: argparse.ArgumentParser) -> None:
+    parser = _command(commands, "pull", _pull, "download a model from an Ollama registry", parents=[store_option],
+                      epilog="Blobs already in the store are not downloaded again; an interrupted pull resumes.")
+    parser.add_argument("name", metavar="NAME", help="[host/][namespace/]model[:tag], e.g. qwen2.5vl:3b")
+    parser.add_argument("--registry", metavar="URL",
+                        help="registry base URL (default: https://<host of NAME>, i.e. registry.ollama.ai)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_list(commands: Any, store_option: argparse.ArgumentParser) -> None:
+    _command(commands, "list", _list, "list the models in the store", parents=[store_option])
+
+
+def _add_rm(commands: Any, store_option: argparse.ArgumentParser) -> None:
+    parser = _command(commands, "rm", _rm, "remove models (blobs another model uses are kept)", parents=[store_option])
+    parser.add_argument("names", nargs="+", metavar="NAME")
+
+
+def _add_show(commands: Any, store_option: argparse.ArgumentParser) -> None:
+    parser = _command(commands, "show", _show, "print a model's configuration and metadata", parents=[store_option])
+    parser.add_argument("model", metavar="MODEL", help="a GGUF file or a pulled model name")
+    parser.add_argument("--mmproj", metavar="GGUF", help="also describe this vision projector file")
+    parser.add_argument("--tensors", action="store_true", help="also list every tensor (name, type, shape)")
+
+
+def _add_quantize(commands: Any, store_option: argparse.ArgumentParser) -> None:
+    parser = _command(commands, "quantize", _quantize, "write a GGUF with its weights quantized to TYPE",
+                      parents=[store_option], epilog="example:\n  qvl-local quantize model-F16.gguf model-Q4_K_M.gguf Q4_K_M")
+    parser.add_argument("source", metavar="SRC", help="a GGUF file or a pulled model name")
+    parser.add_argument("destination", metavar="DST", help="the GGUF file to write")
+    parser.add_argument("type", metavar="TYPE", help="quantization type, e.g. Q8_0, Q4_K_M")
+
+
+def _add_bench(commands: Any) -> None:
+    parser = _command(commands, "bench", _bench, "measure speed (arguments go to the benchmark runner)")
+    parser.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="ARGS",
+                        help="benchmark options (see `qvl-local bench --help`)")
+
+
+def _add_serve(commands: Any, store_option: argparse.ArgumentParser) -> None:
+    parser = _command(commands, "serve", _serve, "serve a model over an OpenAI-compatible HTTP API",
+                      parents=[store_option])
+    _add_model_options(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=_port, default=8080, help="port to listen on (default: %(default)s)")
+
+
+def _number(convert: Callable[[str], Any], check: Callable[[Any], bool], wanted: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _number(int, lambda v: v > 0, "a positive integer")
+_non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _number(float, lambda v: v > 0, "a positive number")
+_non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+_port = _number(int, lambda v: 0 < v < 65536, "a port number (1-65535)")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Commands
+
+
+def _run(args: argparse.Namespace) -> int:
+    model = _load_model(args)
+    media = _media_parts(args)
+    generation = {
+        key: value
+        for key, value in (("max_new_tokens", args.max_tokens), ("temperature", args.temperature), ("seed", args.seed))
+        if value is not None
+    }
+    if args.prompt is not None:
+        messages = [{"role": "user", "content": [*media, {"type": "text", "text": args.prompt}]}]
+        _print_stream(model.chat(messages, stream=True, **generation))
+        return 0
+    return _chat(model, media, generation)
+
+
+def _load_model(args: argparse.Namespace) -> Any:
+    from .store import resolve_model
+
+    load = _optional_feature("qvl_local.model", "load", "running a model")
+    model_path, store_mmproj = resolve_model(args.model, models_dir=args.models_dir)
+    mmproj = args.mmproj or store_mmproj
+    return load(
+        model_path,
+        mmproj=mmproj,
+        n_threads=args.threads,
+        n_ctx=args.ctx_size,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+    )
+
+
+def _media_parts(args: argparse.Namespace) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = [{"type": "image", "image": image} for image in args.image]
+    if args.video:
+        video: dict[str, Any] = {"type": "video", "video": args.video}
+        if args.fps is not None:
+            video["fps"] = args.fps
+        parts.append(video)
+    return parts
+
+
+def _print_stream(pieces: Iterable[str]) -> str:
+    """Print text pieces as they come; returns the whole text."""
+    received = []
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        received.append(piece)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return "".join(received)
+
+
+def _chat(model: Any, media: list[dict[str, Any]], generation: dict[str, Any]) -> int:
+    """One user message per input line; the images/video given on the command line go with the first."""
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Chat: type a message and press Enter; /clear forgets the conversation, /bye quits.", file=sys.stderr)
+    history: list[dict[str, Any]] = []
+    pending_media = media
+    while True:
+        try:
+            line = input(">>> " if interactive else "")
+        except EOFError:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/bye", "/exit"):
+            break
+        if text == "/clear":
+            history.clear()
+            continue
+        history.append({"role": "user", "content": [*pending_media, {"type": "text", "text": text}]})
+        pending_media = []
+        answer = _print_stream(model.chat(history, stream=True, **generation))
+        history.append({"role": "assistant", "content": answer})
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from .registry import pull
+
+    result = pull(args.name, registry=args.registry, models_dir=args.models_dir,
+                  progress=False if args.quiet else None)
+    print(f"pulled {result.name.short} ({format_size(result.downloaded_bytes)} downloaded, "
+          f"{format_size(result.reused_bytes)} already present)")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .store import ModelStore
+
+    rows = [
+        (entry.name.short, format_size(entry.size), entry.quantization or "?", _format_age(entry.modified))
+        for entry in ModelStore(args.models_dir).list_models()
+    ]
+    _print_table(("NAME", "SIZE", "QUANT", "MODIFIED"), rows)
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from .store import ModelStore
+
+    store = ModelStore(args.models_dir)
+    for name in args.names:
+        deleted = store.remove(name)
+        print(f"deleted {name} ({len(deleted)} blob{'s' if len(deleted) != 1 else ''} removed)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from .store import ModelStore, resolve_model
+
+    model_path, store_mmproj = resolve_model(args.model, models_dir=args.models_dir)
+    _describe_gguf("model", model_path, tensors=args.tensors)
+    mmproj = args.mmproj or store_mmproj
+    if mmproj:
+        _describe_gguf("projector", Path(mmproj), tensors=args.tensors)
+    if not Path(args.model).expanduser().is_file():
+        _describe_layers(ModelStore(args.models_dir), args.model)
+    return 0
+
+
+def _describe_gguf(title: str, path: Path, *, tensors: bool) -> None:
+    from .store import GGUFArray, read_gguf_header
+
+    header = read_gguf_header(path)
+    print(f"{title}")
+    print(f"  path          {path}")
+    print(f"  architecture  {header.architecture or '?'}")
+    print(f"  file type     {header.file_type_name or '?'}")
+    histogram = ", ".join(f"{kind} {count}" for kind, count in sorted(header.tensor_type_histogram().items()))
+    print(f"  tensors       {len(header.tensors)} ({histogram})")
+    for key, value in header.metadata.items():
+        if key.startswith("tokenizer.") and key not in ("tokenizer.ggml.model", "tokenizer.ggml.tokens"):
+            continue  # token lists, merges and the chat template would drown the rest
+        if key == "general.file_type":
+            continue
+        if isinstance(value, GGUFArray):
+            value = f"[{value.length} x {value.element_type}]"
+        print(f"  {key:<44} {value}")
+    if tensors:
+        for tensor in header.tensors:
+            print(f"    {tensor.name:<40} {tensor.type_name:<6} {list(tensor.shape)}")
+
+
+def _describe_layers(store: Any, text: str) -> None:
+    from .store import LICENSE_MEDIA_TYPE, PARAMS_MEDIA_TYPE, SYSTEM_MEDIA_TYPE, TEMPLATE_MEDIA_TYPE
+
+    name = store.find(text)
+    manifest = store.read_manifest(name)
+    print(f"name            {name}")
+    for title, media_type in (("params", PARAMS_MEDIA_TYPE), ("system", SYSTEM_MEDIA_TYPE),
+                              ("template", TEMPLATE_MEDIA_TYPE), ("license", LICENSE_MEDIA_TYPE)):
+        content = store.read_text_layer(manifest, media_type)
+        if content is not None:
+            first_lines = content.strip().splitlines()[:8]
+            print(f"{title}")
+            for line in first_lines:
+                print(f"  {line}")
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from .store import resolve_model
+
+    quantize_gguf = _optional_feature("qvl_local.quantize", "quantize_gguf", "quantization")
+    source, _ = resolve_model(args.source, models_dir=args.models_dir)
+    quantize_gguf(source, args.destination, args.type)
+    print(f"wrote {args.destination} ({args.type})")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        run_benchmarks = _optional_feature("qvl_local.bench", "main", "benchmarking")
+    except QvlError:
+        run_benchmarks = _optional_feature("benchmarks.run", "main", "benchmarking")
+    status = run_benchmarks(args.bench_args)
+    return status if isinstance(status, int) else 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    serve = _optional_feature("qvl_local.server", "serve", "the HTTP server")
+    model = _load_model(args)
+    serve(model, args.host, args.port)
+    return 0
+
+
+def _optional_feature(module_name: str, attribute: str, feature: str) -> Any:
+    """Import a part that may be absent from this installation, with a message saying what is missing."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as missing:
+        if missing.name is None or missing.name.split(".")[0] in ("qvl_local", module_name.split(".")[0]):
+            raise QvlError(f"{feature} is not available in this installation ({missing.name or module_name} "
+                           f"is missing)") from None
+        raise QvlError(f"{feature} needs the Python package {missing.name!r}: pip install {missing.name}") from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise QvlError(f"{feature} is not available in this installation ({module_name}.{attribute} is missing)") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Formatting
+
+
+def format_size(size: float) -> str:
+    """Bytes in decimal units, as Ollama shows them: 366 B, 46.3 MB, 3.1 GB."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def _format_age(timestamp: float) -> str:
+    seconds = int(max(time.time() - timestamp, 0))
+    for unit, length, limit in (("second", 1, 60), ("minute", 60, 3600), ("hour", 3600, 86400),
+                                ("day", 86400, 86400 * 30)):
+        if seconds < limit:
+            count = seconds // length
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return time.strftime("%Y-%m-%d", time.localtime(timestamp))
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
