@@ -1,0 +1,146 @@
+#include "model/vision_attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "common/isa.h"
+
+namespace qvl {
+
+namespace {
+
+int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+}  // namespace
+
+int64_t AttentionScratch::floats_needed(int64_t head_dim) {
+  return 2 * kAttentionQueryTile * head_dim + kAttentionQueryTile * kAttentionKeyTile + 2 * kAttentionQueryTile;
+}
+
+AttentionScratch::AttentionScratch(float* base, int64_t head_dim)
+    : queries(base),
+      scores(queries + kAttentionQueryTile * head_dim),
+      output(scores + kAttentionQueryTile * kAttentionKeyTile),
+      row_max(output + kAttentionQueryTile * head_dim),
+      row_sum(row_max + kAttentionQueryTile) {}
+
+SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::vector<int64_t> segment_bounds,
+                                       int n_threads)
+    : n_heads_(n_heads), head_dim_(head_dim), bounds_(std::move(segment_bounds)) {
+  if (bounds_.size() < 2 || bounds_.front() != 0) {
+    throw std::invalid_argument("attention: segment bounds must start at 0 and hold at least one segment");
+  }
+  for (size_t s = 0; s + 1 < bounds_.size(); ++s) {
+    int64_t length = bounds_[s + 1] - bounds_[s];
+    if (length <= 0) throw std::invalid_argument("attention: empty segment " + std::to_string(s));
+    key_columns_.push_back(padded_keys_);
+    padded_keys_ += round_up(length, kAttentionKeyTile);
+    for (int64_t first = bounds_[s]; first < bounds_[s + 1]; first += kAttentionQueryTile) {
+      blocks_.push_back({static_cast<int64_t>(s), first, std::min(kAttentionQueryTile, bounds_[s + 1] - first)});
+    }
+  }
+  keys_t_.assign(static_cast<size_t>(n_heads_ * head_dim_ * padded_keys_), 0.0f);
+  thread_scratch_.resize(n_threads);
+  for (auto& scratch : thread_scratch_) scratch.resize(AttentionScratch::floats_needed(head_dim_));
+}
+
+// Lays each head's keys out in blocks of [head_dim][kAttentionKeyTile] so the score micro-kernels read
+// a row of keys per dimension; the padding columns were zeroed at construction and are never written.
+void SegmentedAttention::transpose_keys(const float* k, int64_t row_stride, ThreadPool& pool) {
+  pool.run(n_heads_, [&](int64_t head, int) {
+    float* head_keys = keys_t_.data() + head * head_dim_ * padded_keys_;
+    for (size_t s = 0; s + 1 < bounds_.size(); ++s) {
+      for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
+        const float* key = k + row * row_stride + head * head_dim_;
+        int64_t column = key_columns_[s] + (row - bounds_[s]);
+        float* block = head_keys + (column / kAttentionKeyTile) * head_dim_ * kAttentionKeyTile;
+        for (int64_t c = 0; c < head_dim_; ++c) block[c * kAttentionKeyTile + column % kAttentionKeyTile] = key[c];
+      }
+    }
+  });
+}
+
+void SegmentedAttention::run(const float* q, const float* k, const float* v, int64_t row_stride, float* out,
+                             ThreadPool& pool) {
+  if (static_cast<size_t>(pool.size()) > thread_scratch_.size()) {
+    throw std::invalid_argument("attention: the pool has more threads than scratch was made for");
+  }
+  transpose_keys(k, row_stride, pool);
+  bool use_avx2 = false;
+#if defined(QVL_HAVE_AVX2_BUILD)
+  use_avx2 = active_isa() == Isa::Avx2 && head_dim_ % 8 == 0;
+#endif
+  const int64_t n_blocks = static_cast<int64_t>(blocks_.size());
+  pool.run(n_blocks * n_heads_, [&](int64_t task, int thread) {
+    const QueryBlock& block = blocks_[task / n_heads_];
+    const int64_t head = task % n_heads_;
+    const int64_t segment_start = bounds_[block.segment];
+    AttentionTile tile;
+    tile.q = q + block.first_row * row_stride + head * head_dim_;
+    tile.n_queries = block.n_rows;
+    tile.keys_t = keys_t_.data() + (head * padded_keys_ + key_columns_[block.segment]) * head_dim_;
+    tile.v = v + segment_start * row_stride + head * head_dim_;
+    tile.n_keys = bounds_[block.segment + 1] - segment_start;
+    tile.row_stride = row_stride;
+    tile.head_dim = head_dim_;
+    tile.out = out + block.first_row * row_stride + head * head_dim_;
+    AttentionScratch scratch(thread_scratch_[thread].data(), head_dim_);
+#if defined(QVL_HAVE_AVX2_BUILD)
+    if (use_avx2) {
+      avx2::attend_tile(tile, scratch);
+      return;
+    }
+#endif
+    attend_tile_scalar(tile, scratch);
+  });
+}
+
+// The reference tile routine: for each block of keys, scores = q k^T, then the online softmax update
+// (rescale the running output and sum by exp(old max - new max)), then output += p v.
+void attend_tile_scalar(const AttentionTile& tile, const AttentionScratch& scratch) {
+  const int64_t d = tile.head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (int64_t i = 0; i < tile.n_queries; ++i) {
+    for (int64_t c = 0; c < d; ++c) scratch.queries[i * d + c] = tile.q[i * tile.row_stride + c] * scale;
+    std::fill(scratch.output + i * d, scratch.output + (i + 1) * d, 0.0f);
+    scratch.row_max[i] = -std::numeric_limits<float>::infinity();
+    scratch.row_sum[i] = 0.0f;
+  }
+  for (int64_t first_key = 0; first_key < tile.n_keys; first_key += kAttentionKeyTile) {
+    const int64_t n_keys = std::min(kAttentionKeyTile, tile.n_keys - first_key);
+    for (int64_t i = 0; i < tile.n_queries; ++i) {
+      float* scores = scratch.scores + i * kAttentionKeyTile;
+      std::fill(scores, scores + n_keys, 0.0f);
+      for (int64_t c = 0; c < d; ++c) {
+        const float query = scratch.queries[i * d + c];
+        const float* keys = tile.keys_t + first_key * d + c * kAttentionKeyTile;
+        for (int64_t j = 0; j < n_keys; ++j) scores[j] += query * keys[j];
+      }
+      float block_max = *std::max_element(scores, scores + n_keys);
+      float new_max = std::max(scratch.row_max[i], block_max);
+      float correction = std::exp(scratch.row_max[i] - new_max);
+      float block_sum = 0.0f;
+      for (int64_t j = 0; j < n_keys; ++j) {
+        scores[j] = std::exp(scores[j] - new_max);
+        block_sum += scores[j];
+      }
+      scratch.row_max[i] = new_max;
+      scratch.row_sum[i] = scratch.row_sum[i] * correction + block_sum;
+      float* output = scratch.output + i * d;
+      for (int64_t c = 0; c < d; ++c) output[c] *= correction;
+      for (int64_t j = 0; j < n_keys; ++j) {
+        const float* value = tile.v + (first_key + j) * tile.row_stride;
+        for (int64_t c = 0; c < d; ++c) output[c] += scores[j] * value[c];
+      }
+    }
+  }
+  for (int64_t i = 0; i < tile.n_queries; ++i) {
+    const float inverse_sum = 1.0f / scratch.row_sum[i];
+    for (int64_t c = 0; c < d; ++c) tile.out[i * tile.row_stride + c] = scratch.output[i * d + c] * inverse_sum;
+  }
+}
+
+}  // namespace qvl

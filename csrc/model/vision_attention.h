@@ -1,0 +1,80 @@
+// The ViT's self-attention over variable-length segments: every segment (one frame of one image or
+// video) attends only to itself, i.e. a block-diagonal mask over the concatenated patches. Each head of
+// each segment is computed in blocks of queries against blocks of keys with an online softmax, so no
+// [seq, seq] score matrix is ever stored; scratch is allocated once and reused by every layer.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "common/thread_pool.h"
+
+namespace qvl {
+
+// Tile sizes shared by every ISA's tile routine: 48 queries (a multiple of the AVX2 micro-kernels' 6
+// and 3 rows) against 64 keys (a multiple of their 16 columns) keep a tile's working set near L1.
+constexpr int64_t kAttentionQueryTile = 48;
+constexpr int64_t kAttentionKeyTile = 64;
+
+class SegmentedAttention {
+ public:
+  // segment_bounds: 0 = b0 < b1 < ... < bk = number of rows (cu_seqlens). n_threads: the pool's size.
+  SegmentedAttention(int64_t n_heads, int64_t head_dim, std::vector<int64_t> segment_bounds, int n_threads);
+
+  // q, k, v, out: rows of n_heads * head_dim floats (head after head), row i at base + i * row_stride.
+  // out = softmax(q k^T / sqrt(head_dim)) v per head and segment.
+  void run(const float* q, const float* k, const float* v, int64_t row_stride, float* out, ThreadPool& pool);
+
+ private:
+  struct QueryBlock {
+    int64_t segment;
+    int64_t first_row;
+    int64_t n_rows;
+  };
+  void transpose_keys(const float* k, int64_t row_stride, ThreadPool& pool);
+
+  int64_t n_heads_;
+  int64_t head_dim_;
+  std::vector<int64_t> bounds_;
+  std::vector<int64_t> key_columns_;  // where each segment starts among a head's padded keys
+  int64_t padded_keys_ = 0;           // all segments' keys, each padded to a multiple of the key tile
+  std::vector<float> keys_t_;         // per head: blocks of kAttentionKeyTile keys, each [head_dim][tile]
+  std::vector<QueryBlock> blocks_;
+  std::vector<std::vector<float>> thread_scratch_;
+};
+
+// One head, one block of at most kAttentionQueryTile queries, all keys of their segment: what a
+// per-ISA tile routine computes.
+struct AttentionTile {
+  const float* q;        // first query of the block at this head's offset; rows row_stride apart
+  int64_t n_queries;
+  // The segment's keys of this head in blocks of kAttentionKeyTile, each block transposed to
+  // [head_dim][kAttentionKeyTile] (contiguous, so a block's rows never alias in the cache); zero beyond n_keys.
+  const float* keys_t;
+  const float* v;        // first key row of the segment at this head's offset; rows row_stride apart
+  int64_t n_keys;
+  int64_t row_stride;
+  int64_t head_dim;
+  float* out;            // first output row at this head's offset; rows row_stride apart
+};
+
+// A thread's working memory for one tile: the scaled queries, one block of scores, the running
+// output, and the running max and sum of every query's softmax.
+struct AttentionScratch {
+  static int64_t floats_needed(int64_t head_dim);
+  explicit AttentionScratch(float* base, int64_t head_dim);
+  float* queries;  // [kAttentionQueryTile][head_dim]
+  float* scores;   // [kAttentionQueryTile][kAttentionKeyTile]
+  float* output;   // [kAttentionQueryTile][head_dim]
+  float* row_max;  // [kAttentionQueryTile]
+  float* row_sum;  // [kAttentionQueryTile]
+};
+
+void attend_tile_scalar(const AttentionTile& tile, const AttentionScratch& scratch);
+#if defined(QVL_HAVE_AVX2_BUILD)
+namespace avx2 {
+// Requires head_dim % 8 == 0; the dispatcher falls back to the scalar routine otherwise.
+void attend_tile(const AttentionTile& tile, const AttentionScratch& scratch);
+}  // namespace avx2
+#endif
+
+}  // namespace qvl
