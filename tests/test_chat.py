@@ -105,7 +105,8 @@ def test_openai_url_parts_and_media_order_across_messages(gguf_template):
         assert rendered.videos == ["file:///clip.mp4", "v2.mp4"]
         assert rendered.prompt.count(IMAGE_PLACEHOLDER) == 3
         assert rendered.prompt.count(VIDEO_PLACEHOLDER) == 2
-        assert f"<|im_start|>user\n{IMAGE_PLACEHOLDER}{VIDEO_PLACEHOLDER}Compare.<|im_end|>" in rendered.prompt
+        first_turn = f"<|im_start|>user\n{IMAGE_PLACEHOLDER}{VIDEO_PLACEHOLDER}Compare.<|im_end|>"
+        assert first_turn in rendered.prompt
 
 
 _part = st.one_of(

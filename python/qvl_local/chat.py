@@ -140,8 +140,8 @@ def _content_text(content: str | list[dict[str, Any]]) -> str:
 def _render_template(template: str, messages: list[dict[str, Any]],
                      add_generation_prompt: bool) -> str:
     try:
-        return _compile_template(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
-                               add_vision_id=False)
+        return _compile_template(template).render(
+            messages=messages, add_generation_prompt=add_generation_prompt, add_vision_id=False)
     except jinja2.TemplateError as err:
         raise ChatFormatError(f"chat template failed: {err}") from None
 
