@@ -40,8 +40,13 @@ examples:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `qvl-local` and `python -m qvl_local`; returns the process exit status."""
     parser = build_parser()
+    tokens = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(tokens)
+        if extras:
+            # argparse matches positionals before it sees later options, so `run MODEL --image X PROMPT`
+            # leaves PROMPT over; the command's own parser can take them intermixed.
+            args = args.command_parser.parse_intermixed_args(tokens[1:])
     except SystemExit as exit_request:  # --help, or a usage error argparse already explained
         return exit_request.code if isinstance(exit_request.code, int) else 2
     try:
@@ -96,7 +101,7 @@ def _command(commands: Any, name: str, handler: Callable[[argparse.Namespace], i
         name, help=help_text, description=help_text, parents=list(parents), epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(handler=handler, command_parser=parser)
     return parser
 
 
@@ -329,7 +334,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _describe_gguf(title: str, path: Path, *, tensors: bool) -> None:
-    from .store import GGUFArray, read_gguf_header
+    from .store import read_gguf_header
 
     header = read_gguf_header(path)
     print(f"{title}")
@@ -343,12 +348,22 @@ def _describe_gguf(title: str, path: Path, *, tensors: bool) -> None:
             continue  # token lists, merges and the chat template would drown the rest
         if key == "general.file_type":
             continue
-        if isinstance(value, GGUFArray):
-            value = f"[{value.length} x {value.element_type}]"
-        print(f"  {key:<44} {value}")
+        print(f"  {key:<44} {_format_value(value)}")
     if tensors:
         for tensor in header.tensors:
             print(f"    {tensor.name:<40} {tensor.type_name:<6} {list(tensor.shape)}")
+
+
+def _format_value(value: object) -> str:
+    from .store import GGUFArray
+
+    if isinstance(value, GGUFArray):
+        return f"[{value.length} x {value.element_type}]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_format_value(item) for item in value) + "]"
+    return str(value)
 
 
 def _describe_layers(store: Any, text: str) -> None:
@@ -402,6 +417,8 @@ def _optional_feature(module_name: str, attribute: str, feature: str) -> Any:
             raise QvlError(f"{feature} is not available in this installation ({missing.name or module_name} "
                            f"is missing)") from None
         raise QvlError(f"{feature} needs the Python package {missing.name!r}: pip install {missing.name}") from None
+    except ImportError as broken:  # e.g. a compiled extension built for another Python or incomplete
+        raise QvlError(f"{feature} is not available: {module_name} failed to import ({broken})") from None
     try:
         return getattr(module, attribute)
     except AttributeError:
