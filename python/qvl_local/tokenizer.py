@@ -18,13 +18,10 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from qvl_local.errors import ModelFormatError, QvlError
 
-# llama.cpp's `llama_token_type` values stored in `tokenizer.ggml.token_type`.
-TOKEN_TYPE_NORMAL = 1
-TOKEN_TYPE_UNKNOWN = 2
+# llama.cpp's `llama_token_type` values stored in `tokenizer.ggml.token_type` that need care here
+# (the others, normal 1 and unused 5, are plain vocabulary entries).
 TOKEN_TYPE_CONTROL = 3
 TOKEN_TYPE_USER_DEFINED = 4
-TOKEN_TYPE_UNUSED = 5
-TOKEN_TYPE_BYTE = 6
 
 # Qwen2's pre-tokenizer split (tokenizer.json `Split` pattern; llama.cpp `pre = "qwen2"`):
 # contractions, letters with one optional leading non-letter, single digits, punctuation runs,
@@ -179,6 +176,7 @@ class Tokenizer:
         return self._backend.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+        """Text of `ids`; invalid UTF-8 becomes U+FFFD. Control tokens are dropped on request."""
         ids = [int(i) for i in ids]
         for token_id in ids:
             self._check_id(token_id)
