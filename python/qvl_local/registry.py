@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from .errors import QvlError
 from .store import (
+    MAX_MANIFEST_BYTES,
     MANIFEST_MEDIA_TYPE,
     MODEL_MEDIA_TYPE,
     PROJECTOR_MEDIA_TYPE,
@@ -192,7 +193,7 @@ class _Fetcher:
         def attempt() -> bytes:
             with self.client.stream("GET", url, headers={"Accept": MANIFEST_MEDIA_TYPE}) as response:
                 self.check_status(response, f"manifest of {self.name.short}")
-                return _read_capped(response, 1 << 20, url)
+                return _read_capped(response, MAX_MANIFEST_BYTES, url)
 
         raw = self.with_retries(f"manifest of {self.name.short}", attempt)
         try:
