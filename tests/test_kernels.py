@@ -1,0 +1,243 @@
+"""CPU kernels (qvl_local.ops) against gguf-py and float64 numpy, on every ISA this machine runs.
+
+Error limits, and why:
+- dequantize: bit-exact with gguf.quants.dequantize (same float32 operations in the same order).
+- quantize: byte-exact with gguf.quants.quantize where gguf-py has an encoder (F16, BF16, Q8_0, Q4_0,
+  Q4_1, Q5_0, Q5_1); for the K-quants (our own least-squares encoders) a round-trip RMS limit per type.
+- Exact matmul: |out - ref| <= EXACT_RELATIVE * (|x| @ |W|.T), ref = float64 x @ W_deq.T. That right
+  side is the scale of any float32 summation's rounding error, so the limit holds whatever the signs.
+- Fast matmul: the activations are rounded to 8 bits, each value by at most half a step (block amax /
+  254). The error is therefore bounded by sum_i |W_ri| * amax(block of i) / 254 (computed per case),
+  plus the float32 rounding allowance of the Exact limit.
+- Fast on an ISA vs Fast on the scalar reference: both compute the same integer block sums, so they
+  differ only in float32 summation order: FAST_VS_SCALAR_RELATIVE * (|x| @ |W|.T).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qvl_local import ops
+
+EXACT_RELATIVE = 1e-5
+FAST_VS_SCALAR_RELATIVE = 2e-6
+# Round-trip RMS error / RMS of standard-normal data for our K-quant encoders (measured ~0.069, 0.034,
+# 0.016: in line with 4, 5 and 6 bits), with a margin.
+K_QUANT_RMS_LIMIT = {"Q4_K": 0.085, "Q5_K": 0.042, "Q6_K": 0.02}
+GGUF_ENCODES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1")
+QUANTIZED = tuple(t for t in ops.TYPES if t not in ("F32", "F16", "BF16"))
+ACTIVATION_BLOCK = {t: (256 if t.endswith("_K") else 32) for t in QUANTIZED}
+# Byte offsets of the fp16 scale fields inside one block, to make random blocks decodable.
+SCALE_FIELDS = {"Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2),
+                "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+
+
+@pytest.fixture(params=ops.available_isas())
+def isa(request: pytest.FixtureRequest) -> Iterator[str]:
+    previous = ops.active_isa()
+    ops.set_isa(request.param)
+    yield request.param
+    ops.set_isa(previous)
+
+
+def block_values(ggml_type: str) -> int:
+    return ops.BLOCK_SIZES[ggml_type][0]
+
+
+def gguf_dequantize(q: ops.QTensor) -> np.ndarray:
+    raw = q.data.reshape(q.rows, -1)
+    return gguf.quants.dequantize(raw, GGMLQuantizationType[q.ggml_type]).reshape(q.rows, q.k)
+
+
+def random_blocks(ggml_type: str, rows: int, k: int, rng: np.random.Generator) -> ops.QTensor:
+    """Random bytes in every field (so every bit of the layout is exercised), with finite fp16 scales."""
+    if ggml_type in ("F32", "F16", "BF16"):
+        return ops.quantize(rng.standard_normal((rows, k)).astype(np.float32), ggml_type)
+    _, block_bytes = ops.BLOCK_SIZES[ggml_type]
+    n_blocks = rows * k // block_values(ggml_type)
+    blocks = rng.integers(0, 256, size=(n_blocks, block_bytes), dtype=np.uint8)
+    for offset in SCALE_FIELDS[ggml_type]:
+        scales = rng.uniform(-0.05, 0.05, n_blocks).astype(np.float16)
+        blocks[:, offset:offset + 2] = scales.view(np.uint8).reshape(n_blocks, 2)
+    return ops.QTensor(ggml_type, rows, k, blocks.reshape(-1))
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("ggml_type", ops.TYPES)
+def test_dequantize_random_blocks_matches_gguf_bit_exact(isa: str, ggml_type: str) -> None:
+    rng = np.random.default_rng(1)
+    q = random_blocks(ggml_type, rows=5, k=512, rng=rng)
+    assert same_bits(ops.dequantize(q), gguf_dequantize(q))
+
+
+@pytest.mark.parametrize("ggml_type", ops.TYPES)
+def test_our_encoding_decodes_identically_in_gguf(isa: str, ggml_type: str) -> None:
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((6, 768)) * rng.uniform(0.01, 20.0, (6, 1))).astype(np.float32)
+    q = ops.quantize(x, ggml_type)
+    assert same_bits(ops.dequantize(q), gguf_dequantize(q))
+
+
+@pytest.mark.parametrize("ggml_type", GGUF_ENCODES)
+def test_quantize_bytes_match_gguf(isa: str, ggml_type: str) -> None:
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((7, 256)) * rng.uniform(0.001, 100.0, (7, 1))).astype(np.float32)
+    x[0, :32] = 0.0  # an all-zero block
+    x[1, 5] = x[1, 6] = -np.abs(x[1]).max()  # two equal extremes
+    expected = gguf.quants.quantize(x, GGMLQuantizationType[ggml_type]).view(np.uint8).reshape(-1)
+    assert np.array_equal(ops.quantize(x, ggml_type).data, expected)
+
+
+@pytest.mark.parametrize("ggml_type", sorted(K_QUANT_RMS_LIMIT))
+def test_k_quant_round_trip_error(isa: str, ggml_type: str) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 1024)).astype(np.float32)
+    error = ops.dequantize(ops.quantize(x, ggml_type)) - x
+    assert np.sqrt(np.mean(error.astype(np.float64) ** 2)) <= K_QUANT_RMS_LIMIT[ggml_type]
+    # No value may land further than one sub-block's range away: catches a misplaced level.
+    assert np.abs(error).max() <= np.abs(x).max()
+
+
+@pytest.mark.parametrize(
+    "file_name", ["qwen2vl-tiny-Q4_K_M.gguf", "qwen2vl-tiny-Q8_0.gguf", "mmproj-qwen2vl-tiny-F16.gguf"])
+def test_fixture_tensors_dequantize_like_gguf(fixtures: Path, file_name: str) -> None:
+    reader = gguf.GGUFReader(fixtures / "gguf" / file_name)  # slow to open (the vocabulary): once per file
+    checked = set()
+    previous = ops.active_isa()
+    try:
+        for tensor in reader.tensors:
+            q = ops.QTensor.from_gguf(tensor)
+            rows = min(q.rows, 512)  # the 151936-row embedding: its first rows suffice
+            head = ops.QTensor(q.ggml_type, rows, q.k, q.data[: rows * ops.row_bytes(q.ggml_type, q.k)])
+            expected = gguf_dequantize(head)
+            for isa in ops.available_isas():
+                ops.set_isa(isa)
+                assert same_bits(ops.dequantize(head), expected), f"{tensor.name} on {isa}"
+            checked.add(q.ggml_type)
+    finally:
+        ops.set_isa(previous)
+    wanted = {"qwen2vl-tiny-Q4_K_M.gguf": {"Q4_K", "Q6_K"}, "qwen2vl-tiny-Q8_0.gguf": {"Q8_0"},
+              "mmproj-qwen2vl-tiny-F16.gguf": {"F16"}}[file_name]
+    assert wanted <= checked
+
+
+def reference_and_scale(q: ops.QTensor, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 x @ W_deq.T and |x| @ |W_deq|.T (the scale of float32 rounding errors)."""
+    w = ops.dequantize(q).astype(np.float64)
+    x64 = x.astype(np.float64)
+    return x64 @ w.T, np.abs(x64) @ np.abs(w).T
+
+
+def activation_rounding_bound(ggml_type: str, q: ops.QTensor, x: np.ndarray) -> np.ndarray:
+    """Largest error 8-bit activations can cause: sum_i |W_ri| * amax(block of x_i) / 254."""
+    block = ACTIVATION_BLOCK[ggml_type]
+    amax = np.abs(x.astype(np.float64)).reshape(x.shape[0], -1, block).max(axis=2)
+    half_step = np.repeat(amax / 254.0, block, axis=1)
+    return half_step @ np.abs(ops.dequantize(q).astype(np.float64)).T
+
+
+def random_case(ggml_type: str, rows: int, n: int, seed: int) -> tuple[ops.QTensor, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    k = 256 if ggml_type.endswith("_K") else 96
+    w = ops.quantize((0.1 * rng.standard_normal((rows, k))).astype(np.float32), ggml_type)
+    return w, rng.standard_normal((n, k)).astype(np.float32)
+
+
+@pytest.mark.parametrize("rows", [37, 257])
+@pytest.mark.parametrize("n", [1, 7, 33, 64])
+@pytest.mark.parametrize("ggml_type", ops.TYPES)
+def test_exact_matmul_matches_float64(isa: str, ggml_type: str, n: int, rows: int) -> None:
+    w, x = random_case(ggml_type, rows, n, seed=rows * 100 + n)
+    reference, scale = reference_and_scale(w, x)
+    out = ops.matmul(w, x, precision="exact")
+    assert out.shape == (n, rows) and out.dtype == np.float32
+    assert np.all(np.abs(out - reference) <= EXACT_RELATIVE * scale)
+
+
+@pytest.mark.parametrize("rows", [37, 257])
+@pytest.mark.parametrize("n", [1, 7, 33, 64])
+@pytest.mark.parametrize("ggml_type", QUANTIZED)
+def test_fast_matmul_within_activation_rounding(isa: str, ggml_type: str, n: int, rows: int) -> None:
+    w, x = random_case(ggml_type, rows, n, seed=rows * 100 + n + 1)
+    reference, scale = reference_and_scale(w, x)
+    limit = activation_rounding_bound(ggml_type, w, x) + EXACT_RELATIVE * scale
+    out = ops.matmul(w, x, precision="fast")
+    assert np.all(np.abs(out - reference) <= limit)
+
+
+@pytest.mark.parametrize("n", [1, 7, 64])
+@pytest.mark.parametrize("ggml_type", QUANTIZED)
+def test_fast_matches_scalar_reference(isa: str, ggml_type: str, n: int) -> None:
+    w, x = random_case(ggml_type, 257, n, seed=n + 7)
+    out = ops.matmul(w, x, precision="fast")
+    ops.set_isa("scalar")
+    scalar = ops.matmul(w, x, precision="fast")
+    ops.set_isa(isa)
+    _, scale = reference_and_scale(w, x)
+    assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
+
+
+@pytest.mark.parametrize("precision", ["exact", "fast"])
+def test_matmul_is_the_same_on_any_thread_count(precision: str) -> None:
+    w, x = random_case("Q4_K", 257, 9, seed=11)
+    one = ops.matmul(w, x, precision=precision, n_threads=1)
+    assert np.array_equal(one, ops.matmul(w, x, precision=precision, n_threads=2))
+    assert np.array_equal(one, ops.matmul(w, x, precision=precision, n_threads=3))
+
+
+def test_vector_input_gives_vector_output() -> None:
+    w, x = random_case("Q8_0", 37, 1, seed=12)
+    assert np.array_equal(ops.matmul(w, x[0]), ops.matmul(w, x)[0])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ggml_type=st.sampled_from(ops.TYPES),
+    rows=st.integers(1, 9),
+    blocks=st.integers(1, 3),
+    n=st.integers(1, 5),
+    log_scale=st.integers(-20, 4),
+    zero_fraction=st.sampled_from([0.0, 0.5, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_finite_and_exact(ggml_type: str, rows: int, blocks: int, n: int, log_scale: int,
+                                   zero_fraction: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    k = blocks * (256 if ggml_type.endswith("_K") else 32)
+    weights = rng.standard_normal((rows, k)) * 10.0 ** log_scale
+    weights[rng.random((rows, k)) < zero_fraction] = 0.0
+    q = ops.quantize(weights.astype(np.float32), ggml_type)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    w_deq = ops.dequantize(q)
+    assert np.all(np.isfinite(w_deq))
+    reference, scale = reference_and_scale(q, x)
+    exact = ops.matmul(q, x, precision="exact")
+    assert np.all(np.abs(exact - reference) <= EXACT_RELATIVE * scale + 1e-30)
+    fast = ops.matmul(q, x, precision="fast")
+    assert np.all(np.isfinite(fast))
+
+
+def test_errors_are_python_exceptions() -> None:
+    w, x = random_case("Q4_0", 37, 2, seed=13)
+    with pytest.raises(ValueError, match="shape"):
+        ops.matmul(w, x[:, :64])
+    with pytest.raises(ValueError, match="precision"):
+        ops.matmul(w, x, precision="approximate")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="multiple of 256"):
+        ops.quantize(np.zeros((2, 96), np.float32), "Q4_K")
+    with pytest.raises(ValueError, match="unsupported"):
+        ops.quantize(np.zeros((2, 32), np.float32), "Q2_K")
+    with pytest.raises(ValueError, match="bytes"):
+        ops.QTensor("Q8_0", 2, 32, np.zeros(10, np.uint8))
+    with pytest.raises(ValueError, match="ISA"):
+        ops.set_isa("sse9")
