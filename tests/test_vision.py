@@ -1,0 +1,168 @@
+"""The vision encoder (ViT + 2x2 merger) against HF's float32 reference on the fixture mmproj.
+
+The references were computed by transformers in float32 on exactly the F16 mmproj's dequantized
+weights, so the exact path differs only by float summation order. Measured on this machine (max abs /
+RMS relative, with max |embedding| ~16): 2.1e-5 / 1.0e-6 on all four cases. Tolerances below leave ~5x
+room: max abs 1e-4, RMS relative 1e-5. The fast path's activations are 8-bit where the kernels have an
+integer dot product for the weight type; its tolerance is the fixture README's "relative 1e-3".
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qvl_local import _core
+from qvl_local.config import _vision_config
+from qvl_local.errors import ModelFormatError
+from qvl_local.gguf_file import GGUFFile
+
+CASES = {
+    "b_image": ("pixel_values", "image_grid_thw", "image_embeds"),
+    "c_2images": ("pixel_values", "image_grid_thw", "image_embeds"),
+    "c_2images_pil": ("pixel_values", "image_grid_thw", "image_embeds"),
+    "d_video": ("pixel_values_videos", "video_grid_thw", "video_embeds"),
+}
+EXACT_MAX_ABS = 1e-4
+EXACT_RMS_RELATIVE = 1e-5
+FAST_RMS_RELATIVE = 1e-3
+FAST_MAX_RELATIVE = 5e-3  # of max |reference|
+
+
+@pytest.fixture(scope="module")
+def mmproj(fixtures: Path) -> GGUFFile:
+    return GGUFFile(fixtures / "gguf" / "mmproj-qwen2vl-tiny-F16.gguf")
+
+
+@pytest.fixture(scope="module")
+def vision(mmproj: GGUFFile) -> _core.VisionModel:
+    return _core.VisionModel(mmproj.handle, dataclasses.asdict(_vision_config(mmproj)), 2)
+
+
+def load_case(fixtures: Path, case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pixels_key, grid_key, embeds_key = CASES[case]
+    data = np.load(fixtures / "ref" / "qwen2vl-tiny" / "q8_0" / f"{case}.npz")
+    return data[pixels_key], data[grid_key], data[embeds_key]
+
+
+def rms_relative(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((actual - expected) ** 2) / np.mean(expected**2)))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_exact_path_reproduces_reference_embeddings(fixtures, vision, case):
+    pixels, grid, expected = load_case(fixtures, case)
+    embeds = vision.encode(pixels, grid)
+    assert embeds.shape == expected.shape and embeds.dtype == np.float32
+    assert np.abs(embeds - expected).max() < EXACT_MAX_ABS
+    assert rms_relative(embeds, expected) < EXACT_RMS_RELATIVE
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_fast_path_stays_within_its_tolerance(fixtures, vision, case):
+    pixels, grid, expected = load_case(fixtures, case)
+    embeds = vision.encode(pixels, grid, precision="fast")
+    assert embeds.shape == expected.shape
+    assert rms_relative(embeds, expected) < FAST_RMS_RELATIVE
+    assert np.abs(embeds - expected).max() < FAST_MAX_RELATIVE * np.abs(expected).max()
+
+
+def test_images_attend_only_within_themselves(fixtures, vision):
+    """Two images encoded together equal each encoded alone (block-diagonal attention, per-image rope)."""
+    pixels, grid, _ = load_case(fixtures, "c_2images")
+    first = int(np.prod(grid[0]))
+    together = vision.encode(pixels, grid)
+    alone = np.concatenate([vision.encode(pixels[:first], grid[:1]), vision.encode(pixels[first:], grid[1:])])
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5)
+
+
+def test_video_frames_attend_only_within_their_frame(fixtures, vision):
+    pixels, grid, _ = load_case(fixtures, "d_video")
+    t, h, w = (int(v) for v in grid[0])
+    assert t == 2
+    together = vision.encode(pixels, grid)
+    frames = [vision.encode(pixels[i * h * w : (i + 1) * h * w], np.array([[1, h, w]])) for i in range(t)]
+    np.testing.assert_allclose(together, np.concatenate(frames), rtol=0, atol=1e-5)
+
+
+def test_pre_merge_features_feed_the_merger(fixtures, mmproj, vision):
+    """pre_merge returns the last block's output; post_ln + mm.0 + GELU + mm.2 on it give the embeddings."""
+    from math import erf
+
+    pixels, grid, expected = load_case(fixtures, "b_image")
+    features = vision.encode(pixels, grid, pre_merge=True)
+    assert features.shape == (pixels.shape[0], 256)
+
+    def tensor(name: str) -> np.ndarray:
+        info = mmproj.tensor(name)
+        dtype = np.float16 if info.type_name == "F16" else np.float32
+        return np.frombuffer(mmproj.tensor_bytes(name), dtype=dtype).astype(np.float64).reshape(info.shape[::-1])
+
+    mean = features.mean(axis=1, keepdims=True)
+    normed = (features - mean) / np.sqrt(features.var(axis=1, keepdims=True) + 1e-6)
+    normed = normed * tensor("v.post_ln.weight") + tensor("v.post_ln.bias")
+    hidden = normed.reshape(-1, 4 * 256) @ tensor("mm.0.weight").T + tensor("mm.0.bias")
+    hidden = 0.5 * hidden * (1 + np.vectorize(erf)(hidden / np.sqrt(2)))
+    merged = hidden @ tensor("mm.2.weight").T + tensor("mm.2.bias")
+    np.testing.assert_allclose(merged, expected, rtol=0, atol=EXACT_MAX_ABS)
+
+
+def test_scalar_and_avx2_paths_agree(fixtures, vision):
+    if "avx2" not in _core.available_isas():
+        pytest.skip("no AVX2 on this machine")
+    pixels, grid, _ = load_case(fixtures, "c_2images")
+    before = _core.active_isa()
+    try:
+        _core.set_isa("scalar")
+        scalar = vision.encode(pixels, grid)
+        _core.set_isa("avx2")
+        vectorised = vision.encode(pixels, grid)
+    finally:
+        _core.set_isa(before)
+    np.testing.assert_allclose(vectorised, scalar, rtol=0, atol=1e-5)
+
+
+def test_float64_and_strided_inputs_are_accepted(fixtures, vision):
+    pixels, grid, expected = load_case(fixtures, "b_image")
+    doubled = np.repeat(pixels.astype(np.float64), 2, axis=1)[:, ::2]  # non-contiguous float64 view
+    np.testing.assert_allclose(vision.encode(doubled, grid.astype(np.int32)), expected, rtol=0, atol=EXACT_MAX_ABS)
+
+
+@pytest.mark.parametrize(
+    "pixels_shape, grid, message",
+    [
+        ((84, 1175), [[1, 14, 6]], "1176 values per patch"),
+        ((84,), [[1, 14, 6]], "2-D"),
+        ((80, 1176), [[1, 14, 6]], "describes 84 patches"),
+        ((84, 1176), [[1, 14, 6, 1]], "shape \\(k, 3\\)"),
+        ((84, 1176), [[1, 7, 12]], "multiples of the merge size"),
+        ((0, 1176), [[0, 14, 6]], "must be positive"),
+        ((84, 1176), np.zeros((0, 3)), "at least one"),
+    ],
+)
+def test_bad_shapes_raise_value_error(vision, pixels_shape, grid, message):
+    with pytest.raises(ValueError, match=message):
+        vision.encode(np.zeros(pixels_shape, np.float32), np.array(grid, dtype=np.int64))
+
+
+def test_bad_precision_and_params_raise_value_error(mmproj, vision):
+    pixels = np.zeros((4, 1176), np.float32)
+    with pytest.raises(ValueError, match="precision"):
+        vision.encode(pixels, np.array([[1, 2, 2]]), precision="bf16")
+    params = dataclasses.asdict(_vision_config(mmproj))
+    del params["num_heads"]
+    with pytest.raises(ValueError, match="num_heads"):
+        _core.VisionModel(mmproj.handle, params, 1)
+
+
+def test_parameters_that_do_not_fit_the_file_raise_model_format_error(fixtures, mmproj):
+    params = dataclasses.asdict(_vision_config(mmproj))
+    with pytest.raises(ModelFormatError, match="v.blk.0.ffn_up.weight"):
+        _core.VisionModel(mmproj.handle, {**params, "intermediate_size": 512}, 1)
+    with pytest.raises(ModelFormatError, match="more than the 3 vision blocks"):
+        _core.VisionModel(mmproj.handle, {**params, "num_layers": 3}, 1)
+    text = GGUFFile(fixtures / "gguf" / "qwen2vl-tiny-Q8_0.gguf")
+    with pytest.raises(ModelFormatError, match="v.post_ln.weight"):
+        _core.VisionModel(text.handle, params, 1)
