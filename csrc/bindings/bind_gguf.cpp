@@ -76,7 +76,7 @@ void register_gguf(py::module_& m) {
       if (error) std::rethrow_exception(error);
     } catch (const qvl::ModelFormatError& format_error) {
       py::object cls = py::module_::import("qvl_local.errors").attr("ModelFormatError");
-      PyErr_SetString(cls.ptr(), format_error.what());
+      PyErr_SetObject(cls.ptr(), decode_text(format_error.what()).ptr());
     }
   });
 

@@ -80,6 +80,27 @@ class Cursor {
   size_t position_ = 0;
 };
 
+// Keys and tensor names end up in Python strings and error messages, so they must be valid UTF-8.
+bool is_valid_utf8(const std::string& text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    unsigned char lead = static_cast<unsigned char>(text[i]);
+    size_t length = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xE ? 3 : (lead >> 3) == 0x1E ? 4 : 0;
+    if (length == 0 || i + length > text.size()) return false;
+    for (size_t k = 1; k < length; ++k) {
+      if ((static_cast<unsigned char>(text[i + k]) >> 6) != 0x2) return false;
+    }
+    i += length;
+  }
+  return true;
+}
+
+std::string read_name(Cursor& cursor, const char* what) {
+  std::string name = cursor.read_string(what);
+  if (!is_valid_utf8(name)) cursor.fail(std::string(what) + " is not valid UTF-8");
+  return name;
+}
+
 size_t scalar_size(GgufValueType type) {
   switch (type) {
     case GgufValueType::U8: case GgufValueType::I8: case GgufValueType::Bool: return 1;
@@ -199,7 +220,7 @@ void GgufFile::parse() {
   uint64_t alignment = kDefaultAlignment;
   metadata_.reserve(static_cast<size_t>(kv_count));
   for (uint64_t i = 0; i < kv_count; ++i) {
-    std::string key = cursor.read_string("a metadata key");
+    std::string key = read_name(cursor, "a metadata key");
     if (!keys.insert(key).second) cursor.fail("duplicate metadata key '" + key + "'");
     GgufValue value = read_value(cursor, key);
     if (key == "general.alignment") {
@@ -215,7 +236,7 @@ void GgufFile::parse() {
   tensors_.reserve(static_cast<size_t>(tensor_count));
   for (uint64_t i = 0; i < tensor_count; ++i) {
     GgufTensorInfo info;
-    info.name = cursor.read_string("a tensor name");
+    info.name = read_name(cursor, "a tensor name");
     uint32_t n_dims = cursor.read<uint32_t>("a tensor's dimension count");
     if (n_dims == 0 || n_dims > kMaxDims) {
       cursor.fail("tensor '" + info.name + "' has " + std::to_string(n_dims) + " dimensions (1 to 4 allowed)");

@@ -1,0 +1,447 @@
+"""The model users hold: `qvl_local.load(...)` -> `Model`, with chat, generate, forward and the vision encoder.
+
+Python keeps the glue (files, tokenizer, chat template, media, positions, sampling); the C++ core runs
+the decoder with its KV cache and the vision encoder, with the GIL released.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .chat import render_chat
+from .config import Qwen2VLConfig
+from .errors import QvlError
+from .generation import GenerationConfig, GenerationResult, Sampler, StopStringMatcher
+from .gguf_file import GGUFFile
+from .preprocess import preprocess_frames, preprocess_image
+from .rope_index import expand_media_tokens, mrope_positions, positions_for_generated
+from .tokenizer import Tokenizer
+from .video import DEFAULT_FPS, load_video
+
+PRECISIONS = ("exact", "fast")
+
+
+class VisionUnavailableError(QvlError, ValueError):
+    """An image or video was given to a model loaded without its vision projector (mmproj)."""
+
+
+def find_mmproj(model_path: Path) -> Path | None:
+    """The projector beside a model file: the one `mmproj*.gguf` in its folder, if any."""
+    candidates = sorted(p for p in model_path.parent.glob("mmproj*.gguf") if p.is_file())
+    if len(candidates) > 1:
+        listing = ", ".join(p.name for p in candidates)
+        raise QvlError(f"several mmproj files next to {model_path.name} ({listing}); pass mmproj= to choose one")
+    return candidates[0] if candidates else None
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    mmproj: str | os.PathLike[str] | bool | None = None,
+    n_threads: int | None = None,
+    n_ctx: int = 4096,
+    n_batch: int = 512,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    precision: str = "fast",
+    models_dir: str | os.PathLike[str] | None = None,
+) -> "Model":
+    """Open a Qwen2-VL model from a GGUF path or a pulled model name ("qwen2-vl:2b").
+
+    `mmproj`: the vision projector file; None finds `mmproj*.gguf` beside the model (or the
+    projector layer of a pulled model); False loads the text model alone.
+    `precision`: "fast" (8-bit activations, integer kernels) or "exact" (float activations).
+    """
+    from .store import resolve_model
+
+    model_path, store_mmproj = resolve_model(path, models_dir=models_dir)
+    if mmproj is None:
+        mmproj_path = store_mmproj or find_mmproj(model_path)
+    elif mmproj is False:
+        mmproj_path = None
+    else:
+        mmproj_path = Path(mmproj)
+    return Model(
+        model_path,
+        mmproj_path,
+        n_threads=n_threads,
+        n_ctx=n_ctx,
+        n_batch=n_batch,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        precision=precision,
+    )
+
+
+@dataclass(frozen=True)
+class _Media:
+    """One preprocessed image or video, with the digest that identifies it in the prefix cache."""
+
+    pixel_values: np.ndarray
+    grid_thw: np.ndarray  # [1, 3]
+    digest: str
+
+
+@dataclass
+class _Prompt:
+    """A prompt ready for the decoder: expanded ids, positions, and which rows come from vision."""
+
+    ids: np.ndarray  # int32 [N]
+    positions: np.ndarray  # int32 [3, N]
+    rope_delta: int
+    keys: list  # per position: the token id, or (media digest, index) for a vision token
+    media_spans: list  # (first row, media, is_video) per image / video, in order
+
+
+class Model:
+    """A loaded Qwen2-VL model. Not thread-safe: one call at a time."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        mmproj_path: str | os.PathLike[str] | None = None,
+        *,
+        n_threads: int | None = None,
+        n_ctx: int = 4096,
+        n_batch: int = 512,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        precision: str = "fast",
+    ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if n_ctx <= 0 or n_batch <= 0:
+            raise ValueError("n_ctx and n_batch must be positive")
+        self.text_file = GGUFFile(model_path)
+        self.mmproj_file = GGUFFile(mmproj_path) if mmproj_path is not None else None
+        self.config = Qwen2VLConfig.from_gguf(self.text_file, self.mmproj_file)
+        self.tokenizer = Tokenizer.from_fields(
+            self.text_file.require("tokenizer.ggml.tokens"),
+            self.text_file.require("tokenizer.ggml.token_type"),
+            self.text_file.require("tokenizer.ggml.merges"),
+            eos_id=self.config.tokens.eos,
+            pad_id=self.text_file.get("tokenizer.ggml.padding_token_id"),
+            chat_template=self.text_file.get("tokenizer.chat_template"),
+        )
+        self.n_threads = n_threads or len(os.sched_getaffinity(0))
+        self.n_ctx = min(n_ctx, self.config.text.context_length)
+        self.precision = precision
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self._decoder = _core.TextModel(
+            self.text_file.handle, dataclasses.asdict(self.config.text), self.n_ctx, n_batch, self.n_threads
+        )
+        self._vision = (
+            _core.VisionModel(self.mmproj_file.handle, dataclasses.asdict(self.config.vision), self.n_threads)
+            if self.mmproj_file is not None
+            else None
+        )
+        self._cached_keys: list = []  # what the decoder's KV cache holds, position by position
+        self._embedding_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+    # -- text ------------------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    @property
+    def has_vision(self) -> bool:
+        return self._vision is not None
+
+    # -- vision ----------------------------------------------------------------------------------
+
+    def preprocess_image(self, image: Any, *, min_pixels: int | None = None, max_pixels: int | None = None,
+                         resized_height: int | None = None, resized_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(pixel_values float32 [patches, 1176], grid_thw int64 [1, 3]) with this model's mean/std."""
+        vision = self._require_vision()
+        return preprocess_image(
+            image,
+            mean=vision.image_mean,
+            std=vision.image_std,
+            min_pixels=min_pixels if min_pixels is not None else self.min_pixels,
+            max_pixels=max_pixels if max_pixels is not None else self.max_pixels,
+            resized_height=resized_height,
+            resized_width=resized_width,
+            patch_size=vision.patch_size,
+            temporal_patch_size=vision.temporal_patch_size,
+            merge_size=vision.spatial_merge_size,
+        )
+
+    def preprocess_video(self, video: Any, *, fps: float = DEFAULT_FPS, min_pixels: int | None = None,
+                         max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(pixel_values_videos float32 [patches, 1176], video_grid_thw int64 [1, 3]) for a file or frame list."""
+        vision = self._require_vision()
+        min_pixels = min_pixels if min_pixels is not None else self.min_pixels
+        max_pixels = max_pixels if max_pixels is not None else self.max_pixels
+        frames, _ = load_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
+        return preprocess_frames(
+            list(frames),
+            mean=vision.image_mean,
+            std=vision.image_std,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            patch_size=vision.patch_size,
+            temporal_patch_size=vision.temporal_patch_size,
+            merge_size=vision.spatial_merge_size,
+        )
+
+    def encode_image(self, image: Any, *, min_pixels: int | None = None, max_pixels: int | None = None,
+                     pre_merge: bool = False, precision: str | None = None) -> np.ndarray:
+        """Merged vision tokens float32 [tokens, text_hidden], or with pre_merge the ViT's patch
+        features float32 [patches, vision_hidden]."""
+        pixel_values, grid = self.preprocess_image(image, min_pixels=min_pixels, max_pixels=max_pixels)
+        return self.encode_pixels(pixel_values, grid, pre_merge=pre_merge, precision=precision)
+
+    def encode_pixels(self, pixel_values: np.ndarray, grid_thw: np.ndarray, *, pre_merge: bool = False,
+                      precision: str | None = None) -> np.ndarray:
+        """The vision encoder on preprocessed pixels (the HF processor's arrays)."""
+        self._require_vision()
+        return self._vision.encode(
+            np.ascontiguousarray(pixel_values, dtype=np.float32),
+            np.ascontiguousarray(grid_thw, dtype=np.int64).reshape(-1, 3),
+            pre_merge=pre_merge,
+            precision=self._precision(precision),
+        )
+
+    def _require_vision(self):
+        if self.config.vision is None:
+            raise VisionUnavailableError(
+                f"{self.text_file.path.name} was loaded without a vision projector: pass mmproj= to load() "
+                "(or put an mmproj*.gguf beside the model) to use images and videos"
+            )
+        return self.config.vision
+
+    # -- the decoder -------------------------------------------------------------------------------
+
+    def forward(self, input_ids: Sequence[int] | np.ndarray, *, pixel_values: np.ndarray | None = None,
+                image_grid_thw: np.ndarray | None = None, pixel_values_videos: np.ndarray | None = None,
+                video_grid_thw: np.ndarray | None = None, precision: str | None = None) -> np.ndarray:
+        """Logits float32 [N, vocab] for every position of `input_ids` (already expanded, as the HF
+        processor makes them), on a fresh cache."""
+        media = []
+        for pixels, grids, is_video in ((pixel_values, image_grid_thw, False), (pixel_values_videos, video_grid_thw, True)):
+            if pixels is None:
+                continue
+            grids = np.asarray(grids, dtype=np.int64).reshape(-1, 3)
+            embeddings = self.encode_pixels(pixels, grids, precision=precision)
+            media.append((embeddings, grids, is_video))
+        ids = np.asarray(input_ids, dtype=np.int64)
+        positions, _ = self._positions(ids, image_grid_thw, video_grid_thw)
+        embeddings, rows = self._vision_rows(ids, media)
+        self._reset_cache()
+        logits = self._decoder.forward(
+            ids.astype(np.int32), positions.astype(np.int32), embeddings=embeddings, embedded_rows=rows,
+            logits="all", precision=self._precision(precision),
+        )
+        self._reset_cache()
+        return logits
+
+    def _vision_rows(self, ids: np.ndarray, media: list) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Concatenated vision embeddings and the rows of `ids` they replace."""
+        tokens = self.config.tokens
+        parts, rows = [], []
+        for embeddings, _, is_video in media:
+            pad = tokens.video_pad if is_video else tokens.image_pad
+            positions = np.flatnonzero(ids == pad)
+            if len(positions) != len(embeddings):
+                kind = "video" if is_video else "image"
+                raise ValueError(f"{len(positions)} {kind} pad tokens in input_ids but the {kind}s give {len(embeddings)} embeddings")
+            parts.append(embeddings)
+            rows.append(positions)
+        if not parts:
+            return None, None
+        return np.concatenate(parts), np.concatenate(rows).astype(np.int32)
+
+    def _positions(self, ids: np.ndarray, image_grid_thw, video_grid_thw) -> tuple[np.ndarray, int]:
+        tokens = self.config.tokens
+        merge = self.config.vision.spatial_merge_size if self.config.vision else 2
+        return mrope_positions(
+            ids,
+            image_grid_thw=None if image_grid_thw is None else np.asarray(image_grid_thw).reshape(-1, 3),
+            video_grid_thw=None if video_grid_thw is None else np.asarray(video_grid_thw).reshape(-1, 3),
+            image_token_id=tokens.image_pad,
+            video_token_id=tokens.video_pad,
+            vision_start_token_id=tokens.vision_start,
+            spatial_merge_size=merge,
+        )
+
+    def _precision(self, precision: str | None) -> str:
+        precision = precision or self.precision
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        return precision
+
+    def _reset_cache(self) -> None:
+        self._decoder.truncate(0)
+        self._cached_keys = []
+
+    # -- generation --------------------------------------------------------------------------------
+
+    def generate(self, prompt: str, *, images: Sequence[Any] = (), videos: Sequence[Any] = (),
+                 config: GenerationConfig | None = None, stream: bool = False, fps: float = DEFAULT_FPS,
+                 min_pixels: int | None = None, max_pixels: int | None = None, precision: str | None = None,
+                 **generation: Any) -> GenerationResult | Iterator[tuple[str, int]]:
+        """Continue `prompt` (chat markup included; one `<|image_pad|>` / `<|video_pad|>` per image /
+        video). Returns a GenerationResult, or with stream=True an iterator of (text, token_id) per
+        token (text is empty while a multi-byte character is incomplete)."""
+        if config is None:
+            config = GenerationConfig(**generation)
+        elif generation:
+            config = dataclasses.replace(config, **generation)
+        prepared = self._prepare(prompt, images, videos, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
+        if len(prepared.ids) + 1 > self.n_ctx:
+            raise ValueError(f"the prompt has {len(prepared.ids)} tokens, more than the context of {self.n_ctx} allows")
+        chunks = self._generate(prepared, config, self._precision(precision))
+        if stream:
+            return chunks
+        return self._collect(chunks, len(prepared.ids))
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **generation: Any) -> str | Iterator[str]:
+        """Answer the conversation (HF/OpenAI message shape). Returns the assistant's text, or with
+        stream=True an iterator of text pieces. A conversation that continues reuses the cached
+        prefix: earlier turns and their images are not computed again."""
+        rendered = render_chat(messages, template=self.tokenizer.chat_template)
+        result = self.generate(rendered.prompt, images=rendered.images, videos=rendered.videos, stream=stream, **generation)
+        if stream:
+            return (text for text, _ in result if text)
+        return result.text
+
+    def _collect(self, chunks: Iterator[tuple[str, int]], prompt_tokens: int) -> GenerationResult:
+        pieces, ids = [], []
+        for text, token in chunks:
+            pieces.append(text)
+            ids.append(token)
+        return GenerationResult(text="".join(pieces), token_ids=ids, prompt_tokens=prompt_tokens,
+                                finish_reason=self.last_finish_reason)
+
+    def _generate(self, prompt: _Prompt, config: GenerationConfig, precision: str) -> Iterator[tuple[str, int]]:
+        self.last_finish_reason = "length"
+        logits = self._prefill(prompt, precision)
+        sampler = Sampler(config)
+        stops = StopStringMatcher(config.stop)
+        decoder = self.tokenizer.stream_decoder(skip_special_tokens=True)
+        end_ids = {self.config.tokens.eos, self.config.tokens.im_end, self.config.tokens.endoftext}
+        history = list(prompt.ids)
+        n = len(prompt.ids)
+        for step in range(config.max_new_tokens):
+            token = sampler.sample(logits, history)
+            if token in end_ids:
+                self.last_finish_reason = "stop"
+                break
+            history.append(token)
+            yield stops.feed(decoder.feed(token)), token
+            if stops.stopped:
+                self.last_finish_reason = "stop"
+                break
+            if step + 1 == config.max_new_tokens:
+                break
+            if n + 1 > self.n_ctx:
+                break  # the context is full: stop as if max_new_tokens were reached
+            position = positions_for_generated(prompt.rope_delta, n, 1).astype(np.int32)
+            logits = self._decoder.forward(np.array([token], dtype=np.int32), position, precision=precision)
+            self._cached_keys.append(token)
+            n += 1
+        tail = "" if stops.stopped else stops.feed(decoder.flush()) + stops.flush()
+        if tail:
+            yield tail, -1  # held-back text (an incomplete character or a partial stop string), no new token
+
+    def _prefill(self, prompt: _Prompt, precision: str) -> np.ndarray:
+        """Runs what the cache does not already hold and returns the last position's logits."""
+        common = 0
+        limit = min(len(self._cached_keys), len(prompt.keys) - 1)  # always run at least one token
+        while common < limit and self._cached_keys[common] == prompt.keys[common]:
+            common += 1
+        self._decoder.truncate(common)
+        self._cached_keys = self._cached_keys[:common]
+        embeddings, rows = self._suffix_embeddings(prompt, common, precision)
+        logits = self._decoder.forward(
+            prompt.ids[common:], np.ascontiguousarray(prompt.positions[:, common:]),
+            embeddings=embeddings, embedded_rows=rows, logits="last", precision=precision,
+        )
+        self._cached_keys = list(prompt.keys)
+        return logits
+
+    def _suffix_embeddings(self, prompt: _Prompt, common: int, precision: str):
+        parts, rows = [], []
+        for first, media, is_video in prompt.media_spans:
+            count = int(np.prod(media.grid_thw[0])) // self.config.vision.spatial_merge_size ** 2
+            if first + count <= common:
+                continue  # already in the KV cache: no need to encode it again
+            embeddings = self._embeddings_for(media, precision)
+            keep = np.arange(count) + first >= common
+            parts.append(embeddings[keep])
+            rows.append(np.arange(first, first + count)[keep] - common)
+        if not parts:
+            return None, None
+        return np.concatenate(parts), np.concatenate(rows).astype(np.int32)
+
+    def _embeddings_for(self, media: _Media, precision: str) -> np.ndarray:
+        key = (media.digest, precision)
+        if key in self._embedding_cache:
+            self._embedding_cache.move_to_end(key)
+            return self._embedding_cache[key]
+        embeddings = self.encode_pixels(media.pixel_values, media.grid_thw, precision=precision)
+        self._embedding_cache[key] = embeddings
+        while len(self._embedding_cache) > 8:
+            self._embedding_cache.popitem(last=False)
+        return embeddings
+
+    def _prepare(self, prompt: str, images: Sequence[Any], videos: Sequence[Any], *, fps: float,
+                 min_pixels: int | None, max_pixels: int | None) -> _Prompt:
+        tokens = self.config.tokens
+        ids = np.asarray(self.tokenize(prompt), dtype=np.int64)
+        n_image_pads = int(np.sum(ids == tokens.image_pad))
+        n_video_pads = int(np.sum(ids == tokens.video_pad))
+        if n_image_pads != len(images) or n_video_pads != len(videos):
+            raise ValueError(
+                f"the prompt has {n_image_pads} <|image_pad|> and {n_video_pads} <|video_pad|> markers but "
+                f"{len(images)} images and {len(videos)} videos were given"
+            )
+        image_media = [self._media(self.preprocess_image(img, min_pixels=min_pixels, max_pixels=max_pixels)) for img in images]
+        video_media = [self._media(self.preprocess_video(v, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)) for v in videos]
+        image_grids = np.concatenate([m.grid_thw for m in image_media]) if image_media else None
+        video_grids = np.concatenate([m.grid_thw for m in video_media]) if video_media else None
+        merge = self.config.vision.spatial_merge_size if self.config.vision else 2
+        expanded = expand_media_tokens(ids, image_grids, video_grids, tokens.image_pad, tokens.video_pad, merge)
+        positions, rope_delta = self._positions(expanded, image_grids, video_grids)
+        keys: list = [int(t) for t in expanded]
+        spans = []
+        for pad, media_list, is_video in ((tokens.image_pad, image_media, False), (tokens.video_pad, video_media, True)):
+            rows = np.flatnonzero(expanded == pad)
+            offset = 0
+            for media in media_list:
+                count = int(np.prod(media.grid_thw[0])) // merge**2
+                first = int(rows[offset])
+                spans.append((first, media, is_video))
+                for i in range(count):
+                    keys[first + i] = (media.digest, i)
+                offset += count
+        spans.sort(key=lambda span: span[0])
+        return _Prompt(expanded.astype(np.int32), positions.astype(np.int32), int(rope_delta), keys, spans)
+
+    @staticmethod
+    def _media(arrays: tuple[np.ndarray, np.ndarray]) -> _Media:
+        pixel_values, grid = arrays
+        digest = hashlib.blake2b(pixel_values.tobytes(), digest_size=16)
+        digest.update(grid.tobytes())
+        return _Media(pixel_values, grid, digest.hexdigest())
+
+    def reset(self) -> None:
+        """Forget the cached conversation (the next call starts from an empty KV cache)."""
+        self._reset_cache()
+
+    def __repr__(self) -> str:
+        vision = f", mmproj={self.mmproj_file.path.name!r}" if self.mmproj_file else ""
+        return f"Model({self.text_file.path.name!r}{vision}, n_ctx={self.n_ctx}, threads={self.n_threads})"
