@@ -24,6 +24,18 @@ void add_scalar(IsaKernels& table) {
 IsaKernels build_table(Isa isa) {
   IsaKernels table;
   add_scalar(table);
+#if defined(QVL_HAVE_AVX2_BUILD)
+  if (isa == Isa::Avx2) {
+    avx2::add_float(table);
+    avx2::add_q8_0(table);
+    avx2::add_q4_0_q4_1(table);
+    avx2::add_q5_0_q5_1(table);
+    avx2::add_q4_k(table);
+    avx2::add_q5_k(table);
+    avx2::add_q6_k(table);
+    avx2::add_activations(table);
+  }
+#endif
   return table;
 }
 

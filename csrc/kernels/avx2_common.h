@@ -1,0 +1,78 @@
+// Helpers shared by the AVX2 kernel files (include only from *_avx2.cpp, built with -mavx2 -mfma -mf16c).
+#pragma once
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace qvl::avx2 {
+
+inline float horizontal_sum(__m256 v) {
+  __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+  sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
+  return _mm_cvtss_f32(sum);
+}
+
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// 8 int32 sums of adjacent products of unsigned u (0..127 in practice) and signed s bytes.
+inline __m256i dot_u8_s8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+// The same for two signed vectors: |a| times b with a's sign moved onto b (maddubs needs one unsigned).
+inline __m256i dot_s8_s8(__m256i a, __m256i b) {
+  return dot_u8_s8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+// 16 packed bytes -> 32 values: the low nibbles (values 0..15) then the high nibbles (values 16..31).
+inline __m256i split_nibbles(const uint8_t* packed) {
+  __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+  __m128i low_mask = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low_mask), _mm_and_si128(bytes, low_mask));
+}
+
+// Byte i = 0xFF where bit i of `bits` is set, else 0.
+inline __m256i bits_to_bytes(uint32_t bits) {
+  __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                                       _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                                         0x0101010101010101, 0x0000000000000000));
+  const __m256i bit_of_byte = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
+  return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit_of_byte), bit_of_byte);
+}
+
+// Runs Kernel::run<R, C> over a weight-rows x activation-rows tile: 4 x 2 register tiles where the
+// shape allows (each weight block decoded once for two activation rows), smaller tiles at the edges.
+template <typename Kernel>
+void dot_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
+              int64_t n_act, float* out, size_t out_stride) {
+  int64_t r = 0;
+  for (; r + 4 <= n_rows; r += 4) {
+    int64_t j = 0;
+    for (; j + 2 <= n_act; j += 2) {
+      Kernel::template run<4, 2>(k, w + r * w_stride, w_stride, act + j * act_stride, act_stride,
+                                 out + j * out_stride + r, out_stride);
+    }
+    for (; j < n_act; ++j) {
+      Kernel::template run<4, 1>(k, w + r * w_stride, w_stride, act + j * act_stride, act_stride,
+                                 out + j * out_stride + r, out_stride);
+    }
+  }
+  for (; r < n_rows; ++r) {
+    for (int64_t j = 0; j < n_act; ++j) {
+      Kernel::template run<1, 1>(k, w + r * w_stride, w_stride, act + j * act_stride, act_stride,
+                                 out + j * out_stride + r, out_stride);
+    }
+  }
+}
+
+// Writes out[c * out_stride + r] = horizontal sum of acc[r][c].
+template <int R, int C>
+inline void store_sums(const __m256 (&acc)[R][C], float* out, size_t out_stride) {
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) out[c * out_stride + r] = horizontal_sum(acc[r][c]);
+  }
+}
+
+}  // namespace qvl::avx2

@@ -1,0 +1,36 @@
+// AVX2 helpers shared by the K-quant kernels (include only from *_avx2.cpp).
+#pragma once
+#include <cstring>
+
+#include "kernels/avx2_common.h"
+#include "kernels/blocks.h"
+
+namespace qvl::avx2 {
+
+// 16 int16 lanes: the 8 scales, then the 8 mins of a Q4_K / Q5_K super-block.
+inline __m256i unpack_scales_mins(const uint8_t* packed) {
+  uint32_t word[3];
+  std::memcpy(word, packed, sizeof(word));
+  const uint32_t low6 = 0x3F3F3F3F, low4 = 0x0F0F0F0F, low2 = 0x03030303;
+  uint32_t scales_0_3 = word[0] & low6;
+  uint32_t mins_0_3 = word[1] & low6;
+  uint32_t scales_4_7 = (word[2] & low4) | (((word[0] >> 6) & low2) << 4);
+  uint32_t mins_4_7 = ((word[2] >> 4) & low4) | (((word[1] >> 6) & low2) << 4);
+  __m128i bytes = _mm_set_epi32(static_cast<int>(mins_4_7), static_cast<int>(mins_0_3), static_cast<int>(scales_4_7),
+                                static_cast<int>(scales_0_3));
+  return _mm256_cvtepu8_epi16(bytes);
+}
+
+// All 16 lanes = int16 lane `index` (0..7) of a vector holding the same 8 int16 in both halves.
+inline __m256i broadcast_lane(__m256i both_halves, int index) {
+  return _mm256_shuffle_epi8(both_halves, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * index)));
+}
+
+// The activation's 16-value sums, paired into the 8 sums of 32 values that a sub-block's min multiplies.
+inline __m128i sub_block_sums(const ActQ8_K& a) {
+  __m128i first = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums));
+  __m128i second = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums + 8));
+  return _mm_hadd_epi16(first, second);
+}
+
+}  // namespace qvl::avx2

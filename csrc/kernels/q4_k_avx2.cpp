@@ -1,0 +1,64 @@
+// Q4_K on AVX2: the Fast dot product against ActQ8_K, register-tiled over weight and activation rows.
+// Per super-block the 6-bit scales and mins are unpacked once into int16 lanes; levels times
+// activations accumulate in int32 (maddubs, then madd by the sub-block scale); the mins meet the
+// activation's 32-value sums in one more madd.
+#include "kernels/strict_fp.h"
+
+#include "kernels/avx2_common.h"
+#include "kernels/k_quant_avx2.h"
+#include "kernels/blocks.h"
+#include "kernels/kernel_table.h"
+
+namespace qvl::avx2 {
+
+namespace {
+
+struct Q4_KDot {
+  template <int R, int C>
+  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
+                  size_t out_stride) {
+    __m256 acc[R][C] = {};
+    const __m256i low_mask = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < k / kBlockK; ++b) {
+      const ActQ8_K* a[C];
+      __m128i a_sums[C];
+      for (int c = 0; c < C; ++c) {
+        a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
+        a_sums[c] = sub_block_sums(*a[c]);
+      }
+      for (int r = 0; r < R; ++r) {
+        const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[b];
+        __m256i scales_mins = unpack_scales_mins(block.scales);
+        __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));
+        __m128i mins = _mm256_extracti128_si256(scales_mins, 1);
+        __m256i sums[C];
+        for (int c = 0; c < C; ++c) sums[c] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+          __m256i packed = load32(block.qs + 32 * j);
+          __m256i low = _mm256_and_si256(packed, low_mask);
+          __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask);
+          __m256i scale_low = broadcast_lane(scales, 2 * j), scale_high = broadcast_lane(scales, 2 * j + 1);
+          for (int c = 0; c < C; ++c) {
+            __m256i p_low = _mm256_maddubs_epi16(low, load32(a[c]->qs + 64 * j));
+            __m256i p_high = _mm256_maddubs_epi16(high, load32(a[c]->qs + 64 * j + 32));
+            sums[c] = _mm256_add_epi32(sums[c], _mm256_add_epi32(_mm256_madd_epi16(p_low, scale_low),
+                                                                 _mm256_madd_epi16(p_high, scale_high)));
+          }
+        }
+        float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
+        for (int c = 0; c < C; ++c) {
+          __m256 offsets = _mm256_cvtepi32_ps(_mm256_zextsi128_si256(_mm_madd_epi16(mins, a_sums[c])));
+          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a[c]->d), _mm256_cvtepi32_ps(sums[c]), acc[r][c]);
+          acc[r][c] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * a[c]->d), offsets, acc[r][c]);
+        }
+      }
+    }
+    store_sums<R, C>(acc, out, out_stride);
+  }
+};
+
+}  // namespace
+
+void add_q4_k(IsaKernels& table) { table.q4_k.dot_tile = dot_tile<Q4_KDot>; }
+
+}  // namespace qvl::avx2

@@ -1,0 +1,87 @@
+// Q5_0 and Q5_1 on AVX2: the Fast dot products, register-tiled over weight rows and activation rows.
+#include "kernels/strict_fp.h"
+
+#include <cstring>
+
+#include "kernels/avx2_common.h"
+#include "kernels/blocks.h"
+#include "kernels/kernel_table.h"
+
+namespace qvl::avx2 {
+namespace {
+
+// The 32 5-bit levels of a block: nibbles plus 16 where the block's high bit is set.
+inline __m256i levels5(const uint8_t* qs, const uint8_t* qh) {
+  uint32_t high;
+  std::memcpy(&high, qh, sizeof(high));
+  return _mm256_or_si256(split_nibbles(qs), _mm256_and_si256(bits_to_bytes(high), _mm256_set1_epi8(0x10)));
+}
+
+struct Q5_0Dot {
+  template <int R, int C>
+  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
+                  size_t out_stride) {
+    __m256 acc[R][C] = {};
+    for (int64_t b = 0; b < k / kBlock32; ++b) {
+      __m256i a_levels[C];
+      float a_scale[C];
+      for (int c = 0; c < C; ++c) {
+        const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
+        a_levels[c] = load32(a.qs);
+        a_scale[c] = a.d;
+      }
+      for (int r = 0; r < R; ++r) {
+        const BlockQ5_0& block = reinterpret_cast<const BlockQ5_0*>(w + r * w_stride)[b];
+        __m256i levels = _mm256_sub_epi8(levels5(block.qs, block.qh), _mm256_set1_epi8(16));
+        __m256i magnitude = _mm256_sign_epi8(levels, levels);
+        float scale = _cvtsh_ss(block.d);
+        for (int c = 0; c < C; ++c) {
+          __m256i sums = dot_u8_s8(magnitude, _mm256_sign_epi8(a_levels[c], levels));
+          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a_scale[c]), _mm256_cvtepi32_ps(sums), acc[r][c]);
+        }
+      }
+    }
+    store_sums<R, C>(acc, out, out_stride);
+  }
+};
+
+struct Q5_1Dot {
+  template <int R, int C>
+  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
+                  size_t out_stride) {
+    __m256 acc[R][C] = {};
+    float offsets[R][C] = {};
+    for (int64_t b = 0; b < k / kBlock32; ++b) {
+      __m256i a_levels[C];
+      float a_scale[C], a_sum[C];
+      for (int c = 0; c < C; ++c) {
+        const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
+        a_levels[c] = load32(a.qs);
+        a_scale[c] = a.d;
+        a_sum[c] = a.sum;
+      }
+      for (int r = 0; r < R; ++r) {
+        const BlockQ5_1& block = reinterpret_cast<const BlockQ5_1*>(w + r * w_stride)[b];
+        __m256i levels = levels5(block.qs, block.qh);
+        float scale = _cvtsh_ss(block.d), min = _cvtsh_ss(block.m);
+        for (int c = 0; c < C; ++c) {
+          __m256i sums = dot_u8_s8(levels, a_levels[c]);
+          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a_scale[c]), _mm256_cvtepi32_ps(sums), acc[r][c]);
+          offsets[r][c] += min * a_sum[c];
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) out[c * out_stride + r] = horizontal_sum(acc[r][c]) + offsets[r][c];
+    }
+  }
+};
+
+}  // namespace
+
+void add_q5_0_q5_1(IsaKernels& table) {
+  table.q5_0.dot_tile = dot_tile<Q5_0Dot>;
+  table.q5_1.dot_tile = dot_tile<Q5_1Dot>;
+}
+
+}  // namespace qvl::avx2

@@ -1,0 +1,75 @@
+// Q6_K on AVX2: the Fast dot product against ActQ8_K, register-tiled over weight and activation rows.
+// Levels are used unsigned (0..63) in maddubs; the offset of 32 is taken off once per super-block
+// through the activation's 16-value sums times the sub-block scales.
+#include "kernels/strict_fp.h"
+
+#include "kernels/avx2_common.h"
+#include "kernels/blocks.h"
+#include "kernels/kernel_table.h"
+
+namespace qvl::avx2 {
+namespace {
+
+// Lanes 0..7 = int16 lane 2t, lanes 8..15 = lane 2t + 1 of a vector holding 8 int16 in both halves:
+// the scales of the two 16-value groups in a 32-value chunk.
+inline __m256i pair_of_lanes(__m256i both_halves, int t) {
+  auto lane = [](int i) { return _mm_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * i)); };
+  return _mm256_shuffle_epi8(both_halves, _mm256_set_m128i(lane(2 * t + 1), lane(2 * t)));
+}
+
+// Chunk t (0..3) of a 128-value half: low nibbles of ql0 / ql1, then high nibbles, with qh bit pair t.
+inline __m256i chunk_levels(__m256i ql0, __m256i ql1, __m256i qh, int t) {
+  const __m256i low_mask = _mm256_set1_epi8(0x0F), pair_mask = _mm256_set1_epi8(0x03);
+  __m256i ql = t % 2 == 0 ? ql0 : ql1;
+  __m256i low = t < 2 ? _mm256_and_si256(ql, low_mask) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), low_mask);
+  __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), pair_mask);
+  return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+}
+
+struct Q6_KDot {
+  template <int R, int C>
+  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
+                  size_t out_stride) {
+    __m256 acc[R][C] = {};
+    for (int64_t b = 0; b < k / kBlockK; ++b) {
+      const ActQ8_K* a[C];
+      for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
+      for (int r = 0; r < R; ++r) {
+        const BlockQ6_K& block = reinterpret_cast<const BlockQ6_K*>(w + r * w_stride)[b];
+        __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales)));
+        __m256i scales_first = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales));
+        __m256i scales_second = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(scales, 1));
+        __m256i sums[C];
+        for (int c = 0; c < C; ++c) {
+          // sum(scale * (q - 32) * a) = sum(scale * q * a) - 32 * sum(scale * group sum of a)
+          __m256i offset = _mm256_madd_epi16(scales, load32(a[c]->bsums));
+          sums[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
+        }
+        for (int h = 0; h < 2; ++h) {
+          __m256i ql0 = load32(block.ql + 64 * h), ql1 = load32(block.ql + 64 * h + 32);
+          __m256i qh = load32(block.qh + 32 * h);
+          __m256i half_scales = h == 0 ? scales_first : scales_second;
+          for (int t = 0; t < 4; ++t) {
+            __m256i levels = chunk_levels(ql0, ql1, qh, t);
+            __m256i chunk_scales = pair_of_lanes(half_scales, t);
+            for (int c = 0; c < C; ++c) {
+              __m256i products = _mm256_maddubs_epi16(levels, load32(a[c]->qs + 128 * h + 32 * t));
+              sums[c] = _mm256_add_epi32(sums[c], _mm256_madd_epi16(products, chunk_scales));
+            }
+          }
+        }
+        float d = _cvtsh_ss(block.d);
+        for (int c = 0; c < C; ++c) {
+          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a[c]->d), _mm256_cvtepi32_ps(sums[c]), acc[r][c]);
+        }
+      }
+    }
+    store_sums<R, C>(acc, out, out_stride);
+  }
+};
+
+}  // namespace
+
+void add_q6_k(IsaKernels& table) { table.q6_k.dot_tile = dot_tile<Q6_KDot>; }
+
+}  // namespace qvl::avx2
