@@ -21,10 +21,10 @@ int64_t AttentionScratch::floats_needed(int64_t head_dim) {
 }
 
 AttentionScratch::AttentionScratch(float* base, int64_t head_dim)
-    : queries(base),
-      scores(queries + kAttentionQueryTile * head_dim),
-      output(scores + kAttentionQueryTile * kAttentionKeyTile),
-      row_max(output + kAttentionQueryTile * head_dim),
+    : queries_t(base),
+      scores_t(queries_t + kAttentionQueryTile * head_dim),
+      output_t(scores_t + kAttentionQueryTile * kAttentionKeyTile),
+      row_max(output_t + kAttentionQueryTile * head_dim),
       row_sum(row_max + kAttentionQueryTile) {}
 
 SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::vector<int64_t> segment_bounds,
@@ -42,22 +42,28 @@ SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::v
       blocks_.push_back({static_cast<int64_t>(s), first, std::min(kAttentionQueryTile, bounds_[s + 1] - first)});
     }
   }
-  keys_t_.assign(static_cast<size_t>(n_heads_ * head_dim_ * padded_keys_), 0.0f);
+  keys_.assign(static_cast<size_t>(n_heads_ * head_dim_ * padded_keys_), 0.0f);
+  values_t_.assign(keys_.size(), 0.0f);
   thread_scratch_.resize(n_threads);
   for (auto& scratch : thread_scratch_) scratch.resize(AttentionScratch::floats_needed(head_dim_));
 }
 
-// Lays each head's keys out in blocks of [head_dim][kAttentionKeyTile] so the score micro-kernels read
-// a row of keys per dimension; the padding columns were zeroed at construction and are never written.
-void SegmentedAttention::transpose_keys(const float* k, int64_t row_stride, ThreadPool& pool) {
+// Copies each head's keys and values out of the strided rows into contiguous memory (rows
+// `row_stride` apart alias a few cache sets; packed blocks do not), the values transposed in blocks of
+// [head_dim][kAttentionKeyTile] so the output product reads one row of values per dimension. Padding
+// stays zero from construction.
+void SegmentedAttention::pack_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool) {
   pool.run(n_heads_, [&](int64_t head, int) {
-    float* head_keys = keys_t_.data() + head * head_dim_ * padded_keys_;
+    float* head_keys = keys_.data() + head * head_dim_ * padded_keys_;
+    float* head_values = values_t_.data() + head * head_dim_ * padded_keys_;
     for (size_t s = 0; s + 1 < bounds_.size(); ++s) {
       for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
         const float* key = k + row * row_stride + head * head_dim_;
+        const float* value = v + row * row_stride + head * head_dim_;
         int64_t column = key_columns_[s] + (row - bounds_[s]);
-        float* block = head_keys + (column / kAttentionKeyTile) * head_dim_ * kAttentionKeyTile;
-        for (int64_t c = 0; c < head_dim_; ++c) block[c * kAttentionKeyTile + column % kAttentionKeyTile] = key[c];
+        std::copy(key, key + head_dim_, head_keys + column * head_dim_);
+        float* block = head_values + (column / kAttentionKeyTile) * head_dim_ * kAttentionKeyTile;
+        for (int64_t c = 0; c < head_dim_; ++c) block[c * kAttentionKeyTile + column % kAttentionKeyTile] = value[c];
       }
     }
   });
@@ -68,10 +74,10 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
   if (static_cast<size_t>(pool.size()) > thread_scratch_.size()) {
     throw std::invalid_argument("attention: the pool has more threads than scratch was made for");
   }
-  transpose_keys(k, row_stride, pool);
+  pack_keys_and_values(k, v, row_stride, pool);
   bool use_avx2 = false;
 #if defined(QVL_HAVE_AVX2_BUILD)
-  use_avx2 = active_isa() == Isa::Avx2 && head_dim_ % 8 == 0;
+  use_avx2 = active_isa() == Isa::Avx2;
 #endif
   const int64_t n_blocks = static_cast<int64_t>(blocks_.size());
   pool.run(n_blocks * n_heads_, [&](int64_t task, int thread) {
@@ -81,8 +87,9 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
     AttentionTile tile;
     tile.q = q + block.first_row * row_stride + head * head_dim_;
     tile.n_queries = block.n_rows;
-    tile.keys_t = keys_t_.data() + (head * padded_keys_ + key_columns_[block.segment]) * head_dim_;
-    tile.v = v + segment_start * row_stride + head * head_dim_;
+    const int64_t first_key = head * padded_keys_ + key_columns_[block.segment];
+    tile.keys = keys_.data() + first_key * head_dim_;
+    tile.values_t = values_t_.data() + first_key * head_dim_;
     tile.n_keys = bounds_[block.segment + 1] - segment_start;
     tile.row_stride = row_stride;
     tile.head_dim = head_dim_;
@@ -98,48 +105,54 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
   });
 }
 
-// The reference tile routine: for each block of keys, scores = q k^T, then the online softmax update
-// (rescale the running output and sum by exp(old max - new max)), then output += p v.
+// The reference tile routine: for each block of keys, scores = k q^T, then the online softmax update
+// (rescale each query's running output and sum by exp(old max - new max)), then output += v^T p.
 void attend_tile_scalar(const AttentionTile& tile, const AttentionScratch& scratch) {
+  constexpr int64_t Q = kAttentionQueryTile;
   const int64_t d = tile.head_dim;
+  const int64_t n_q = tile.n_queries;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  for (int64_t i = 0; i < tile.n_queries; ++i) {
-    for (int64_t c = 0; c < d; ++c) scratch.queries[i * d + c] = tile.q[i * tile.row_stride + c] * scale;
-    std::fill(scratch.output + i * d, scratch.output + (i + 1) * d, 0.0f);
+  for (int64_t i = 0; i < n_q; ++i) {
+    for (int64_t c = 0; c < d; ++c) scratch.queries_t[c * Q + i] = tile.q[i * tile.row_stride + c] * scale;
+    for (int64_t c = 0; c < d; ++c) scratch.output_t[c * Q + i] = 0.0f;
     scratch.row_max[i] = -std::numeric_limits<float>::infinity();
     scratch.row_sum[i] = 0.0f;
   }
   for (int64_t first_key = 0; first_key < tile.n_keys; first_key += kAttentionKeyTile) {
     const int64_t n_keys = std::min(kAttentionKeyTile, tile.n_keys - first_key);
-    for (int64_t i = 0; i < tile.n_queries; ++i) {
-      float* scores = scratch.scores + i * kAttentionKeyTile;
-      std::fill(scores, scores + n_keys, 0.0f);
-      for (int64_t c = 0; c < d; ++c) {
-        const float query = scratch.queries[i * d + c];
-        const float* keys = tile.keys_t + first_key * d + c * kAttentionKeyTile;
-        for (int64_t j = 0; j < n_keys; ++j) scores[j] += query * keys[j];
+    const float* keys = tile.keys + first_key * d;
+    const float* values_t = tile.values_t + first_key * d;
+    for (int64_t j = 0; j < n_keys; ++j) {
+      for (int64_t i = 0; i < n_q; ++i) {
+        float score = 0.0f;
+        for (int64_t c = 0; c < d; ++c) score += keys[j * d + c] * scratch.queries_t[c * Q + i];
+        scratch.scores_t[j * Q + i] = score;
       }
-      float block_max = *std::max_element(scores, scores + n_keys);
-      float new_max = std::max(scratch.row_max[i], block_max);
-      float correction = std::exp(scratch.row_max[i] - new_max);
+    }
+    for (int64_t i = 0; i < n_q; ++i) {
+      float new_max = scratch.row_max[i];
+      for (int64_t j = 0; j < n_keys; ++j) new_max = std::max(new_max, scratch.scores_t[j * Q + i]);
+      const float correction = std::exp(scratch.row_max[i] - new_max);
       float block_sum = 0.0f;
       for (int64_t j = 0; j < n_keys; ++j) {
-        scores[j] = std::exp(scores[j] - new_max);
-        block_sum += scores[j];
+        float p = std::exp(scratch.scores_t[j * Q + i] - new_max);
+        scratch.scores_t[j * Q + i] = p;
+        block_sum += p;
       }
       scratch.row_max[i] = new_max;
       scratch.row_sum[i] = scratch.row_sum[i] * correction + block_sum;
-      float* output = scratch.output + i * d;
-      for (int64_t c = 0; c < d; ++c) output[c] *= correction;
+      for (int64_t c = 0; c < d; ++c) scratch.output_t[c * Q + i] *= correction;
+    }
+    for (int64_t c = 0; c < d; ++c) {
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* value = tile.v + (first_key + j) * tile.row_stride;
-        for (int64_t c = 0; c < d; ++c) output[c] += scores[j] * value[c];
+        const float value = values_t[c * kAttentionKeyTile + j];
+        for (int64_t i = 0; i < n_q; ++i) scratch.output_t[c * Q + i] += value * scratch.scores_t[j * Q + i];
       }
     }
   }
-  for (int64_t i = 0; i < tile.n_queries; ++i) {
+  for (int64_t i = 0; i < n_q; ++i) {
     const float inverse_sum = 1.0f / scratch.row_sum[i];
-    for (int64_t c = 0; c < d; ++c) tile.out[i * tile.row_stride + c] = scratch.output[i * d + c] * inverse_sum;
+    for (int64_t c = 0; c < d; ++c) tile.out[i * tile.row_stride + c] = scratch.output_t[c * Q + i] * inverse_sum;
   }
 }
 

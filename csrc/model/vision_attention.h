@@ -10,8 +10,8 @@
 
 namespace qvl {
 
-// Tile sizes shared by every ISA's tile routine: 48 queries (a multiple of the AVX2 micro-kernels' 6
-// and 3 rows) against 64 keys (a multiple of their 16 columns) keep a tile's working set near L1.
+// Tile sizes shared by every ISA's tile routine: 48 queries (two strips of the AVX2 micro-kernel's 24)
+// against 64 keys (sixteen of its 4-row steps) keep a tile's working set near L1.
 constexpr int64_t kAttentionQueryTile = 48;
 constexpr int64_t kAttentionKeyTile = 64;
 
@@ -30,49 +30,52 @@ class SegmentedAttention {
     int64_t first_row;
     int64_t n_rows;
   };
-  void transpose_keys(const float* k, int64_t row_stride, ThreadPool& pool);
+  void pack_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool);
 
   int64_t n_heads_;
   int64_t head_dim_;
   std::vector<int64_t> bounds_;
   std::vector<int64_t> key_columns_;  // where each segment starts among a head's padded keys
   int64_t padded_keys_ = 0;           // all segments' keys, each padded to a multiple of the key tile
-  std::vector<float> keys_t_;         // per head: blocks of kAttentionKeyTile keys, each [head_dim][tile]
+  std::vector<float> keys_;           // per head: [padded key][head_dim]
+  std::vector<float> values_t_;       // per head: blocks of kAttentionKeyTile keys, each [head_dim][tile]
   std::vector<QueryBlock> blocks_;
   std::vector<std::vector<float>> thread_scratch_;
 };
 
 // One head, one block of at most kAttentionQueryTile queries, all keys of their segment: what a
-// per-ISA tile routine computes.
+// per-ISA tile routine computes. Everything is worked on transposed (queries along the vector lanes),
+// so the score and output products are the same small matrix product and the softmax needs no
+// horizontal reductions.
 struct AttentionTile {
-  const float* q;        // first query of the block at this head's offset; rows row_stride apart
+  const float* q;         // first query of the block at this head's offset; rows row_stride apart
   int64_t n_queries;
-  // The segment's keys of this head in blocks of kAttentionKeyTile, each block transposed to
-  // [head_dim][kAttentionKeyTile] (contiguous, so a block's rows never alias in the cache); zero beyond n_keys.
-  const float* keys_t;
-  const float* v;        // first key row of the segment at this head's offset; rows row_stride apart
+  const float* keys;      // the segment's keys of this head, [key][head_dim], zero past n_keys
+  // The segment's values of this head in blocks of kAttentionKeyTile keys, each block transposed to
+  // [head_dim][kAttentionKeyTile]; zero past n_keys.
+  const float* values_t;
   int64_t n_keys;
   int64_t row_stride;
   int64_t head_dim;
-  float* out;            // first output row at this head's offset; rows row_stride apart
+  float* out;             // first output row at this head's offset; rows row_stride apart
 };
 
-// A thread's working memory for one tile: the scaled queries, one block of scores, the running
-// output, and the running max and sum of every query's softmax.
+// A thread's working memory for one tile: the scaled queries, one block of scores (probabilities
+// after the softmax step), the running output, and every query's running softmax max and sum.
 struct AttentionScratch {
   static int64_t floats_needed(int64_t head_dim);
   explicit AttentionScratch(float* base, int64_t head_dim);
-  float* queries;  // [kAttentionQueryTile][head_dim]
-  float* scores;   // [kAttentionQueryTile][kAttentionKeyTile]
-  float* output;   // [kAttentionQueryTile][head_dim]
-  float* row_max;  // [kAttentionQueryTile]
-  float* row_sum;  // [kAttentionQueryTile]
+  float* queries_t;  // [head_dim][kAttentionQueryTile]
+  float* scores_t;   // [kAttentionKeyTile][kAttentionQueryTile]
+  float* output_t;   // [head_dim][kAttentionQueryTile]
+  float* row_max;    // [kAttentionQueryTile]
+  float* row_sum;    // [kAttentionQueryTile]
 };
 
 void attend_tile_scalar(const AttentionTile& tile, const AttentionScratch& scratch);
 #if defined(QVL_HAVE_AVX2_BUILD)
 namespace avx2 {
-// Requires head_dim % 8 == 0; the dispatcher falls back to the scalar routine otherwise.
+// Requires head_dim % 4 == 0 (the encoder's rotary embedding already does).
 void attend_tile(const AttentionTile& tile, const AttentionScratch& scratch);
 }  // namespace avx2
 #endif
