@@ -1,0 +1,139 @@
+"""Time the vision encoder on a Qwen2-VL-2B-shaped mmproj with random F16 weights.
+
+The 2B vision tower: 32 blocks of width 1280 with 16 heads and an MLP of 5120, a merger 5120 -> 5120
+-> 1536. The file is written once with gguf-py (about 1.3 GB) and cached under .bench-cache/ in the
+repository root. Random pixel rows stand in for two images: 448x448 (grid 1x32x32, 1024 patches) and
+1024x683 (resized to 1036x672, grid 1x48x74, 3552 patches); the encoder's cost does not depend on the
+pixel values.
+
+    PYTHONPATH=python python benchmarks/bench_vision.py [--threads 2] [--layers 32] [--repeat 1]
+
+llama.cpp's clip on a 2-core machine of this kind takes 11.8 s and 53.7 s for the two images.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from qvl_local import _core
+from qvl_local.config import _vision_config
+from qvl_local.gguf_file import GGUFFile
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE = REPO_ROOT / ".bench-cache"
+HIDDEN, HEADS, MLP, OUT, PATCH = 1280, 16, 5120, 1536, 14
+IMAGES = {"448x448": (1, 32, 32), "1024x683": (1, 48, 74)}  # (t, h, w) in patches
+LLAMA_CPP_SECONDS = {"448x448": 11.8, "1024x683": 53.7}
+
+
+def tensor_shapes(layers: int) -> dict[str, tuple[tuple[int, ...], type]]:
+    """name -> (numpy shape, i.e. ggml shape reversed; dtype), as llama.cpp's converter names them."""
+    shapes: dict[str, tuple[tuple[int, ...], type]] = {
+        "v.patch_embd.weight": ((HIDDEN, 3, PATCH, PATCH), np.float16),
+        "v.patch_embd.weight.1": ((HIDDEN, 3, PATCH, PATCH), np.float16),
+    }
+    for i in range(layers):
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            shapes[f"v.blk.{i}.{name}.weight"] = ((HIDDEN, HIDDEN), np.float16)
+            shapes[f"v.blk.{i}.{name}.bias"] = ((HIDDEN,), np.float32)
+        shapes[f"v.blk.{i}.ffn_up.weight"] = ((MLP, HIDDEN), np.float16)
+        shapes[f"v.blk.{i}.ffn_up.bias"] = ((MLP,), np.float32)
+        shapes[f"v.blk.{i}.ffn_down.weight"] = ((HIDDEN, MLP), np.float16)
+        shapes[f"v.blk.{i}.ffn_down.bias"] = ((HIDDEN,), np.float32)
+        for norm in ("ln1", "ln2"):
+            shapes[f"v.blk.{i}.{norm}.weight"] = ((HIDDEN,), np.float32)
+            shapes[f"v.blk.{i}.{norm}.bias"] = ((HIDDEN,), np.float32)
+    shapes["v.post_ln.weight"] = ((HIDDEN,), np.float32)
+    shapes["v.post_ln.bias"] = ((HIDDEN,), np.float32)
+    shapes["mm.0.weight"] = ((4 * HIDDEN, 4 * HIDDEN), np.float16)
+    shapes["mm.0.bias"] = ((4 * HIDDEN,), np.float32)
+    shapes["mm.2.weight"] = ((OUT, 4 * HIDDEN), np.float16)
+    shapes["mm.2.bias"] = ((OUT,), np.float32)
+    return shapes
+
+
+def random_values(shape: tuple[int, ...], dtype: type, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A slice of a random pool (cheap for 700M values); norm weights 1, so activations stay O(1)."""
+    count = int(np.prod(shape))
+    if len(shape) == 1 and dtype is np.float32:
+        return (1.0 + pool[:count].astype(np.float32)).reshape(shape)
+    start = int(rng.integers(0, pool.size - count)) if pool.size > count else 0
+    values = np.resize(pool[start:], count) if pool.size - start < count else pool[start : start + count]
+    return values.astype(dtype).reshape(shape)
+
+
+def write_mmproj(path: Path, layers: int) -> None:
+    rng = np.random.default_rng(0)
+    pool = (rng.standard_normal(1 << 24, dtype=np.float32) * 0.02).astype(np.float16)
+    writer = gguf.GGUFWriter(path, "clip")
+    writer.add_string("general.type", "mmproj")
+    writer.add_string("clip.projector_type", "qwen2vl_merger")
+    writer.add_bool("clip.has_vision_encoder", True)
+    writer.add_uint32("clip.vision.patch_size", PATCH)
+    writer.add_uint32("clip.vision.embedding_length", HIDDEN)
+    writer.add_uint32("clip.vision.feed_forward_length", OUT)  # the converter's quirk: the merger's output
+    writer.add_uint32("clip.vision.block_count", layers)
+    writer.add_uint32("clip.vision.attention.head_count", HEADS)
+    writer.add_uint32("clip.vision.projection_dim", OUT)
+    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
+    writer.add_array("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073])
+    writer.add_array("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711])
+    shapes = tensor_shapes(layers)
+    for name, (shape, dtype) in shapes.items():
+        writer.add_tensor_info(name, shape, np.dtype(dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for name, (shape, dtype) in shapes.items():
+        writer.write_tensor_data(random_values(shape, dtype, pool, rng))
+    writer.close()
+
+
+def cached_mmproj(layers: int) -> Path:
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"mmproj-qwen2vl-2b-shape-{layers}layers-F16.gguf"
+    if not path.is_file():
+        print(f"writing {path} ...", flush=True)
+        partial = path.with_suffix(".partial")
+        write_mmproj(partial, layers)
+        partial.rename(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=32, help="vision blocks (32 = the real 2B model)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is reported")
+    parser.add_argument("--precision", choices=("exact", "fast", "both"), default="both")
+    parser.add_argument("--images", nargs="+", choices=sorted(IMAGES), default=list(IMAGES))
+    args = parser.parse_args()
+
+    mmproj = GGUFFile(cached_mmproj(args.layers))
+    started = time.perf_counter()
+    model = _core.VisionModel(mmproj.handle, dataclasses.asdict(_vision_config(mmproj)), args.threads)
+    print(f"model load {time.perf_counter() - started:.2f} s, {args.layers} layers, {model.n_threads} threads, "
+          f"ISA {_core.active_isa()}")
+    precisions = ("exact", "fast") if args.precision == "both" else (args.precision,)
+    rng = np.random.default_rng(1)
+    for image in args.images:
+        grid = np.array([IMAGES[image]], dtype=np.int64)
+        pixels = rng.standard_normal((int(np.prod(grid)), 3 * 2 * PATCH * PATCH), dtype=np.float32)
+        for precision in precisions:
+            best = float("inf")
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                embeds = model.encode(pixels, grid, precision=precision)
+                best = min(best, time.perf_counter() - started)
+            target = LLAMA_CPP_SECONDS[image] / 2 * args.layers / 32
+            print(f"{image:>9} {precision:>5}: {best:7.2f} s  ({pixels.shape[0]} patches -> {embeds.shape[0]} tokens; "
+                  f"target {target:.1f} s = half of llama.cpp scaled to {args.layers} layers)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
