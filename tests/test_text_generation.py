@@ -1,0 +1,124 @@
+"""Decoding behaviour of the loaded model: batching, the KV cache, context limits, sampling, streaming."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qvl_local
+from qvl_local.generation import GenerationConfig
+
+PROMPT_CASE = "ref/qwen2vl-tiny/q8_0/a_text.npz"
+
+
+@pytest.fixture(scope="module")
+def model(fixtures: Path) -> qvl_local.Model:
+    return qvl_local.load(fixtures / "gguf/qwen2vl-tiny-Q8_0.gguf", mmproj=fixtures / "gguf/mmproj-qwen2vl-tiny-F16.gguf",
+                          n_ctx=256, n_batch=7)
+
+
+@pytest.fixture(scope="module")
+def ref(fixtures: Path):
+    return np.load(fixtures / PROMPT_CASE)
+
+
+class RecordingDecoder:
+    """Passes calls to the real decoder and records how many tokens each forward ran."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+        self.forward_sizes: list[int] = []
+
+    def forward(self, ids, *args, **kwargs):
+        self.forward_sizes.append(len(ids))
+        return self.decoder.forward(ids, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.decoder, name)
+
+
+@pytest.mark.parametrize("precision", ["exact", "fast"])
+def test_batch_chunks_and_single_tokens_agree(model, ref, precision) -> None:
+    """One call (chunked internally by n_batch=7), and one token per call, give the same logits."""
+    ids = ref["input_ids"].astype(np.int32)
+    positions = ref["position_ids"].astype(np.int32)
+    decoder = model._decoder
+    model.reset()
+    together = decoder.forward(ids, positions, logits="all", precision=precision)
+    model.reset()
+    one_by_one = np.stack([
+        decoder.forward(ids[i:i + 1], np.ascontiguousarray(positions[:, i:i + 1]), precision=precision)
+        for i in range(len(ids))
+    ])
+    model.reset()
+    # Exact: the same float arithmetic in another order. Fast: a row's activations are quantized on their own either way.
+    np.testing.assert_allclose(one_by_one, together, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(together[-1], ref["logits_last"], rtol=0, atol=2e-4 if precision == "exact" else 0.35)
+
+
+def test_context_overflow_is_a_clear_error(model, ref) -> None:
+    model.reset()
+    too_long = np.zeros(model.n_ctx + 1, dtype=np.int32)
+    with pytest.raises(ValueError, match="context is full"):
+        model._decoder.forward(too_long, np.zeros((3, len(too_long)), np.int32))
+    assert model._decoder.n_past == 0  # a failed call leaves the cache as it was
+    with pytest.raises(ValueError, match="more than the context"):
+        model.generate("hello " * 300)
+
+
+def test_token_ids_are_checked(model) -> None:
+    model.reset()
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model._decoder.forward(np.array([1, 10**7], np.int32), np.zeros((3, 2), np.int32))
+    assert model._decoder.n_past == 0
+
+
+def test_generation_stops_at_max_tokens_and_streams_the_same_text(model, ref) -> None:
+    prompt = str(ref["prompt"])
+    result = model.generate(prompt, max_new_tokens=8, precision="exact")
+    assert result.token_ids == ref["greedy_tokens"].tolist() and result.finish_reason == "length"
+    chunks = list(model.generate(prompt, max_new_tokens=8, precision="exact", stream=True))
+    assert [token for _, token in chunks] == result.token_ids
+    assert "".join(text for text, _ in chunks) == result.text
+
+
+def test_stop_string_cuts_exactly(model, ref) -> None:
+    text = str(ref["greedy_text"])
+    stop = text[5:9]
+    result = model.generate(str(ref["prompt"]), max_new_tokens=8, precision="exact", stop=[stop])
+    assert result.text == text[: text.index(stop)]
+    assert result.finish_reason == "stop"
+
+
+def test_seeded_sampling_is_reproducible(model, ref) -> None:
+    config = GenerationConfig(max_new_tokens=6, temperature=1.5, top_k=50, seed=1234)
+    first = model.generate(str(ref["prompt"]), config=config)
+    second = model.generate(str(ref["prompt"]), config=config)
+    other = model.generate(str(ref["prompt"]), config=GenerationConfig(max_new_tokens=6, temperature=1.5, top_k=50, seed=99))
+    assert first.token_ids == second.token_ids
+    assert first.token_ids != other.token_ids
+
+
+def test_follow_up_question_reuses_the_cached_image_and_turns(model, fixtures, monkeypatch) -> None:
+    image = str(fixtures / "media/img_97x203.png")
+    messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "What is this?"}]}]
+    recorder = RecordingDecoder(model._decoder)
+    monkeypatch.setattr(model, "_decoder", recorder)
+    encodes = []
+    real_encode = model.encode_pixels
+    monkeypatch.setattr(model, "encode_pixels", lambda *a, **k: encodes.append(1) or real_encode(*a, **k))
+    model.reset()
+    model._embedding_cache.clear()
+
+    answer = model.chat(messages, max_new_tokens=4, precision="exact")
+    first_prompt = recorder.forward_sizes[0]
+    messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And the colors?"}]
+    recorder.forward_sizes.clear()
+    follow_up = model.chat(messages, max_new_tokens=4, precision="exact")
+
+    assert len(encodes) == 1, "the image was encoded again"
+    assert recorder.forward_sizes[0] < 20 < first_prompt, recorder.forward_sizes  # only the new turn ran
+    model.reset()
+    model._embedding_cache.clear()
+    assert model.chat(messages, max_new_tokens=4, precision="exact") == follow_up  # same answer from scratch
