@@ -1,0 +1,173 @@
+"""End-to-end benchmark: a Qwen2-VL-2B-shaped model with random weights, per quantization level.
+
+    python -m benchmarks.run [--quick] [--compare-llama-cpp] [--quants Q4_K_M Q4_0] [--threads N]
+    qvl-local bench [same options]
+
+For F16, Q8_0, Q4_K_M and Q4_0 it measures load time, peak RSS, prefill tokens/s (512-token prompt,
+fresh cache, logits of the last position) and decode tokens/s (128 tokens, end of text ignored); with
+the F16 vision projector, the encode time of a 448x448 and a 1024x683 image and the time to the first
+token of a question about the larger one. Each measurement runs in a process of its own; with
+--compare-llama-cpp, llama.cpp (llama-cpp-python) runs the same files right after ours, quant by quant.
+While each figure is taken, the CPU time other processes used is recorded; a noisy figure is taken
+once more and flagged if still noisy.
+
+Outputs: a table on stdout, benchmarks/results/<time>-<shape>.json and a .png chart beside it.
+--quick runs the same code on a tiny model (2 layers, width 64) in seconds: a smoke test, not a figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import machine, report
+from benchmarks.llama_cpp_runner import llama_cpp_version
+from benchmarks.model_factory import CACHE_DIR, QUANT_TYPES, QUICK, QWEN2VL_2B, TOKENIZER_FIXTURE, BenchShape, \
+    default_fixtures_dir, ensure_models
+from benchmarks.worker import Spec
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+WORKER_TIMEOUT_S = 3600
+
+
+@dataclass(frozen=True)
+class Workload:
+    prefill_tokens: int
+    decode_tokens: int
+    images: dict[str, list[int]]  # label -> [width, height]
+    ttft_image: str
+
+
+FULL_WORKLOAD = Workload(512, 128, {"448x448": [448, 448], "1024x683": [1024, 683]}, "1024x683")
+QUICK_WORKLOAD = Workload(64, 16, {"112x112": [112, 112], "256x171": [256, 171]}, "256x171")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny model, short prompts: a smoke test in seconds")
+    parser.add_argument("--compare-llama-cpp", action="store_true", help="also run llama.cpp (llama-cpp-python) on the same files")
+    parser.add_argument("--quants", nargs="+", choices=QUANT_TYPES, default=list(QUANT_TYPES), metavar="TYPE",
+                        help=f"quantization levels (default: {' '.join(QUANT_TYPES)})")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="threads (default: all cores)")
+    parser.add_argument("--skip-vision", action="store_true", help="text measurements only")
+    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where the generated models are kept")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON and the PNG go")
+    parser.add_argument("--tokenizer-gguf", type=Path, default=None,
+                        help="a Qwen2-VL GGUF whose tokenizer is copied (default: the fixtures' tiny model)")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    return args
+
+
+def run_worker(spec: Spec) -> dict[str, Any]:
+    """Runs one measurement in a fresh interpreter; its last stdout line is the result."""
+    import qvl_local
+
+    search_path = [str(Path(qvl_local.__file__).resolve().parent.parent), str(Path(__file__).resolve().parent.parent)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(search_path + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(asdict(spec))],
+                               stdout=subprocess.PIPE, text=True, env=env, timeout=WORKER_TIMEOUT_S)
+    lines = completed.stdout.strip().splitlines()
+    if completed.returncode != 0 or not lines:
+        return {"error": f"{spec.kind} on {Path(spec.model).name} exited with status {completed.returncode}"}
+    return json.loads(lines[-1])
+
+
+def measure(args: argparse.Namespace, shape: BenchShape, workload: Workload, files, log) -> dict[str, Any]:
+    text: dict[str, dict[str, Any]] = {}
+    for quant in args.quants:
+        common = dict(model=str(files.text[quant]), n_threads=args.threads,
+                      prefill_tokens=workload.prefill_tokens, decode_tokens=workload.decode_tokens)
+        text[quant] = {}
+        log(f"{quant}: ours ...")
+        text[quant]["ours"] = run_worker(Spec(kind="ours-text", **common))
+        if args.compare_llama_cpp and llama_cpp_version():
+            log(f"{quant}: llama.cpp ...")
+            text[quant]["llama.cpp"] = run_worker(Spec(kind="llama-text", **common))
+    results: dict[str, Any] = {"text": text}
+    if not args.skip_vision:
+        vision_quant = "Q4_K_M" if "Q4_K_M" in args.quants else args.quants[0]
+        log(f"vision ({vision_quant} + F16 mmproj): ours ...")
+        results["vision"] = run_worker(Spec(kind="ours-vision", model=str(files.text[vision_quant]), mmproj=str(files.mmproj),
+                                            n_threads=args.threads, images=workload.images, ttft_image=workload.ttft_image))
+        results["vision_quant"] = vision_quant
+    return results
+
+
+def metadata(args: argparse.Namespace, shape: BenchShape, workload: Workload, argv: list[str]) -> dict[str, Any]:
+    from qvl_local import _core
+
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": "python -m benchmarks.run " + " ".join(argv),
+        "git_commit": _git_commit(),
+        "shape": shape.name,
+        "model_shape": asdict(shape),
+        "workload": asdict(workload),
+        "n_threads": args.threads,
+        "n_cores": os.cpu_count(),
+        "cpu": machine.cpu_model(),
+        "isa": _core.active_isa(),
+        "compare_llama_cpp": args.compare_llama_cpp,
+        "load_average_before": machine.load_average(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                              capture_output=True, text=True, timeout=10)
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
+def failures(results: dict[str, Any]) -> list[str]:
+    errors = [r["error"] for engines in results["text"].values() for r in engines.values() if "error" in r]
+    if "error" in results.get("vision", {}):
+        errors.append(results["vision"]["error"])
+    return errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    shape, workload = (QUICK, QUICK_WORKLOAD) if args.quick else (QWEN2VL_2B, FULL_WORKLOAD)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    tokenizer = args.tokenizer_gguf or default_fixtures_dir() / TOKENIZER_FIXTURE
+    if not tokenizer.is_file():
+        log(f"no tokenizer source at {tokenizer}: pass --tokenizer-gguf (any Qwen2-VL GGUF) or set QVL_FIXTURES")
+        return 2
+    meta = metadata(args, shape, workload, argv)
+    files = ensure_models(shape, tuple(args.quants), tokenizer, cache_dir=args.cache_dir, n_threads=args.threads, log=log)
+    measured = measure(args, shape, workload, files, log)
+    meta["load_average_after"] = machine.load_average()
+    meta["vision_quant"] = measured.pop("vision_quant", None)
+    meta["file_sizes"] = {quant: path.stat().st_size for quant, path in files.text.items()} | {"mmproj": files.mmproj.stat().st_size}
+    results = {"meta": meta, "llama_cpp_version": llama_cpp_version() if args.compare_llama_cpp else None,
+               "reference_llama_cpp": report.REFERENCE_LLAMA_CPP, **measured}
+    errors = failures(results)
+    stem = args.output_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{shape.name}"
+    report.write_json(results, stem.with_suffix(".json"))
+    if errors:
+        log("failed: " + "; ".join(errors))
+        return 1
+    print(report.render_text(results))
+    report.draw_chart(results, stem.with_suffix(".png"))
+    print(f"\nwrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
