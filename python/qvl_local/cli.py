@@ -164,11 +164,21 @@ def _add_show(commands: Any, store_option: argparse.ArgumentParser) -> None:
 
 
 def _add_quantize(commands: Any, store_option: argparse.ArgumentParser) -> None:
-    parser = _command(commands, "quantize", _quantize, "write a GGUF with its weights quantized to TYPE",
-                      parents=[store_option], epilog="example:\n  qvl-local quantize model-F16.gguf model-Q4_K_M.gguf Q4_K_M")
+    parser = _command(
+        commands, "quantize", _quantize, "write a GGUF with its weights quantized to TYPE", parents=[store_option],
+        epilog="TYPE: Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q4_K_M, Q4_K_S, Q5_0, Q5_1, Q4_0, Q4_1, F16, BF16 or F32.\n"
+               "Tensor types per file type follow llama-quantize (Q4_K_M: Q6_K for the embeddings and some\n"
+               "attn_v/ffn_down layers). A vision projector (mmproj) gets TYPE's base type for its matrices.\n\n"
+               "examples:\n  qvl-local quantize model-F16.gguf model-Q4_K_M.gguf Q4_K_M\n"
+               "  qvl-local quantize mmproj-F16.gguf mmproj-Q8_0.gguf --type Q8_0",
+    )
     parser.add_argument("source", metavar="SRC", help="a GGUF file or a pulled model name")
     parser.add_argument("destination", metavar="DST", help="the GGUF file to write")
-    parser.add_argument("type", metavar="TYPE", help="quantization type, e.g. Q8_0, Q4_K_M")
+    parser.add_argument("type", nargs="?", metavar="TYPE", help="quantization type, e.g. Q8_0, Q4_K_M")
+    parser.add_argument("--type", dest="type_option", metavar="TYPE", help="the same as the TYPE argument")
+    parser.add_argument("--force", action="store_true", help="replace DST if it exists")
+    parser.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads (default: all cores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_bench(commands: Any) -> None:
@@ -179,10 +189,21 @@ def _add_bench(commands: Any) -> None:
 
 def _add_serve(commands: Any, store_option: argparse.ArgumentParser) -> None:
     parser = _command(commands, "serve", _serve, "serve a model over an OpenAI-compatible HTTP API",
-                      parents=[store_option])
+                      parents=[store_option],
+                      epilog="Endpoints: POST /v1/chat/completions, GET /v1/models, GET /health. Requests run one\n"
+                             "at a time; a conversation that continues reuses the cached prefix.\n\n"
+                             "example:\n  QVL_API_KEY=secret qvl-local serve qwen2.5vl:3b --port 8000 --media-dir ~/videos")
     _add_model_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    parser.add_argument("--port", type=_port, default=8080, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=_port, default=8000, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a --host other machines can reach (set an API key too)")
+    parser.add_argument("--api-key", metavar="KEY",
+                        help="require 'Authorization: Bearer KEY' (default: $QVL_API_KEY; none when unset)")
+    parser.add_argument("--media-dir", metavar="DIR",
+                        help="let requests read local files (file:// URLs: videos, images) under DIR only")
+    parser.add_argument("--max-queue", type=_positive_int, default=8, metavar="N",
+                        help="requests accepted at once, the running one included; more get 503 (default: %(default)s)")
 
 
 def _number(convert: Callable[[str], Any], check: Callable[[Any], bool], wanted: str) -> Callable[[str], Any]:
@@ -386,9 +407,22 @@ def _quantize(args: argparse.Namespace) -> int:
     from .store import resolve_model
 
     quantize_gguf = _optional_feature("qvl_local.quantize", "quantize_gguf", "quantization")
+    if args.type and args.type_option and args.type.upper() != args.type_option.upper():
+        raise ValueError(f"two different types given: {args.type} and --type {args.type_option}")
+    quant_type = args.type or args.type_option
+    if not quant_type:
+        raise ValueError("no quantization type given (e.g. Q4_K_M, as TYPE or --type)")
     source, _ = resolve_model(args.source, models_dir=args.models_dir)
-    quantize_gguf(source, args.destination, args.type)
-    print(f"wrote {args.destination} ({args.type})")
+    report = quantize_gguf(source, args.destination, quant_type, overwrite=args.force,
+                           progress=not args.quiet, n_threads=args.threads)
+    for warning in report.warnings:
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    print(f"wrote {report.destination} ({report.file_type.name}, {format_size(report.destination_bytes)} from "
+          f"{format_size(report.source_bytes)}, {len(report.tensors)} tensors, {report.seconds:.1f} s)")
+    rows = [(summary.type, str(summary.count), format_size(summary.nbytes),
+             f"{100 * summary.relative_rms_error:.2f}%", f"{100 * summary.max_relative_rms_error:.2f}%")
+            for summary in report.by_type()]
+    _print_table(("TYPE", "TENSORS", "SIZE", "REL RMS ERROR", "WORST TENSOR"), rows)
     return 0
 
 
@@ -403,8 +437,13 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     serve = _optional_feature("qvl_local.server", "serve", "the HTTP server")
+    check_bind_host = _optional_feature("qvl_local.server", "check_bind_host", "the HTTP server")
+    check_bind_host(args.host, allow_remote=args.allow_remote)  # before the model takes time to load
     model = _load_model(args)
-    serve(model, args.host, args.port)
+    # A GGUF path is named by its file stem, a pulled model by the name it was pulled as.
+    model_id = Path(args.model).stem if args.model.endswith(".gguf") else args.model
+    serve(model, args.host, args.port, model_id=model_id, api_key=args.api_key or os.environ.get("QVL_API_KEY"),
+          media_dir=args.media_dir, allow_remote=args.allow_remote, max_queue=args.max_queue)
     return 0
 
 
