@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/tile_loop.h"
+
 namespace qvl::avx2 {
 
 inline float horizontal_sum(__m256 v) {
@@ -40,31 +42,6 @@ inline __m256i bits_to_bytes(uint32_t bits) {
                                                          0x0101010101010101, 0x0000000000000000));
   const __m256i bit_of_byte = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
   return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit_of_byte), bit_of_byte);
-}
-
-// Runs Kernel::run<R, C> over a weight-rows x activation-rows tile: 4 x 2 register tiles where the
-// shape allows (each weight block decoded once for two activation rows), smaller tiles at the edges.
-template <typename Kernel>
-void dot_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
-              int64_t n_act, float* out, size_t out_stride) {
-  int64_t r = 0;
-  for (; r + 4 <= n_rows; r += 4) {
-    int64_t j = 0;
-    for (; j + 2 <= n_act; j += 2) {
-      Kernel::template run<4, 2>(k, w + r * w_stride, w_stride, act + j * act_stride, act_stride,
-                                 out + j * out_stride + r, out_stride);
-    }
-    for (; j < n_act; ++j) {
-      Kernel::template run<4, 1>(k, w + r * w_stride, w_stride, act + j * act_stride, act_stride,
-                                 out + j * out_stride + r, out_stride);
-    }
-  }
-  for (; r < n_rows; ++r) {
-    for (int64_t j = 0; j < n_act; ++j) {
-      Kernel::template run<1, 1>(k, w + r * w_stride, w_stride, act + j * act_stride, act_stride,
-                                 out + j * out_stride + r, out_stride);
-    }
-  }
 }
 
 // Writes out[c * out_stride + r] = horizontal sum of acc[r][c].

@@ -36,6 +36,18 @@ IsaKernels build_table(Isa isa) {
     avx2::add_activations(table);
   }
 #endif
+#if defined(QVL_HAVE_NEON_BUILD)
+  if (isa == Isa::Neon) {
+    neon::add_float(table);
+    neon::add_q8_0(table);
+    neon::add_q4_0_q4_1(table);
+    neon::add_q5_0_q5_1(table);
+    neon::add_q4_k(table);
+    neon::add_q5_k(table);
+    neon::add_q6_k(table);
+    neon::add_activations(table);
+  }
+#endif
   return table;
 }
 

@@ -71,9 +71,9 @@ struct FloatDot {
 }  // namespace
 
 void add_float(IsaKernels& table) {
-  table.f32.dot_tile = dot_tile<FloatDot<LoadF32>>;
-  table.f16.dot_tile = dot_tile<FloatDot<LoadF16>>;
-  table.bf16.dot_tile = dot_tile<FloatDot<LoadBF16>>;
+  table.f32.dot_tile = dot_tile_tiled<FloatDot<LoadF32>>;
+  table.f16.dot_tile = dot_tile_tiled<FloatDot<LoadF16>>;
+  table.bf16.dot_tile = dot_tile_tiled<FloatDot<LoadBF16>>;
 }
 
 }  // namespace qvl::avx2

@@ -72,8 +72,8 @@ struct Q4_1Dot {
 }  // namespace
 
 void add_q4_0_q4_1(IsaKernels& table) {
-  table.q4_0.dot_tile = dot_tile<Q4_0Dot>;
-  table.q4_1.dot_tile = dot_tile<Q4_1Dot>;
+  table.q4_0.dot_tile = dot_tile_tiled<Q4_0Dot>;
+  table.q4_1.dot_tile = dot_tile_tiled<Q4_1Dot>;
 }
 
 }  // namespace qvl::avx2

@@ -59,6 +59,6 @@ struct Q4_KDot {
 
 }  // namespace
 
-void add_q4_k(IsaKernels& table) { table.q4_k.dot_tile = dot_tile<Q4_KDot>; }
+void add_q4_k(IsaKernels& table) { table.q4_k.dot_tile = dot_tile_tiled<Q4_KDot>; }
 
 }  // namespace qvl::avx2

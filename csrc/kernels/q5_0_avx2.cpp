@@ -80,8 +80,8 @@ struct Q5_1Dot {
 }  // namespace
 
 void add_q5_0_q5_1(IsaKernels& table) {
-  table.q5_0.dot_tile = dot_tile<Q5_0Dot>;
-  table.q5_1.dot_tile = dot_tile<Q5_1Dot>;
+  table.q5_0.dot_tile = dot_tile_tiled<Q5_0Dot>;
+  table.q5_1.dot_tile = dot_tile_tiled<Q5_1Dot>;
 }
 
 }  // namespace qvl::avx2

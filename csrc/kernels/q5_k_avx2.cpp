@@ -64,6 +64,6 @@ struct Q5_KDot {
 
 }  // namespace
 
-void add_q5_k(IsaKernels& table) { table.q5_k.dot_tile = dot_tile<Q5_KDot>; }
+void add_q5_k(IsaKernels& table) { table.q5_k.dot_tile = dot_tile_tiled<Q5_KDot>; }
 
 }  // namespace qvl::avx2

@@ -70,6 +70,6 @@ struct Q6_KDot {
 
 }  // namespace
 
-void add_q6_k(IsaKernels& table) { table.q6_k.dot_tile = dot_tile<Q6_KDot>; }
+void add_q6_k(IsaKernels& table) { table.q6_k.dot_tile = dot_tile_tiled<Q6_KDot>; }
 
 }  // namespace qvl::avx2

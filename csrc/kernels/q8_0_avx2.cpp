@@ -38,6 +38,6 @@ struct Q8_0Dot {
 
 }  // namespace
 
-void add_q8_0(IsaKernels& table) { table.q8_0.dot_tile = dot_tile<Q8_0Dot>; }
+void add_q8_0(IsaKernels& table) { table.q8_0.dot_tile = dot_tile_tiled<Q8_0Dot>; }
 
 }  // namespace qvl::avx2

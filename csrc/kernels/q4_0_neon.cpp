@@ -1,0 +1,73 @@
+// Q4_0 and Q4_1 on NEON: the Fast dot products (vdotq_s32), register-tiled over weight and activation rows.
+#include "kernels/strict_fp.h"
+
+#include "kernels/blocks.h"
+#include "kernels/kernel_table.h"
+#include "kernels/neon_common.h"
+
+namespace qvl::neon {
+namespace {
+
+// Levels 0..15 (low nibbles) and 16..31 (high nibbles) of a block, minus `offset`.
+inline void nibble_levels(const uint8_t* qs, int8_t offset, int8x16_t* first, int8x16_t* second) {
+  uint8x16_t packed = vld1q_u8(qs);
+  *first = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, vdupq_n_u8(0x0F))), vdupq_n_s8(offset));
+  *second = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), vdupq_n_s8(offset));
+}
+
+struct Q4_0Dot {
+  template <int R, int C>
+  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
+                  size_t out_stride) {
+    float32x4_t acc[R][C];
+    zero(acc);
+    for (int64_t b = 0; b < k / kBlock32; ++b) {
+      for (int r = 0; r < R; ++r) {
+        const BlockQ4_0& block = reinterpret_cast<const BlockQ4_0*>(w + r * w_stride)[b];
+        int8x16_t first, second;
+        nibble_levels(block.qs, 8, &first, &second);
+        float scale = fp16(block.d);
+        for (int c = 0; c < C; ++c) {
+          const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
+          acc[r][c] = vfmaq_n_f32(acc[r][c], vcvtq_f32_s32(dot32(first, second, a.qs)), scale * a.d);
+        }
+      }
+    }
+    store_sums<R, C>(acc, out, out_stride);
+  }
+};
+
+struct Q4_1Dot {
+  template <int R, int C>
+  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
+                  size_t out_stride) {
+    float32x4_t acc[R][C];
+    zero(acc);
+    float offsets[R][C] = {};
+    for (int64_t b = 0; b < k / kBlock32; ++b) {
+      for (int r = 0; r < R; ++r) {
+        const BlockQ4_1& block = reinterpret_cast<const BlockQ4_1*>(w + r * w_stride)[b];
+        int8x16_t first, second;
+        nibble_levels(block.qs, 0, &first, &second);
+        float scale = fp16(block.d), min = fp16(block.m);
+        for (int c = 0; c < C; ++c) {
+          const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
+          acc[r][c] = vfmaq_n_f32(acc[r][c], vcvtq_f32_s32(dot32(first, second, a.qs)), scale * a.d);
+          offsets[r][c] += min * a.sum;
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) out[c * out_stride + r] = vaddvq_f32(acc[r][c]) + offsets[r][c];
+    }
+  }
+};
+
+}  // namespace
+
+void add_q4_0_q4_1(IsaKernels& table) {
+  table.q4_0.dot_tile = dot_tile_tiled<Q4_0Dot>;
+  table.q4_1.dot_tile = dot_tile_tiled<Q4_1Dot>;
+}
+
+}  // namespace qvl::neon

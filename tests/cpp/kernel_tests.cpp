@@ -1,0 +1,166 @@
+// Standalone kernel checks, run natively and (cross-compiled) under qemu-aarch64 for the NEON path:
+// on every ISA this CPU runs, for every type, against the scalar reference and a double-precision
+// reference. Exit status 0 when every check passes. Limits (see tests/test_kernels.py for the why):
+//   dequantize: bit-exact with the scalar reference;
+//   Exact matmul: |out - ref| <= 1e-5 * sum|x||w| (ref in double on the dequantized weights);
+//   Fast matmul: |out - ref| <= sum_i |w_i| * amax(block of x_i) / 254 + 1e-5 * sum|x||w|;
+//   Fast on an ISA vs Fast on scalar: <= 2e-6 * sum|x||w| (same integers, other summation order).
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/ggml_types.h"
+#include "common/isa.h"
+#include "common/thread_pool.h"
+#include "kernels/kernels.h"
+
+namespace {
+
+constexpr double kExactRelative = 1e-5;
+constexpr double kFastVsScalarRelative = 2e-6;
+
+const qvl::GgmlType kTypes[] = {qvl::GgmlType::F32,  qvl::GgmlType::F16,  qvl::GgmlType::BF16, qvl::GgmlType::Q8_0,
+                                qvl::GgmlType::Q4_0, qvl::GgmlType::Q4_1, qvl::GgmlType::Q5_0, qvl::GgmlType::Q5_1,
+                                qvl::GgmlType::Q4_K, qvl::GgmlType::Q5_K, qvl::GgmlType::Q6_K};
+
+int failures = 0;
+int checks = 0;
+
+void check(bool ok, const std::string& what) {
+  ++checks;
+  if (!ok) {
+    ++failures;
+    std::printf("FAIL %s\n", what.c_str());
+  }
+}
+
+bool is_float_type(qvl::GgmlType type) {
+  return type == qvl::GgmlType::F32 || type == qvl::GgmlType::F16 || type == qvl::GgmlType::BF16;
+}
+
+int64_t activation_block(qvl::GgmlType type) { return qvl::type_geometry(type)->block_elems == 256 ? 256 : 32; }
+
+std::vector<float> random_floats(size_t count, float scale, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> values(count);
+  for (float& v : values) v = normal(rng);
+  return values;
+}
+
+struct Case {
+  qvl::GgmlType type;
+  int64_t rows, k, n;
+  std::vector<uint8_t> weight;
+  std::vector<float> x;
+  std::vector<float> dequantized;  // by the scalar reference
+  qvl::WeightView view() const { return {type, rows, k, weight.data()}; }
+};
+
+Case make_case(qvl::GgmlType type, int64_t rows, int64_t n, std::mt19937& rng) {
+  Case c{type, rows, qvl::type_geometry(type)->block_elems == 256 ? 512 : 96, n, {}, {}, {}};
+  std::vector<float> w = random_floats(static_cast<size_t>(rows * c.k), 0.1f, rng);
+  c.weight.resize(static_cast<size_t>(rows) * qvl::row_bytes(type, c.k));
+  qvl::set_isa("scalar");
+  qvl::quantize_rows(type, w.data(), rows, c.k, c.weight.data());
+  c.dequantized.resize(w.size());
+  qvl::dequantize_rows(c.view(), 0, rows, c.dequantized.data());
+  c.x = random_floats(static_cast<size_t>(n * c.k), 1.0f, rng);
+  return c;
+}
+
+void check_dequantize(const Case& c, const std::string& label) {
+  std::vector<float> out(c.dequantized.size());
+  qvl::dequantize_rows(c.view(), 0, c.rows, out.data());
+  check(std::memcmp(out.data(), c.dequantized.data(), out.size() * sizeof(float)) == 0, label + " dequantize");
+}
+
+void check_matmul(const Case& c, qvl::ThreadPool& pool, const std::string& label, const std::vector<float>& scalar_fast) {
+  std::vector<float> exact(static_cast<size_t>(c.n * c.rows)), fast(exact.size());
+  qvl::matmul(c.view(), c.x.data(), c.n, exact.data(), qvl::Precision::Exact, pool);
+  qvl::matmul(c.view(), c.x.data(), c.n, fast.data(), qvl::Precision::Fast, pool);
+  int64_t block = activation_block(c.type);
+  double worst_exact = 0, worst_fast = 0, worst_vs_scalar = 0;  // error / limit
+  for (int64_t j = 0; j < c.n; ++j) {
+    const float* x = c.x.data() + j * c.k;
+    for (int64_t r = 0; r < c.rows; ++r) {
+      const float* w = c.dequantized.data() + r * c.k;
+      double reference = 0, scale = 0, rounding = 0;
+      for (int64_t b = 0; b < c.k; b += block) {
+        double amax = 0, weight_sum = 0;
+        for (int64_t i = b; i < b + block; ++i) {
+          reference += static_cast<double>(x[i]) * w[i];
+          scale += std::fabs(static_cast<double>(x[i]) * w[i]);
+          amax = std::fmax(amax, std::fabs(x[i]));
+          weight_sum += std::fabs(w[i]);
+        }
+        rounding += weight_sum * amax / 254.0;
+      }
+      size_t at = static_cast<size_t>(j * c.rows + r);
+      double exact_limit = kExactRelative * scale;
+      worst_exact = std::fmax(worst_exact, std::fabs(exact[at] - reference) / exact_limit);
+      double fast_limit = (is_float_type(c.type) ? 0.0 : rounding) + exact_limit;
+      worst_fast = std::fmax(worst_fast, std::fabs(fast[at] - reference) / fast_limit);
+      if (!scalar_fast.empty()) {
+        worst_vs_scalar =
+            std::fmax(worst_vs_scalar, std::fabs(fast[at] - scalar_fast[at]) / (kFastVsScalarRelative * scale));
+      }
+    }
+  }
+  check(worst_exact <= 1.0, label + " exact vs double (error/limit " + std::to_string(worst_exact) + ")");
+  check(worst_fast <= 1.0, label + " fast vs double (error/limit " + std::to_string(worst_fast) + ")");
+  check(worst_vs_scalar <= 1.0, label + " fast vs scalar (error/limit " + std::to_string(worst_vs_scalar) + ")");
+}
+
+std::vector<float> scalar_fast_result(const Case& c, qvl::ThreadPool& pool) {
+  std::vector<float> out(static_cast<size_t>(c.n * c.rows));
+  qvl::set_isa("scalar");
+  qvl::matmul(c.view(), c.x.data(), c.n, out.data(), qvl::Precision::Fast, pool);
+  return out;
+}
+
+// The ISA QVL_ISA forces, or every ISA this CPU runs.
+std::vector<std::string> isas_to_test() {
+  const char* forced = std::getenv("QVL_ISA");
+  if (forced != nullptr && *forced != '\0') return {forced};
+  std::vector<std::string> names;
+  for (qvl::Isa isa : {qvl::Isa::Scalar, qvl::Isa::Avx2, qvl::Isa::Neon}) {
+    if (qvl::isa_available(isa)) names.emplace_back(qvl::isa_name(isa));
+  }
+  return names;
+}
+
+}  // namespace
+
+int main() {
+  std::string initial = qvl::isa_name(qvl::active_isa());
+  std::vector<std::string> isas = isas_to_test();
+  const char* forced = std::getenv("QVL_ISA");
+  if (forced != nullptr && *forced != '\0') check(initial == forced, "QVL_ISA selects the starting ISA");
+  std::printf("ISA at start: %s; testing:", initial.c_str());
+  for (const std::string& isa : isas) std::printf(" %s", isa.c_str());
+  std::printf("\n");
+  std::mt19937 rng(1234);
+  qvl::ThreadPool pool(3);  // more threads than small matrices have chunks: exercises the edges
+  for (qvl::GgmlType type : kTypes) {
+    for (int64_t rows : {37, 257}) {
+      for (int64_t n : {1, 7, 33}) {
+        Case c = make_case(type, rows, n, rng);
+        std::vector<float> scalar_fast = scalar_fast_result(c, pool);
+        for (const std::string& isa : isas) {
+          qvl::set_isa(isa);
+          std::string label = std::string(qvl::type_name(type)) + " " + isa + " rows=" + std::to_string(rows) +
+                              " n=" + std::to_string(n);
+          check_dequantize(c, label);
+          check_matmul(c, pool, label, isa == "scalar" ? std::vector<float>() : scalar_fast);
+        }
+      }
+    }
+  }
+  std::printf("%d checks, %d failed\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}
