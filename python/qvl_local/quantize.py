@@ -20,6 +20,7 @@
 """
 from __future__ import annotations
 
+import errno
 import math
 import mmap
 import os
@@ -275,10 +276,10 @@ def quantize_gguf(source: str | os.PathLike[str], destination: str | os.PathLike
                              n_layers=_block_count(src), vision=vision)
     _check_decodable(src, plan)
     metadata = _output_metadata(src, file_type)
-    workers = n_threads or len(os.sched_getaffinity(0))
+    workers = n_threads or _available_cores()
     temporary = _reserve_temporary(destination)
     try:
-        results = _write(src, temporary, metadata, plan, workers, _progress_callback(progress, src, plan))
+        results = _write(src, temporary, metadata, plan, workers, _progress_callback(progress, len(plan)))
         _fsync(temporary)
         os.replace(temporary, destination)
     finally:
@@ -295,11 +296,18 @@ def _check_destination(source: Path, destination: Path, overwrite: bool) -> None
         if destination.resolve() == source.resolve():
             raise ValueError(f"the destination is the source file: {destination}")
         if not overwrite:
-            raise FileExistsError(17, "output file exists (overwrite=True, or --force, replaces it)", str(destination))
+            raise FileExistsError(errno.EEXIST, "output file exists (overwrite=True, or --force, replaces it)",
+                                  str(destination))
         if destination.is_dir():
-            raise IsADirectoryError(21, "output is a directory", str(destination))
+            raise IsADirectoryError(errno.EISDIR, "output is a directory", str(destination))
     if not destination.parent.is_dir():
-        raise FileNotFoundError(2, "output folder does not exist", str(destination.parent))
+        raise FileNotFoundError(errno.ENOENT, "output folder does not exist", str(destination.parent))
+
+
+def _available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may use (Linux)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _block_count(src: GGUFFile) -> int:
@@ -511,14 +519,14 @@ def _sum_of_squares(values: np.ndarray) -> float:
     return float(np.dot(flat, flat))
 
 
-def _progress_callback(progress: bool | Progress, src: GGUFFile, plan: dict[str, str]) -> Progress | None:
+def _progress_callback(progress: bool | Progress, total: int) -> Progress | None:
     if callable(progress):
         return progress
     if not progress:
         return None
     from tqdm import tqdm
 
-    bar = tqdm(total=len(plan), unit="tensor", desc="quantizing", leave=False)
+    bar = tqdm(total=total, unit="tensor", desc="quantizing", leave=False)
 
     def advance(done: int, total: int, name: str) -> None:
         bar.set_postfix_str(name, refresh=False)
