@@ -2,7 +2,23 @@
 
 #include <cmath>
 
+#include "common/isa.h"
+
 namespace qvl {
+
+#if defined(QVL_HAVE_AVX2_BUILD)
+namespace avx2 {
+void silu_mul_in_place(float* gate, const float* up, int64_t n);
+void quick_gelu_in_place(float* x, int64_t n);
+void gelu_in_place(float* x, int64_t n);
+float dot(const float* a, const float* b, int64_t n);
+void axpy(float a, const float* x, float* y, int64_t n);
+}  // namespace avx2
+#define QVL_USE_AVX2(call) \
+  if (active_isa() == Isa::Avx2) return avx2::call
+#else
+#define QVL_USE_AVX2(call)
+#endif
 
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
   double sum_squares = 0.0;
@@ -27,24 +43,29 @@ void add_in_place(float* y, const float* x, int64_t n) {
 }
 
 void silu_mul_in_place(float* gate, const float* up, int64_t n) {
+  QVL_USE_AVX2(silu_mul_in_place(gate, up, n));
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 void quick_gelu_in_place(float* x, int64_t n) {
+  QVL_USE_AVX2(quick_gelu_in_place(x, n));
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-1.702f * x[i]));
 }
 
 void gelu_in_place(float* x, int64_t n) {
+  QVL_USE_AVX2(gelu_in_place(x, n));
   for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
 }
 
 float dot(const float* a, const float* b, int64_t n) {
+  QVL_USE_AVX2(dot(a, b, n));
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
   return sum;
 }
 
 void axpy(float a, const float* x, float* y, int64_t n) {
+  QVL_USE_AVX2(axpy(a, x, y, n));
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
