@@ -1,8 +1,8 @@
 """Qwen2-VL-shaped GGUF files with random weights, for benchmarks that need no download.
 
 The text model is written once in F16 (norms and biases in F32, as llama.cpp's converter does) and
-every quantized file is made from it with llama-quantize's recipes; the vision projector (mmproj)
-stays in F16. Weights are N(0, 0.02), norm weights about 1, so activations keep realistic scales.
+every quantized file is made from it by `qvl_local.quantize.quantize_gguf` (llama-quantize's
+per-tensor recipes); the vision projector (mmproj) stays in F16. Weights are N(0, 0.02), norm weights about 1, so activations keep realistic scales.
 The tokenizer (vocabulary, merges, special tokens, chat template) is the real Qwen2 one, copied
 from a small fixture model, so prompts tokenize and chat templates render as with the real model.
 
@@ -11,24 +11,22 @@ Files live in `.bench-cache/` at the repository root and are made only when miss
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
 import numpy as np
 
-from qvl_local import ops
 from qvl_local.gguf_file import GGUFFile
+from qvl_local.quantize import quantize_gguf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".bench-cache"
 TOKENIZER_FIXTURE = Path("gguf") / "qwen2vl-tiny-Q8_0.gguf"
 QUANT_TYPES = ("F16", "Q8_0", "Q4_K_M", "Q4_0")
 WEIGHT_STD = 0.02
-K_BLOCK = 256  # values per K-quant block: narrower rows fall back to legacy types, as llama.cpp does
-FILE_TYPES = {"F16": 1, "Q8_0": 7, "Q4_0": 2, "Q4_K_M": 15}  # general.file_type (llama_ftype)
+F16_FILE_TYPE = 1  # general.file_type (llama_ftype) of a mostly-F16 file
 
 
 @dataclass(frozen=True)
@@ -63,8 +61,8 @@ QWEN2VL_2B = BenchShape(
     TextShape(hidden=1536, layers=28, intermediate=8960, heads=12, kv_heads=2, mrope_sections=(16, 24, 24)),
     VisionShape(width=1280, layers=32, heads=16, mlp=5120),
 )
-# Small enough that every file is written and run in seconds; widths under 256 take llama.cpp's
-# fallback types for K-quant recipes, which this shape therefore exercises too.
+# Small enough that every file is written and run in seconds; widths under 256 take llama-quantize's
+# fallback types where a recipe asks for K-quants.
 QUICK = BenchShape(
     "quick",
     TextShape(hidden=64, layers=2, intermediate=128, heads=4, kv_heads=2, mrope_sections=(2, 3, 3)),
@@ -92,7 +90,7 @@ def ensure_models(shape: BenchShape, quant_types: tuple[str, ...], tokenizer_ggu
     for quant in quant_types:
         path = cache_dir / f"{shape.name}-{quant}.gguf"
         if quant != "F16":
-            _write_once(path, lambda p, q=quant: quantize_text(f16_path, p, q, shape.text.layers, n_threads), log)
+            _write_once(path, lambda p, q=quant: quantize_gguf(f16_path, p, q, overwrite=True, n_threads=n_threads), log)
         text[quant] = path if quant != "F16" else f16_path
     mmproj = cache_dir / f"mmproj-{shape.name}-F16.gguf"
     _write_once(mmproj, lambda p: write_mmproj_f16(p, shape.vision, out_width=shape.text.hidden), log)
@@ -136,7 +134,7 @@ def write_text_f16(path: Path, shape: TextShape, tokenizer_gguf: Path) -> None:
     tokenizer = GGUFFile(tokenizer_gguf)
     vocab = len(tokenizer.require("tokenizer.ggml.tokens"))
     writer = gguf.GGUFWriter(path, "qwen2vl")
-    _add_text_metadata(writer, shape, FILE_TYPES["F16"])
+    _add_text_metadata(writer, shape, F16_FILE_TYPE)
     _copy_tokenizer(writer, tokenizer)
     shapes = text_tensor_shapes(shape, vocab)
     for name, dims in shapes.items():
@@ -198,106 +196,6 @@ def _write_header(writer: gguf.GGUFWriter) -> None:
     writer.write_ti_data_to_file()
 
 
-# -- quantization -----------------------------------------------------------------------------------
-
-
-def tensor_type(name: str, cols: int, quant: str, n_layers: int) -> str:
-    """The GGUF type llama-quantize gives a 2-D weight of a tied-embedding Qwen2 model for `quant`."""
-    if quant == "F16":
-        return "F16"
-    if name == "token_embd.weight":  # tied: it is also the output matrix, kept at 6 bits
-        if quant == "Q8_0":
-            return "Q8_0"
-        return "Q6_K" if cols % K_BLOCK == 0 else "Q8_0"
-    if quant in ("Q8_0", "Q4_0"):
-        return quant
-    if quant != "Q4_K_M":
-        raise ValueError(f"no recipe for {quant!r} (known: {', '.join(QUANT_TYPES)})")
-    chosen = "Q4_K"
-    if name.endswith(("attn_v.weight", "ffn_down.weight")) and _more_bits(_layer_index(name), n_layers):
-        chosen = "Q6_K"
-    if cols % K_BLOCK:
-        chosen = {"Q4_K": "Q5_0", "Q6_K": "Q8_0"}[chosen]
-    return chosen
-
-
-def _more_bits(layer: int, n_layers: int) -> bool:
-    """llama.cpp's use_more_bits: the first and last eighth of the layers, and every third between."""
-    return layer < n_layers // 8 or layer >= 7 * n_layers // 8 or (layer - n_layers // 8) % 3 == 2
-
-
-def _layer_index(name: str) -> int:
-    return int(name.split(".")[1])
-
-
-def quantize_text(source: Path, destination: Path, quant: str, n_layers: int, n_threads: int) -> None:
-    """Re-encodes the F16 file's matrices with `quant`'s recipe; 1-D tensors stay F32."""
-    f16 = GGUFFile(source)
-    writer = gguf.GGUFWriter(destination, "qwen2vl")
-    for key, value in _copied_metadata(f16):
-        writer.add_key_value(key, *value)
-    writer.add_uint32("general.file_type", FILE_TYPES[quant])
-    plan = {}
-    for name, info in f16.tensors.items():
-        numpy_shape = tuple(reversed(info.shape))
-        target = tensor_type(name, numpy_shape[-1], quant, n_layers) if len(numpy_shape) == 2 else "F32"
-        plan[name] = (numpy_shape, target)
-        if target in ("F32", "F16"):
-            dtype = np.dtype(np.float32 if target == "F32" else np.float16)
-            writer.add_tensor_info(name, numpy_shape, dtype, int(np.prod(numpy_shape)) * dtype.itemsize)
-        else:
-            rows, cols = numpy_shape
-            nbytes = rows * ops.row_bytes(target, cols)
-            writer.add_tensor_info(name, (rows, nbytes // rows), np.dtype(np.uint8), nbytes,
-                                   raw_dtype=gguf.GGMLQuantizationType[target])
-    _write_header(writer)
-    n_threads = max(1, n_threads)
-    with ThreadPoolExecutor(n_threads) as pool:
-        for name, (numpy_shape, target) in plan.items():
-            values = _tensor_values(f16, name, numpy_shape)
-            if target in ("F32", "F16"):
-                writer.write_tensor_data(values.astype(np.float32 if target == "F32" else np.float16))
-            else:
-                writer.write_tensor_data(_quantize_parallel(values, target, pool, n_bands=4 * n_threads))
-    writer.close()
-
-
-def _copied_metadata(source: GGUFFile) -> Iterator[tuple[str, tuple]]:
-    """(key, (value, GGUFValueType[, sub type])) for the F16 file's keys, file type aside."""
-    types = gguf.GGUFValueType
-    text_arrays = {"tokenizer.ggml.tokens", "tokenizer.ggml.merges"}
-    for key, value in source.metadata.items():
-        if key in ("general.architecture", "general.file_type"):
-            continue  # the writer adds the architecture; the file type is the new one
-        if key in text_arrays:
-            yield key, (list(value), types.ARRAY, types.STRING)
-        elif key == "tokenizer.ggml.token_type":
-            yield key, ([int(v) for v in value], types.ARRAY, types.INT32)
-        elif key.endswith("dimension_sections"):
-            yield key, ([int(v) for v in value], types.ARRAY, types.INT32)
-        elif isinstance(value, bool):
-            yield key, (value, types.BOOL)
-        elif isinstance(value, int):
-            yield key, (value, types.UINT32)
-        elif isinstance(value, float):
-            yield key, (value, types.FLOAT32)
-        else:
-            yield key, (str(value), types.STRING)
-
-
-def _tensor_values(f: GGUFFile, name: str, numpy_shape: tuple[int, ...]) -> np.ndarray:
-    info = f.tensor(name)
-    dtype = np.float32 if info.type_name == "F32" else np.float16
-    return f.tensor_bytes(name).view(dtype).reshape(numpy_shape).astype(np.float32)
-
-
-def _quantize_parallel(values: np.ndarray, target: str, pool: ThreadPoolExecutor, n_bands: int) -> np.ndarray:
-    """Our encoder on row bands in parallel (it releases the GIL); the bands' bytes concatenate."""
-    bands = np.array_split(values, n_bands)
-    encoded = pool.map(lambda band: ops.quantize(band, target).data, [b for b in bands if len(b)])
-    return np.concatenate(list(encoded))
-
-
 # -- the vision projector ---------------------------------------------------------------------------
 
 
@@ -332,7 +230,7 @@ def mmproj_tensor_shapes(shape: VisionShape, out_width: int) -> dict[str, tuple[
 def write_mmproj_f16(path: Path, shape: VisionShape, out_width: int) -> None:
     writer = gguf.GGUFWriter(path, "clip")
     writer.add_string("general.type", "mmproj")
-    writer.add_uint32("general.file_type", FILE_TYPES["F16"])
+    writer.add_uint32("general.file_type", F16_FILE_TYPE)
     writer.add_string("clip.projector_type", "qwen2vl_merger")
     writer.add_bool("clip.has_vision_encoder", True)
     writer.add_uint32("clip.vision.image_size", 560)

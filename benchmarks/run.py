@@ -139,7 +139,10 @@ def failures(results: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_request:  # --help, or a usage error argparse already explained
+        return exit_request.code if isinstance(exit_request.code, int) else 2
     shape, workload = (QUICK, QUICK_WORKLOAD) if args.quick else (QWEN2VL_2B, FULL_WORKLOAD)
 
     def log(message: str) -> None:

@@ -27,13 +27,13 @@ registry into the Ollama model folder ($OLLAMA_MODELS, default ~/.ollama/models)
 already pulled by Ollama are used as they are.
 
 examples:
-  qvl-local pull qwen2.5vl:3b
-  qvl-local run qwen2.5vl:3b --image cat.jpg "What is in this picture?"
+  qvl-local pull qwen2-vl:2b
+  qvl-local run qwen2-vl:2b --image cat.jpg "What is in this picture?"
   qvl-local run model-Q4_K_M.gguf --mmproj mmproj-F16.gguf --video clip.mp4 --fps 1 "Summarize."
-  qvl-local run qwen2.5vl:3b              (chat: one message per line, /bye to quit)
+  qvl-local run qwen2-vl:2b              (chat: one message per line, /bye to quit)
   qvl-local list
-  qvl-local show qwen2.5vl:3b
-  qvl-local rm qwen2.5vl:3b
+  qvl-local show qwen2-vl:2b
+  qvl-local rm qwen2-vl:2b
 """
 
 
@@ -106,7 +106,7 @@ def _command(commands: Any, name: str, handler: Callable[[argparse.Namespace], i
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a GGUF file, or a pulled model name such as qwen2.5vl:3b")
+    parser.add_argument("model", metavar="MODEL", help="a GGUF file, or a pulled model name such as qwen2-vl:2b")
     parser.add_argument("--mmproj", metavar="GGUF", help="vision projector file (default: the pulled model's, "
                         "or the one mmproj*.gguf next to the model file)")
     parser.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads (default: all cores)")
@@ -124,7 +124,7 @@ def _add_run(commands: Any, store_option: argparse.ArgumentParser) -> None:
         parents=[store_option],
         epilog="Without PROMPT, reads one message per line and keeps the conversation (the cached\n"
                "prefix is reused, so earlier turns are not computed again). /clear forgets it, /bye quits.\n\n"
-               "example:\n  qvl-local run qwen2.5vl:3b --image a.png --image b.png \"What changed?\"",
+               "example:\n  qvl-local run qwen2-vl:2b --image a.png --image b.png \"What changed?\"",
     )
     _add_model_options(parser)
     parser.add_argument("prompt", nargs="?", metavar="PROMPT", help="the question; omit it to chat")
@@ -141,7 +141,7 @@ def _add_run(commands: Any, store_option: argparse.ArgumentParser) -> None:
 def _add_pull(commands: Any, store_option: argparse.ArgumentParser) -> None:
     parser = _command(commands, "pull", _pull, "download a model from an Ollama registry", parents=[store_option],
                       epilog="Blobs already in the store are not downloaded again; an interrupted pull resumes.")
-    parser.add_argument("name", metavar="NAME", help="[host/][namespace/]model[:tag], e.g. qwen2.5vl:3b")
+    parser.add_argument("name", metavar="NAME", help="[host/][namespace/]model[:tag], e.g. qwen2-vl:2b")
     parser.add_argument("--registry", metavar="URL",
                         help="registry base URL (default: https://<host of NAME>, i.e. registry.ollama.ai)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -182,9 +182,20 @@ def _add_quantize(commands: Any, store_option: argparse.ArgumentParser) -> None:
 
 
 def _add_bench(commands: Any) -> None:
-    parser = _command(commands, "bench", _bench, "measure speed (arguments go to the benchmark runner)")
+    # No --help of its own: `qvl-local bench --help` shows the benchmark runner's options.
+    help_text = "measure speed (arguments go to the benchmark runner)"
+    parser = commands.add_parser("bench", help=help_text, description=help_text, add_help=False)
     parser.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="ARGS",
                         help="benchmark options (see `qvl-local bench --help`)")
+    parser.set_defaults(handler=_bench, command_parser=_BenchArguments())
+
+
+class _BenchArguments:
+    """Stands in for `bench`'s parser when options follow it (argparse leaves them over): every
+    token after `bench` goes to the benchmark runner as it is."""
+
+    def parse_intermixed_args(self, tokens: list[str]) -> argparse.Namespace:
+        return argparse.Namespace(handler=_bench, bench_args=list(tokens))
 
 
 def _add_serve(commands: Any, store_option: argparse.ArgumentParser) -> None:
@@ -192,7 +203,7 @@ def _add_serve(commands: Any, store_option: argparse.ArgumentParser) -> None:
                       parents=[store_option],
                       epilog="Endpoints: POST /v1/chat/completions, GET /v1/models, GET /health. Requests run one\n"
                              "at a time; a conversation that continues reuses the cached prefix.\n\n"
-                             "example:\n  QVL_API_KEY=secret qvl-local serve qwen2.5vl:3b --port 8000 --media-dir ~/videos")
+                             "example:\n  QVL_API_KEY=secret qvl-local serve qwen2-vl:2b --port 8000 --media-dir ~/videos")
     _add_model_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=_port, default=8000, help="port to listen on (default: %(default)s)")
