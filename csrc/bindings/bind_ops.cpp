@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -111,6 +113,36 @@ FloatArray matmul(const ByteArray& data, const std::string& type_name, int64_t r
   return out;
 }
 
+// Reads every byte of `data` on the pool's threads (1 MiB tasks) and folds them into a checksum: the
+// benchmark's yardstick for the memory read bandwidth a matrix-vector product can hope for.
+uint64_t stream_read(const ByteArray& data, int n_threads) {
+  constexpr size_t kTaskBytes = 1 << 20;
+  const uint8_t* bytes = data.data();
+  size_t size = static_cast<size_t>(data.size());
+  int64_t n_tasks = static_cast<int64_t>((size + kTaskBytes - 1) / kTaskBytes);
+  std::vector<uint64_t> folded(static_cast<size_t>(n_tasks), 0);
+  {
+    py::gil_scoped_release release;
+    pool_for(n_threads).run(n_tasks, [&](int64_t task, int) {
+      size_t begin = static_cast<size_t>(task) * kTaskBytes, end = std::min(size, begin + kTaskBytes);
+      uint64_t lanes[4] = {0, 0, 0, 0};  // independent chains so loads, not additions, set the pace
+      size_t i = begin;
+      for (; i + 32 <= end; i += 32) {
+        for (int lane = 0; lane < 4; ++lane) {
+          uint64_t word;
+          std::memcpy(&word, bytes + i + 8 * lane, sizeof(word));
+          lanes[lane] += word;
+        }
+      }
+      for (; i < end; ++i) lanes[0] += bytes[i];
+      folded[static_cast<size_t>(task)] = lanes[0] ^ lanes[1] ^ lanes[2] ^ lanes[3];
+    });
+  }
+  uint64_t checksum = 0;
+  for (uint64_t value : folded) checksum ^= value;
+  return checksum;
+}
+
 std::vector<std::string> available_isas() {
   std::vector<std::string> names;
   for (qvl::Isa isa : {qvl::Isa::Scalar, qvl::Isa::Avx2, qvl::Isa::Neon}) {
@@ -133,5 +165,8 @@ void register_ops(py::module_& m) {
   m.def("set_isa", &qvl::set_isa, py::arg("name"), "Force the kernel ISA path: 'scalar', 'avx2' or 'neon'.");
   m.def("active_isa", [] { return std::string(qvl::isa_name(qvl::active_isa())); }, "The ISA path in use.");
   m.def("available_isas", &available_isas, "ISA paths this build and CPU can run.");
+  m.def("stream_read", &stream_read, py::arg("data"), py::arg("n_threads"),
+        "Read every byte of a uint8 array on n_threads threads (<= 0: default); returns a checksum. "
+        "For benchmarks: the machine's read bandwidth next to the kernels'.");
   m.def("default_threads", &qvl::ThreadPool::default_threads, "Threads the default pool uses.");
 }

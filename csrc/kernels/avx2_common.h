@@ -44,6 +44,15 @@ inline __m256i bits_to_bytes(uint32_t bits) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit_of_byte), bit_of_byte);
 }
 
+// Prefetches the share of block b of the next R-row tile (the R rows after these, contiguous in
+// memory): spread over the block loop, the next tile arrives while this one computes. Short rows give
+// the hardware prefetcher too little of each stream to lock on to; this does not depend on it.
+template <int R>
+inline void prefetch_next_tile(const uint8_t* w, size_t w_stride, int64_t b, size_t block_bytes) {
+  const char* next = reinterpret_cast<const char*>(w + R * w_stride + b * R * block_bytes);
+  for (size_t offset = 0; offset < R * block_bytes; offset += 64) _mm_prefetch(next + offset, _MM_HINT_T0);
+}
+
 // Writes out[c * out_stride + r] = horizontal sum of acc[r][c].
 template <int R, int C>
 inline void store_sums(const __m256 (&acc)[R][C], float* out, size_t out_stride) {

@@ -23,6 +23,7 @@ struct Q5_KDot {
     __m256 acc[R][C] = {};
     const __m256i low_mask = _mm256_set1_epi8(0x0F);
     for (int64_t b = 0; b < k / kBlockK; ++b) {
+      prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ5_K));
       const ActQ8_K* a[C];
       __m128i a_sums[C];
       for (int c = 0; c < C; ++c) {

@@ -32,6 +32,7 @@ struct Q6_KDot {
                   size_t out_stride) {
     __m256 acc[R][C] = {};
     for (int64_t b = 0; b < k / kBlockK; ++b) {
+      prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ6_K));
       const ActQ8_K* a[C];
       for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
       for (int r = 0; r < R; ++r) {
