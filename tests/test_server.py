@@ -54,9 +54,9 @@ def model_files(fixtures: Path) -> tuple[Path, Path]:
     return gguf / "qwen2vl-tiny-Q8_0.gguf", gguf / "mmproj-qwen2vl-tiny-F16.gguf"
 
 
-def load_model(model_files: tuple[Path, Path]) -> qvl_local.Model:
+def load_model(model_files: tuple[Path, Path], n_ctx: int = N_CTX) -> qvl_local.Model:
     text, mmproj = model_files
-    return qvl_local.load(text, mmproj=mmproj, n_ctx=N_CTX)
+    return qvl_local.load(text, mmproj=mmproj, n_ctx=n_ctx)
 
 
 class RunningServer:
@@ -72,9 +72,9 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(model_files: tuple[Path, Path], **settings: Any) -> Iterator[RunningServer]:
+def running_server(model_files: tuple[Path, Path], n_ctx: int = N_CTX, **settings: Any) -> Iterator[RunningServer]:
     """create_app + uvicorn on an ephemeral loopback port, in a background thread."""
-    model = load_model(model_files)
+    model = load_model(model_files, n_ctx)
     app = create_app(model, ServerSettings(model_id=MODEL_ID, **settings))
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -553,10 +553,12 @@ def test_full_queue_is_503_and_a_disconnect_stops_generation(model_files: tuple[
                                                              reference: qvl_local.Model) -> None:
     queued = [text_message("First in line?"), text_message("Second in line?")]
     expected = [reference.chat(messages, max_new_tokens=MAX_TOKENS) for messages in queued]
-    with running_server(model_files, max_queue=1 + len(queued)) as running:
+    long_context = 16384
+    with running_server(model_files, n_ctx=long_context, max_queue=1 + len(queued)) as running:
         client = running.client()
-        # A generation that would run to the end of the context (thousands of tokens, a minute or more).
-        long_body = {"model": MODEL_ID, "messages": text_message("hi"), "stream": True, "max_tokens": N_CTX - 30}
+        # A generation to the end of a long context: many minutes, unless its client leaving stops it.
+        long_body = {"model": MODEL_ID, "messages": text_message("hi"), "stream": True,
+                     "max_tokens": long_context - 30}
         with httpx.Client(timeout=60) as http, \
                 http.stream("POST", f"{running.url}/v1/chat/completions", json=long_body) as long_stream:
             assert long_stream.status_code == 200
@@ -569,8 +571,10 @@ def test_full_queue_is_503_and_a_disconnect_stops_generation(model_files: tuple[
                     ask(client, text_message("One too many."))
                 assert raised.value.status_code == 503 and raised.value.body["code"] == "queue_full"
                 assert running.health()["running"] == 1
+                closed_at = time.monotonic()
                 long_stream.close()  # the client goes away mid-stream
                 answers = [future.result(timeout=30).choices[0].message.content for future in waiting]
+                assert time.monotonic() - closed_at < 5  # the long generation stopped at once
         assert answers == expected
         wait_for(lambda: running.health() == {"status": "ok", "model": MODEL_ID, "running": 0, "waiting": 0,
                                               "capacity": 3}, 10, "the worker to be idle")

@@ -328,7 +328,7 @@ def _check_model_name(name: Any, model_id: str, *, param: str | None) -> None:
 
 def _check_unsupported(body: Mapping[str, Any]) -> None:
     """Refuse the options we cannot honour, rather than answer something else than was asked."""
-    if body.get("n", 1) != 1:
+    if body.get("n") not in (None, 1):
         raise APIError(400, "only n=1 is supported", param="n", code="unsupported_parameter")
     if body.get("logprobs"):
         raise APIError(400, "logprobs are not supported", param="logprobs", code="unsupported_parameter")
@@ -498,9 +498,11 @@ def _decode_data_uri(ref: _MediaRef, limit: int) -> bytes:
 
 
 def _read_local_image(path: Path, ref: _MediaRef, limit: int) -> bytes:
-    if path.stat().st_size > limit:
+    with path.open("rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
         raise _image_too_many_bytes(ref, limit)
-    return path.read_bytes()
+    return data
 
 
 def _image_too_many_bytes(ref: _MediaRef, limit: int) -> APIError:
