@@ -44,6 +44,22 @@ inline __m256i bits_to_bytes(uint32_t bits) {
   return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit_of_byte), bit_of_byte);
 }
 
+// out[0..15] = level * scale + offset for 16 int8 levels: a product, then a sum, each rounded (the
+// strict_fp.h pragma keeps them from fusing), which is how numpy computes gguf-py's dequantization.
+// Types without an offset pass -0.0f: adding negative zero changes no value, not even a -0.
+inline void store_levels16(__m128i levels, float scale, float offset, float* out) {
+  const __m256 scale_v = _mm256_set1_ps(scale), offset_v = _mm256_set1_ps(offset);
+  __m256 first = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(levels));
+  __m256 second = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(levels, 8)));
+  _mm256_storeu_ps(out, _mm256_add_ps(_mm256_mul_ps(first, scale_v), offset_v));
+  _mm256_storeu_ps(out + 8, _mm256_add_ps(_mm256_mul_ps(second, scale_v), offset_v));
+}
+
+inline void store_levels32(__m256i levels, float scale, float offset, float* out) {
+  store_levels16(_mm256_castsi256_si128(levels), scale, offset, out);
+  store_levels16(_mm256_extracti128_si256(levels, 1), scale, offset, out + 16);
+}
+
 // Prefetches the share of block b of the next R-row tile (the R rows after these, contiguous in
 // memory): spread over the block loop, the next tile arrives while this one computes. Short rows give
 // the hardware prefetcher too little of each stream to lock on to; this does not depend on it.

@@ -33,4 +33,10 @@ inline __m128i sub_block_sums(const ActQ8_K& a) {
   return _mm_hadd_epi16(first, second);
 }
 
+// 16 where bit `s` of the qh byte is set: bit 4 of the level of sub-block s.
+inline __m256i fifth_bit(__m256i qh, int s) {
+  const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit), _mm256_set1_epi8(0x10));
+}
+
 }  // namespace qvl::avx2

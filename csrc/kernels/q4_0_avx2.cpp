@@ -1,4 +1,4 @@
-// Q4_0 and Q4_1 on AVX2: the Fast dot products, register-tiled over weight rows and activation rows.
+// Q4_0 and Q4_1 on AVX2: dequantization and the Fast dot products, register-tiled over weight rows and activation rows.
 #include "kernels/strict_fp.h"
 
 #include "kernels/avx2_common.h"
@@ -71,9 +71,26 @@ struct Q4_1Dot {
   }
 };
 
+void dequantize_q4_0(const uint8_t* src, float* dst, int64_t k) {
+  const auto* blocks = reinterpret_cast<const BlockQ4_0*>(src);
+  for (int64_t b = 0; b < k / kBlock32; ++b) {
+    __m256i levels = _mm256_sub_epi8(split_nibbles(blocks[b].qs), _mm256_set1_epi8(8));
+    store_levels32(levels, _cvtsh_ss(blocks[b].d), -0.0f, dst + b * kBlock32);
+  }
+}
+
+void dequantize_q4_1(const uint8_t* src, float* dst, int64_t k) {
+  const auto* blocks = reinterpret_cast<const BlockQ4_1*>(src);
+  for (int64_t b = 0; b < k / kBlock32; ++b) {
+    store_levels32(split_nibbles(blocks[b].qs), _cvtsh_ss(blocks[b].d), _cvtsh_ss(blocks[b].m), dst + b * kBlock32);
+  }
+}
+
 }  // namespace
 
 void add_q4_0_q4_1(IsaKernels& table) {
+  table.q4_0.dequantize_row = dequantize_q4_0;
+  table.q4_1.dequantize_row = dequantize_q4_1;
   table.q4_0.dot_tile = dot_tile_tiled<Q4_0Dot>;
   table.q4_1.dot_tile = dot_tile_tiled<Q4_1Dot>;
 }

@@ -1,4 +1,4 @@
-// Q4_K on AVX2: the Fast dot product against ActQ8_K, register-tiled over weight and activation rows.
+// Q4_K on AVX2: dequantization and the Fast dot product against ActQ8_K, register-tiled over weight and activation rows.
 // Per super-block the 6-bit scales and mins are unpacked once into int16 lanes; levels times
 // activations accumulate in int32 (maddubs, then madd by the sub-block scale); the mins meet the
 // activation's 32-value sums in one more madd.
@@ -58,8 +58,31 @@ struct Q4_KDot {
   }
 };
 
+// Levels 0..15 are below 128, so the unsigned nibbles pass for int8; x = (d * sc) * q + -(dmin * mn).
+void dequantize_q4_k(const uint8_t* src, float* dst, int64_t k) {
+  const auto* blocks = reinterpret_cast<const BlockQ4_K*>(src);
+  const __m256i low_mask = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    const BlockQ4_K& block = blocks[b];
+    float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
+    for (int j = 0; j < 4; ++j) {
+      __m256i packed = load32(block.qs + 32 * j);
+      __m256i levels[2] = {_mm256_and_si256(packed, low_mask), _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask)};
+      for (int half = 0; half < 2; ++half) {
+        int s = 2 * j + half;
+        uint8_t scale, min;
+        unpack_scale_min_k(block.scales, s, &scale, &min);
+        store_levels32(levels[half], d * scale, -(dmin * min), dst + b * kBlockK + 32 * s);
+      }
+    }
+  }
+}
+
 }  // namespace
 
-void add_q4_k(IsaKernels& table) { table.q4_k.dot_tile = dot_tile_tiled<Q4_KDot>; }
+void add_q4_k(IsaKernels& table) {
+  table.q4_k.dequantize_row = dequantize_q4_k;
+  table.q4_k.dot_tile = dot_tile_tiled<Q4_KDot>;
+}
 
 }  // namespace qvl::avx2

@@ -1,4 +1,4 @@
-// Q5_0 and Q5_1 on AVX2: the Fast dot products, register-tiled over weight rows and activation rows.
+// Q5_0 and Q5_1 on AVX2: dequantization and the Fast dot products, register-tiled over weight rows and activation rows.
 #include "kernels/strict_fp.h"
 
 #include <cstring>
@@ -79,9 +79,27 @@ struct Q5_1Dot {
   }
 };
 
+void dequantize_q5_0(const uint8_t* src, float* dst, int64_t k) {
+  const auto* blocks = reinterpret_cast<const BlockQ5_0*>(src);
+  for (int64_t b = 0; b < k / kBlock32; ++b) {
+    __m256i levels = _mm256_sub_epi8(levels5(blocks[b].qs, blocks[b].qh), _mm256_set1_epi8(16));
+    store_levels32(levels, _cvtsh_ss(blocks[b].d), -0.0f, dst + b * kBlock32);
+  }
+}
+
+void dequantize_q5_1(const uint8_t* src, float* dst, int64_t k) {
+  const auto* blocks = reinterpret_cast<const BlockQ5_1*>(src);
+  for (int64_t b = 0; b < k / kBlock32; ++b) {
+    store_levels32(levels5(blocks[b].qs, blocks[b].qh), _cvtsh_ss(blocks[b].d), _cvtsh_ss(blocks[b].m),
+                   dst + b * kBlock32);
+  }
+}
+
 }  // namespace
 
 void add_q5_0_q5_1(IsaKernels& table) {
+  table.q5_0.dequantize_row = dequantize_q5_0;
+  table.q5_1.dequantize_row = dequantize_q5_1;
   table.q5_0.dot_tile = dot_tile_tiled<Q5_0Dot>;
   table.q5_1.dot_tile = dot_tile_tiled<Q5_1Dot>;
 }

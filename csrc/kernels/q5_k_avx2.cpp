@@ -1,4 +1,5 @@
-// Q5_K on AVX2: as Q4_K (q4_k_avx2.cpp) with each sub-block's fifth bit merged in from qh.
+// Q5_K on AVX2: dequantization and the Fast dot product, as Q4_K (q4_k_avx2.cpp) with each
+// sub-block's fifth bit merged in from qh.
 #include "kernels/strict_fp.h"
 
 #include "kernels/avx2_common.h"
@@ -9,12 +10,6 @@
 namespace qvl::avx2 {
 
 namespace {
-
-// 16 where bit `s` of the qh byte is set: bit 4 of the level of sub-block s.
-inline __m256i fifth_bit(__m256i qh, int s) {
-  const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
-  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit), bit), _mm256_set1_epi8(0x10));
-}
 
 struct Q5_KDot {
   template <int R, int C>
@@ -63,8 +58,33 @@ struct Q5_KDot {
   }
 };
 
+void dequantize_q5_k(const uint8_t* src, float* dst, int64_t k) {
+  const auto* blocks = reinterpret_cast<const BlockQ5_K*>(src);
+  const __m256i low_mask = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    const BlockQ5_K& block = blocks[b];
+    float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
+    __m256i qh = load32(block.qh);
+    for (int j = 0; j < 4; ++j) {
+      __m256i packed = load32(block.qs + 32 * j);
+      __m256i levels[2] = {
+          _mm256_or_si256(_mm256_and_si256(packed, low_mask), fifth_bit(qh, 2 * j)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask), fifth_bit(qh, 2 * j + 1))};
+      for (int half = 0; half < 2; ++half) {
+        int s = 2 * j + half;
+        uint8_t scale, min;
+        unpack_scale_min_k(block.scales, s, &scale, &min);
+        store_levels32(levels[half], d * scale, -(dmin * min), dst + b * kBlockK + 32 * s);
+      }
+    }
+  }
+}
+
 }  // namespace
 
-void add_q5_k(IsaKernels& table) { table.q5_k.dot_tile = dot_tile_tiled<Q5_KDot>; }
+void add_q5_k(IsaKernels& table) {
+  table.q5_k.dequantize_row = dequantize_q5_k;
+  table.q5_k.dot_tile = dot_tile_tiled<Q5_KDot>;
+}
 
 }  // namespace qvl::avx2

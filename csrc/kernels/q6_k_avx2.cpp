@@ -1,4 +1,4 @@
-// Q6_K on AVX2: the Fast dot product against ActQ8_K, register-tiled over weight and activation rows.
+// Q6_K on AVX2: dequantization and the Fast dot product against ActQ8_K, register-tiled over weight and activation rows.
 // Levels are used unsigned (0..63) in maddubs; the offset of 32 is taken off once per super-block
 // through the activation's 16-value sums times the sub-block scales.
 #include "kernels/strict_fp.h"
@@ -69,8 +69,31 @@ struct Q6_KDot {
   }
 };
 
+// x = (d * scale) * (q - 32); each 32-value chunk spans two 16-value scale groups.
+void dequantize_q6_k(const uint8_t* src, float* dst, int64_t k) {
+  const auto* blocks = reinterpret_cast<const BlockQ6_K*>(src);
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    const BlockQ6_K& block = blocks[b];
+    float d = _cvtsh_ss(block.d);
+    for (int h = 0; h < 2; ++h) {
+      __m256i ql0 = load32(block.ql + 64 * h), ql1 = load32(block.ql + 64 * h + 32);
+      __m256i qh = load32(block.qh + 32 * h);
+      for (int t = 0; t < 4; ++t) {
+        __m256i levels = _mm256_sub_epi8(chunk_levels(ql0, ql1, qh, t), _mm256_set1_epi8(32));
+        int group = 8 * h + 2 * t;
+        float* out = dst + b * kBlockK + 16 * group;
+        store_levels16(_mm256_castsi256_si128(levels), d * block.scales[group], -0.0f, out);
+        store_levels16(_mm256_extracti128_si256(levels, 1), d * block.scales[group + 1], -0.0f, out + 16);
+      }
+    }
+  }
+}
+
 }  // namespace
 
-void add_q6_k(IsaKernels& table) { table.q6_k.dot_tile = dot_tile_tiled<Q6_KDot>; }
+void add_q6_k(IsaKernels& table) {
+  table.q6_k.dequantize_row = dequantize_q6_k;
+  table.q6_k.dot_tile = dot_tile_tiled<Q6_KDot>;
+}
 
 }  // namespace qvl::avx2

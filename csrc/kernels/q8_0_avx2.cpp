@@ -1,4 +1,4 @@
-// Q8_0 on AVX2: the Fast dot product, register-tiled over weight rows and activation rows.
+// Q8_0 on AVX2: dequantization and the Fast dot product, register-tiled over weight rows and activation rows.
 #include "kernels/strict_fp.h"
 
 #include "kernels/avx2_common.h"
@@ -37,8 +37,19 @@ struct Q8_0Dot {
   }
 };
 
+void dequantize_q8_0(const uint8_t* src, float* dst, int64_t k) {
+  const auto* blocks = reinterpret_cast<const BlockQ8_0*>(src);
+  for (int64_t b = 0; b < k / kBlock32; ++b) {
+    // x * d + (-0) == x * d exactly (also for -0), so the shared store adds a negative zero.
+    store_levels32(load32(blocks[b].qs), _cvtsh_ss(blocks[b].d), -0.0f, dst + b * kBlock32);
+  }
+}
+
 }  // namespace
 
-void add_q8_0(IsaKernels& table) { table.q8_0.dot_tile = dot_tile_tiled<Q8_0Dot>; }
+void add_q8_0(IsaKernels& table) {
+  table.q8_0.dequantize_row = dequantize_q8_0;
+  table.q8_0.dot_tile = dot_tile_tiled<Q8_0Dot>;
+}
 
 }  // namespace qvl::avx2
