@@ -56,20 +56,27 @@ def text_rows(results: dict[str, Any], with_reference: bool) -> list[list[str]]:
 
 
 def vision_rows(results: dict[str, Any], with_reference: bool) -> list[list[str]]:
-    vision = results.get("vision")
-    if not vision:
+    """One row per vision measurement: ours, llama.cpp measured in this run, the reference figure;
+    ratios are speed ratios (their seconds / our seconds: above 1, we are faster)."""
+    engines = results.get("vision")
+    if not engines:
         return []
+    ours, theirs = engines["ours"], engines.get("llama.cpp")
+    cases = [(f"encode {label}", r, theirs["encode"][label] if theirs else None, "image_tokens",
+              REFERENCE_LLAMA_CPP["vision_seconds"].get(label)) for label, r in ours["encode"].items()]
+    ttft = ours["time_to_first_token"]
+    cases.append((f"first token ({ttft['image']})", ttft, theirs["time_to_first_token"] if theirs else None,
+                  "prompt_tokens", REFERENCE_LLAMA_CPP["time_to_first_token_s"]))
     rows = []
-    for label, r in vision["encode"].items():
-        ref = REFERENCE_LLAMA_CPP["vision_seconds"].get(label) if with_reference else None
-        rows.append([f"encode {label}", f"{r['seconds']:.2f} s{_mark(r)}", f"{r['image_tokens']} tokens",
-                     f"{r['others_cores']:.2f}", f"{ref} s ({_ratio(ref, r['seconds'])} faster)" if ref else ""])
-    ttft = vision["time_to_first_token"]
-    ref = REFERENCE_LLAMA_CPP["time_to_first_token_s"] if with_reference else None
-    rows.append([f"first token ({ttft['image']})", f"{ttft['seconds']:.2f} s{_mark(ttft)}",
-                 f"{ttft.get('prompt_tokens', '?')} prompt tokens", f"{ttft['others_cores']:.2f}",
-                 f"~{ref} s ({_ratio(ref, ttft['seconds'])} faster)" if ref else ""])
-    rows.append(["load (text + mmproj)", f"{vision['load']['seconds']:.2f} s", f"peak RSS {vision['peak_rss_bytes'] / GB:.2f} GB", "", ""])
+    for name, r, live, size_key, ref in cases:
+        ref = ref if with_reference else None
+        rows.append([name, f"{r['seconds']:.2f} s{_mark(r)}", str(r.get(size_key, "?")),
+                     f"{live['seconds']:.2f} s{_mark(live)} ({live.get(size_key, '?')})" if live else "",
+                     _ratio(live["seconds"], r["seconds"]) if live else "", f"{r['others_cores']:.2f}",
+                     f"{ref} s" if ref else "", _ratio(ref, r["seconds"]) if ref else ""])
+    live_load = f"{theirs['load']['seconds']:.2f} s, RSS {theirs['peak_rss_bytes'] / GB:.2f} GB" if theirs else ""
+    rows.append(["load, peak RSS", f"{ours['load']['seconds']:.2f} s", f"RSS {ours['peak_rss_bytes'] / GB:.2f} GB",
+                 live_load, "", "", "", ""])
     return rows
 
 
@@ -91,12 +98,20 @@ def render_text(results: dict[str, Any]) -> str:
     ]
     vision = vision_rows(results, with_reference)
     if vision:
-        parts.append(format_table([f"vision ({meta['vision_quant']} + F16 mmproj)", "ours", "size", "others' cores",
-                                   "llama.cpp reference"], vision))
+        parts.append(format_table([f"vision ({meta['vision_quant']} + F16 mmproj)", "ours", "tokens", "llama.cpp (this run)",
+                                   "ours/llama.cpp speed", "others' cores", "reference", "ours/reference speed"], vision))
+    notes = [f"llama.cpp {name}: {note}" for name, note in _llama_notes(results)]
+    if notes:
+        parts.append("\n".join(notes))
     if not results.get("llama_cpp_version") and meta.get("compare_llama_cpp"):
         parts.append("llama.cpp: llama-cpp-python is not installed (pip install 'qvl_local[llama]'); no live comparison.")
     parts.append(f"{MARK_NOISY} other processes used more than 10% of the cores during this measurement (after one repeat)")
     return "\n\n".join(parts)
+
+
+def _llama_notes(results: dict[str, Any]) -> list[tuple[str, str]]:
+    groups = [(quant, engines) for quant, engines in results["text"].items()] + [("vision", results.get("vision", {}))]
+    return [(name, engines["llama.cpp"]["note"]) for name, engines in groups if "note" in engines.get("llama.cpp", {})]
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:
@@ -126,7 +141,12 @@ def draw_chart(results: dict[str, Any], path: Path) -> None:
         _vision_panel(axes[3], results["vision"], with_reference)
     rivals = " vs llama.cpp" if len(series) > 1 else ""
     fig.suptitle(f"qvl_local{rivals} — {meta['shape']}, {meta['n_threads']} threads, {meta['cpu']}", fontsize=11)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    if has_vision:  # the vision panel may have fewer series: take the legend from the widest panel
+        vision_handles, vision_labels = axes[3].get_legend_handles_labels()
+        handles, labels = (vision_handles, vision_labels) if len(vision_labels) > len(labels) else (handles, labels)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -162,7 +182,7 @@ def _grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]]) 
         bars = ax.bar(xs, heights, width, label=name, color=COLORS.get(name))
         ax.bar_label(bars, labels=[_short(v) for v in values], fontsize=7, padding=1)
     ax.set_xticks(range(len(groups)), groups)
-    ax.legend(fontsize=8)
+    ax.margins(y=0.12)  # room for the value labels
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -173,11 +193,18 @@ def _short(value: float | None) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
 
 
-def _vision_panel(ax, vision: dict[str, Any], with_reference: bool) -> None:
-    labels = [f"encode\n{label}" for label in vision["encode"]] + [f"first token\n{vision['time_to_first_token']['image']}"]
-    series = {"qvl_local": [r["seconds"] for r in vision["encode"].values()] + [vision["time_to_first_token"]["seconds"]]}
+def _vision_panel(ax, engines: dict[str, Any], with_reference: bool) -> None:
+    ours = engines["ours"]
+    labels = [f"encode\n{label}" for label in ours["encode"]] + [f"first token\n{ours['time_to_first_token']['image']}"]
+
+    def seconds(result: dict[str, Any]) -> list[float]:
+        return [r["seconds"] for r in result["encode"].values()] + [result["time_to_first_token"]["seconds"]]
+
+    series = {"qvl_local": seconds(ours)}
+    if "llama.cpp" in engines:
+        series["llama.cpp (this run)"] = seconds(engines["llama.cpp"])
     if with_reference:
         refs = REFERENCE_LLAMA_CPP["vision_seconds"]
-        series["llama.cpp (reference)"] = [refs.get(label) for label in vision["encode"]] + [REFERENCE_LLAMA_CPP["time_to_first_token_s"]]
+        series["llama.cpp (reference)"] = [refs.get(label) for label in ours["encode"]] + [REFERENCE_LLAMA_CPP["time_to_first_token_s"]]
     _grouped_bars(ax, labels, series)
     ax.set_title("vision seconds (lower is better)")

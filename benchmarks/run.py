@@ -7,7 +7,8 @@ For F16, Q8_0, Q4_K_M and Q4_0 it measures load time, peak RSS, prefill tokens/s
 fresh cache, logits of the last position) and decode tokens/s (128 tokens, end of text ignored); with
 the F16 vision projector, the encode time of a 448x448 and a 1024x683 image and the time to the first
 token of a question about the larger one. Each measurement runs in a process of its own; with
---compare-llama-cpp, llama.cpp (llama-cpp-python) runs the same files right after ours, quant by quant.
+--compare-llama-cpp, llama.cpp (llama-cpp-python, libmtmd for vision) runs the same files right after
+ours, quant by quant.
 While each figure is taken, the CPU time other processes used is recorded; a noisy figure is taken
 once more and flagged if still noisy.
 
@@ -22,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,21 @@ def run_worker(spec: Spec) -> dict[str, Any]:
                                stdout=subprocess.PIPE, text=True, env=env, timeout=WORKER_TIMEOUT_S)
     lines = completed.stdout.strip().splitlines()
     if completed.returncode != 0 or not lines:
-        return {"error": f"{spec.kind} on {Path(spec.model).name} exited with status {completed.returncode}"}
+        return {"error": f"{spec.kind} on {Path(spec.model).name} exited with status {completed.returncode}",
+                "signal": -completed.returncode if completed.returncode < 0 else None}
     return json.loads(lines[-1])
+
+
+def run_llama_worker(spec: Spec, log) -> dict[str, Any]:
+    """llama.cpp with its defaults; if it dies by a signal (its AMX kernels crash on some virtual
+    machines), once more without its extra weight buffers (no AMX, no repacking), saying so."""
+    result = run_worker(spec)
+    if not result.get("signal"):
+        return result
+    log(f"  llama.cpp died by signal {result['signal']}; again without its extra weight buffers ...")
+    retry = run_worker(replace(spec, llama_extra_buffers=False))
+    retry["note"] = f"default run died by signal {result['signal']}; measured with use_extra_bufts=false (no AMX / repacked weights)"
+    return retry
 
 
 def measure(args: argparse.Namespace, shape: BenchShape, workload: Workload, files, log) -> dict[str, Any]:
@@ -91,13 +105,17 @@ def measure(args: argparse.Namespace, shape: BenchShape, workload: Workload, fil
         text[quant]["ours"] = run_worker(Spec(kind="ours-text", **common))
         if args.compare_llama_cpp and llama_cpp_version():
             log(f"{quant}: llama.cpp ...")
-            text[quant]["llama.cpp"] = run_worker(Spec(kind="llama-text", **common))
+            text[quant]["llama.cpp"] = run_llama_worker(Spec(kind="llama-text", **common), log)
     results: dict[str, Any] = {"text": text}
     if not args.skip_vision:
         vision_quant = "Q4_K_M" if "Q4_K_M" in args.quants else args.quants[0]
+        common = dict(model=str(files.text[vision_quant]), mmproj=str(files.mmproj), n_threads=args.threads,
+                      images=workload.images, ttft_image=workload.ttft_image)
         log(f"vision ({vision_quant} + F16 mmproj): ours ...")
-        results["vision"] = run_worker(Spec(kind="ours-vision", model=str(files.text[vision_quant]), mmproj=str(files.mmproj),
-                                            n_threads=args.threads, images=workload.images, ttft_image=workload.ttft_image))
+        results["vision"] = {"ours": run_worker(Spec(kind="ours-vision", **common))}
+        if args.compare_llama_cpp and llama_cpp_version():
+            log(f"vision ({vision_quant} + F16 mmproj): llama.cpp ...")
+            results["vision"]["llama.cpp"] = run_llama_worker(Spec(kind="llama-vision", **common), log)
         results["vision_quant"] = vision_quant
     return results
 
@@ -131,10 +149,8 @@ def _git_commit() -> str | None:
 
 
 def failures(results: dict[str, Any]) -> list[str]:
-    errors = [r["error"] for engines in results["text"].values() for r in engines.values() if "error" in r]
-    if "error" in results.get("vision", {}):
-        errors.append(results["vision"]["error"])
-    return errors
+    groups = [*results["text"].values(), results.get("vision", {})]
+    return [r["error"] for engines in groups for r in engines.values() if "error" in r]
 
 
 def main(argv: list[str] | None = None) -> int:

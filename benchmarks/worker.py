@@ -2,7 +2,7 @@
 
     python -m benchmarks.worker '<json spec>'
 
-The spec names the kind ("ours-text", "ours-vision", "llama-text"), the model files and the sizes;
+The spec names the kind ("ours-text", "ours-vision", "llama-text", "llama-vision"), the model files and the sizes;
 the last line printed is the result as JSON. `run.py` starts these one after another.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Spec:
     images: dict[str, list[int]] | None = None  # label -> [width, height]
     ttft_image: str | None = None  # the label of the image the question is about
     question: str = "Describe this image in detail."
+    llama_extra_buffers: bool = True  # llama.cpp's repacked / AMX weight buffers (its default)
 
 
 def prompt_ids(count: int, seed: int = 7) -> np.ndarray:
@@ -121,10 +122,11 @@ def main(argv: list[str] | None = None) -> None:
         result = measure_ours_text(spec)
     elif spec.kind == "ours-vision":
         result = measure_ours_vision(spec)
-    elif spec.kind == "llama-text":
-        from benchmarks.llama_cpp_runner import measure_llama_text
+    elif spec.kind in ("llama-text", "llama-vision"):
+        from benchmarks import llama_cpp_runner
 
-        result = measure_llama_text(spec)
+        measure_llama = llama_cpp_runner.measure_llama_text if spec.kind == "llama-text" else llama_cpp_runner.measure_llama_vision
+        result = measure_llama(spec)
     else:
         raise SystemExit(f"unknown measurement kind {spec.kind!r}")
     result["finished_at"] = time.time()

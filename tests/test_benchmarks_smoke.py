@@ -16,7 +16,7 @@ def test_quick_benchmark_end_to_end(fixtures, tmp_path, capsys):
         ours = engines["ours"]
         assert ours["prefill"]["tokens_per_s"] > 0 and ours["decode"]["tokens_per_s"] > 0
         assert ours["peak_rss_bytes"] > 10_000_000  # at least the 19 MB embedding was touched
-    vision = results["vision"]
+    vision = results["vision"]["ours"]
     assert {label: r["image_tokens"] for label, r in vision["encode"].items()} == {"112x112": 16, "256x171": 54}
     assert vision["time_to_first_token"]["prompt_tokens"] > 54  # the image's tokens and the question's
     assert record.with_suffix(".png").stat().st_size > 10_000
