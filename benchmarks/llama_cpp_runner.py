@@ -26,6 +26,13 @@ def llama_cpp_version() -> str | None:
     return str(llama_cpp.__version__)
 
 
+def _system_info() -> str:
+    """The instruction sets llama.cpp was built for (a native build here: AVX-512 where the CPU has it)."""
+    import llama_cpp
+
+    return llama_cpp.llama_print_system_info().decode().strip()
+
+
 def measure_llama_text(spec: Spec) -> dict[str, Any]:
     from llama_cpp import Llama
 
@@ -41,7 +48,8 @@ def measure_llama_text(spec: Spec) -> dict[str, Any]:
 
     prefill_timing, _ = timed_quietly(lambda: llm.eval(ids), prepare=llm.reset)
     decode_timing, _ = timed_quietly(decode, prepare=llm.reset)
-    return text_result(spec, load_timing, prefill_timing, decode_timing) | {"version": llama_cpp_version()}
+    return text_result(spec, load_timing, prefill_timing, decode_timing) | {
+        "version": llama_cpp_version(), "system_info": _system_info()}
 
 
 def _load_llama(spec: Spec):
@@ -154,4 +162,5 @@ def measure_llama_vision(spec: Spec) -> dict[str, Any]:
         "time_to_first_token": ttft.as_dict() | {"image": spec.ttft_image, **question},
         "peak_rss_bytes": peak_rss_bytes(),
         "version": llama_cpp_version(),
+        "system_info": _system_info(),
     }

@@ -101,6 +101,8 @@ def render_text(results: dict[str, Any]) -> str:
         parts.append(format_table([f"vision ({meta['vision_quant']} + F16 mmproj)", "ours", "tokens", "llama.cpp (this run)",
                                    "ours/llama.cpp speed", "others' cores", "reference", "ours/reference speed"], vision))
     notes = [f"llama.cpp {name}: {note}" for name, note in _llama_notes(results)]
+    systems = {r["system_info"] for engines in results["text"].values() for r in [engines.get("llama.cpp", {})] if "system_info" in r}
+    notes += [f"llama.cpp built for: {info}" for info in sorted(systems)]
     if notes:
         parts.append("\n".join(notes))
     if not results.get("llama_cpp_version") and meta.get("compare_llama_cpp"):
