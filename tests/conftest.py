@@ -21,3 +21,13 @@ def fixtures() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return root
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a child `python -m qvl_local`: it imports the very package this test run
+    imported (installed or a development tree), not whatever else is on the path."""
+    import qvl_local
+
+    package_parent = str(Path(qvl_local.__file__).resolve().parent.parent)
+    paths = [package_parent, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **extra}

@@ -1,7 +1,6 @@
 """`qvl-local` end to end: pull from a loopback registry, list, show, run, rm; exit codes and errors."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,8 @@ import pytest
 from qvl_local.cli import main
 from qvl_local.store import MODEL_MEDIA_TYPE, PROJECTOR_MEDIA_TYPE, ModelStore
 from registry_server import RegistryServer
+from conftest import subprocess_env
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 NAME = "library/qwen2vl-tiny:q8_0"
 
 
@@ -25,7 +24,7 @@ def server(fixtures: Path):
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run `python -m qvl_local` as a user would, in its own process."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "python")}
+    env = subprocess_env()
     return subprocess.run([sys.executable, "-m", "qvl_local", *args], input=stdin, capture_output=True,
                           text=True, env=env, timeout=120)
 
@@ -107,7 +106,7 @@ def test_pull_list_show_rm(server: RegistryServer, tmp_path: Path) -> None:
 
 
 def test_two_pull_processes_at_once(server: RegistryServer, published_size: int, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "python")}
+    env = subprocess_env()
     command = [sys.executable, "-m", "qvl_local", *pull_args(server, tmp_path)]
     processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]

@@ -32,7 +32,7 @@ from qvl_local import cli, ops
 from qvl_local.errors import ModelFormatError
 from qvl_local.gguf_file import GGUFFile
 from qvl_local.quantize import (FILE_TYPES, QuantizeReport, allows_quantization, llama_tensor_order,
-                                plan_tensor_types, quantize_gguf, read_value_types, use_more_bits)
+                                plan_tensor_types, quantize_gguf, use_more_bits)
 
 TEXT_Q8 = "gguf/qwen2vl-tiny-Q8_0.gguf"
 TEXT_Q4KM = "gguf/qwen2vl-tiny-Q4_K_M.gguf"
@@ -284,7 +284,7 @@ def test_metadata_of_every_type_is_copied(tmp_path: Path) -> None:
     assert list(after)[-2:] == ["general.quantization_version", "general.file_type"]  # as llama-quantize
     assert after["general.file_type"].contents() == 2 and after["general.quantization_version"].contents() == 2
     assert after["general.file_type"].types == [GGUFValueType.UINT32]
-    types = read_value_types(source)
+    types = GGUFFile(source).value_types
     assert types["test.u64"] == (GGUFValueType.UINT64, None)
     assert types["test.strings"] == (GGUFValueType.ARRAY, GGUFValueType.STRING)
 

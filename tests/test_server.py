@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -34,8 +33,8 @@ from qvl_local.chat import render_chat
 from qvl_local.cli import main
 from qvl_local.errors import QvlError
 from qvl_local.server import ServerSettings, check_bind_host, create_app
+from conftest import subprocess_env
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_ID = "tiny"
 N_CTX = 4096
 MAX_TOKENS = 8
@@ -500,7 +499,7 @@ def test_cli_serve_end_to_end(model_files: tuple[Path, Path]) -> None:
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "python"), "QVL_API_KEY": "from-env"}
+    env = subprocess_env(QVL_API_KEY="from-env")
     command = [sys.executable, "-m", "qvl_local", "serve", str(model_files[0]), "--mmproj", str(model_files[1]),
                "--port", str(port), "--ctx-size", "512"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

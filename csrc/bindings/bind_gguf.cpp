@@ -59,6 +59,17 @@ py::dict metadata_dict(const GgufFile& file) {
   return result;
 }
 
+// The GGUF type of every value (and of an array's elements), which the Python values do not keep:
+// a rewriter needs it to write each value back as it was.
+py::dict value_types(const GgufFile& file) {
+  py::dict result;
+  for (const auto& [key, value] : file.metadata()) {
+    py::object element = value.type == GgufValueType::Array ? py::cast(static_cast<uint32_t>(value.element_type)) : py::none();
+    result[decode_text(key)] = py::make_tuple(static_cast<uint32_t>(value.type), element);
+  }
+  return result;
+}
+
 py::list tensor_list(const GgufFile& file) {
   py::list result;
   for (const auto& info : file.tensors()) {
@@ -91,6 +102,7 @@ void register_gguf(py::module_& m) {
       .def_property_readonly("version", &GgufFile::version)
       .def_property_readonly("size", [](const GgufFile& f) { return f.mapped().size(); })
       .def("metadata", &metadata_dict, "All key/value pairs: scalars as Python values, number arrays as numpy")
+      .def("value_types", &value_types, "(GGUF value type id, element type id or None) per key, in file order")
       .def("tensors", &tensor_list, "(name, type name, type id, ggml dims, absolute offset, byte size) per tensor")
       .def(
           "tensor_bytes",

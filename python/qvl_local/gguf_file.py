@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 
 from .errors import ModelFormatError
@@ -40,6 +41,15 @@ class GGUFFile:
         self.tensors: dict[str, TensorInfo] = {
             name: TensorInfo(name, type_name, type_id, tuple(dims), offset, nbytes)
             for name, type_name, type_id, dims, offset, nbytes in self.handle.tensors()
+        }
+
+    @property
+    def value_types(self) -> dict[str, tuple[gguf.GGUFValueType, gguf.GGUFValueType | None]]:
+        """Each key's GGUF value type (and element type for arrays), in file order: the Python values
+        alone do not say whether 7 was stored as a uint32 or an int64."""
+        return {
+            key: (gguf.GGUFValueType(value_type), None if element is None else gguf.GGUFValueType(element))
+            for key, (value_type, element) in self.handle.value_types().items()
         }
 
     @property

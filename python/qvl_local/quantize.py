@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import errno
 import math
-import mmap
 import os
 import re
 import secrets
-import struct
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -349,65 +347,6 @@ def _warnings(src: GGUFFile, plan: dict[str, str], file_type: FileType, vision: 
 # Metadata: the source's keys with their GGUF types
 
 
-def read_value_types(path: str | os.PathLike[str]) -> dict[str, tuple[GGUFValueType, GGUFValueType | None]]:
-    """Each metadata key's GGUF value type (and element type for arrays), in file order.
-
-    GGUFFile.metadata has the values as Python/numpy values, which do not say whether 7 was a uint32
-    or an int64; this scan reads only the types and skips over the values.
-    """
-    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
-        try:
-            return _scan_value_types(buffer)
-        except (struct.error, ValueError) as error:
-            raise ModelFormatError(f"{path}: malformed metadata ({error})") from None
-
-
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_SCALAR_SIZES = {
-    GGUFValueType.UINT8: 1, GGUFValueType.INT8: 1, GGUFValueType.BOOL: 1, GGUFValueType.UINT16: 2,
-    GGUFValueType.INT16: 2, GGUFValueType.UINT32: 4, GGUFValueType.INT32: 4, GGUFValueType.FLOAT32: 4,
-    GGUFValueType.UINT64: 8, GGUFValueType.INT64: 8, GGUFValueType.FLOAT64: 8,
-}
-
-
-def _scan_value_types(buffer: mmap.mmap) -> dict[str, tuple[GGUFValueType, GGUFValueType | None]]:
-    if buffer[:4] != b"GGUF" or _U32.unpack_from(buffer, 4)[0] < 2:
-        raise ValueError("not a GGUF file of version 2 or later")
-    (n_kv,) = _U64.unpack_from(buffer, 16)
-    offset = 24
-    types: dict[str, tuple[GGUFValueType, GGUFValueType | None]] = {}
-    for _ in range(n_kv):
-        (length,) = _U64.unpack_from(buffer, offset)
-        key = buffer[offset + 8: offset + 8 + length].decode("utf-8")
-        offset += 8 + length
-        value_type = GGUFValueType(_U32.unpack_from(buffer, offset)[0])
-        offset += 4
-        element_type = None
-        if value_type == GGUFValueType.ARRAY:
-            element_type = GGUFValueType(_U32.unpack_from(buffer, offset)[0])
-            (count,) = _U64.unpack_from(buffer, offset + 4)
-            offset = _skip_values(buffer, offset + 12, element_type, count)
-        else:
-            offset = _skip_values(buffer, offset, value_type, 1)
-        types[key] = (value_type, element_type)
-    return types
-
-
-def _skip_values(buffer: mmap.mmap, offset: int, value_type: GGUFValueType, count: int) -> int:
-    if value_type == GGUFValueType.STRING:
-        unpack = _U64.unpack_from
-        for _ in range(count):
-            offset += 8 + unpack(buffer, offset)[0]
-        return offset
-    if value_type == GGUFValueType.ARRAY:
-        raise ValueError("arrays of arrays are not supported")
-    end = offset + _SCALAR_SIZES[value_type] * count
-    if end > len(buffer):
-        raise ValueError("a value runs past the end of the file")
-    return end
-
-
 @dataclass(frozen=True)
 class _Value:
     value: Any
@@ -418,7 +357,7 @@ class _Value:
 def _output_metadata(src: GGUFFile, file_type: FileType) -> dict[str, _Value]:
     """The source's key/values with their types, in order, with llama-quantize's two changes."""
     metadata = {}
-    for key, (value_type, element_type) in read_value_types(src.path).items():
+    for key, (value_type, element_type) in src.value_types.items():
         value = src.metadata[key]
         if value_type == GGUFValueType.ARRAY:
             value = value.tolist() if isinstance(value, np.ndarray) else list(value)

@@ -11,10 +11,8 @@ Blobs are shared between manifests, so removing a model deletes only the blobs n
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import re
-import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -401,23 +399,8 @@ def resolve_model(
 
 
 # ---------------------------------------------------------------------------------------------------
-# A GGUF header reader for `list` and `show`. gguf.GGUFReader builds a numpy view per token string,
-# which takes seconds on a 150k-token vocabulary; here arrays are skipped and only their length kept.
+# A summary of a GGUF header for `list` and `show`, read with the package's own validated parser.
 
-_SCALAR_FORMATS = {
-    gguf.GGUFValueType.UINT8: "<B",
-    gguf.GGUFValueType.INT8: "<b",
-    gguf.GGUFValueType.UINT16: "<H",
-    gguf.GGUFValueType.INT16: "<h",
-    gguf.GGUFValueType.UINT32: "<I",
-    gguf.GGUFValueType.INT32: "<i",
-    gguf.GGUFValueType.FLOAT32: "<f",
-    gguf.GGUFValueType.BOOL: "<?",
-    gguf.GGUFValueType.UINT64: "<Q",
-    gguf.GGUFValueType.INT64: "<q",
-    gguf.GGUFValueType.FLOAT64: "<d",
-}
-_MAX_TENSOR_DIMS = 4
 # Arrays up to this length are kept whole (e.g. rope sections); longer ones only by length.
 _SHORT_ARRAY = 16
 
@@ -467,87 +450,16 @@ class GGUFHeader:
         return counts
 
 
-class _HeaderCursor:
-    """Bounds-checked little-endian reads from a buffer; a short buffer is a ModelFormatError."""
-
-    def __init__(self, buffer: mmap.mmap, path: Path) -> None:
-        self.buffer, self.path, self.offset = buffer, path, 0
-
-    def take(self, size: int) -> int:
-        if size < 0 or self.offset + size > len(self.buffer):
-            raise ModelFormatError(f"{self.path}: GGUF header is truncated or corrupt at byte {self.offset}")
-        start, self.offset = self.offset, self.offset + size
-        return start
-
-    def unpack(self, fmt: str) -> object:
-        return struct.unpack_from(fmt, self.buffer, self.take(struct.calcsize(fmt)))[0]
-
-    def string(self) -> str:
-        length = self.unpack("<Q")
-        start = self.take(length)
-        return self.buffer[start : start + length].decode("utf-8", errors="replace")
-
-    def value_type(self) -> gguf.GGUFValueType:
-        raw = self.unpack("<I")
-        try:
-            return gguf.GGUFValueType(raw)
-        except ValueError:
-            raise ModelFormatError(f"{self.path}: unknown GGUF value type {raw}") from None
-
-    def value(self, kind: gguf.GGUFValueType) -> object:
-        if kind == gguf.GGUFValueType.STRING:
-            return self.string()
-        if kind == gguf.GGUFValueType.ARRAY:
-            return self.array()
-        return self.unpack(_SCALAR_FORMATS[kind])
-
-    def array(self) -> list[object] | GGUFArray:
-        element = self.value_type()
-        length = self.unpack("<Q")
-        if length <= _SHORT_ARRAY:
-            return [self.value(element) for _ in range(length)]
-        if element == gguf.GGUFValueType.STRING:
-            for _ in range(length):
-                self.take(self.unpack("<Q"))
-        elif element == gguf.GGUFValueType.ARRAY:
-            for _ in range(length):
-                self.array()
-        else:
-            self.take(struct.calcsize(_SCALAR_FORMATS[element]) * length)
-        return GGUFArray(element_type=element.name, length=length)
-
-    def tensor_info(self) -> GGUFTensorInfo:
-        name = self.string()
-        n_dims = self.unpack("<I")
-        if n_dims > _MAX_TENSOR_DIMS:
-            raise ModelFormatError(f"{self.path}: tensor {name!r} has {n_dims} dimensions")
-        shape = tuple(self.unpack("<Q") for _ in range(n_dims))
-        raw_type = self.unpack("<I")
-        self.unpack("<Q")  # data offset: not needed for a summary
-        try:
-            type_name = gguf.GGMLQuantizationType(raw_type).name
-        except ValueError:
-            type_name = f"type{raw_type}"
-        return GGUFTensorInfo(name=name, type_name=type_name, shape=shape)
-
-
 def read_gguf_header(path: str | os.PathLike[str]) -> GGUFHeader:
-    """Metadata (long arrays summarised) and tensor infos of a GGUF file, without reading its data."""
-    path = Path(path)
-    with open(path, "rb") as file:
-        if os.fstat(file.fileno()).st_size < 24:
-            raise ModelFormatError(f"{path}: too small to be a GGUF file")
-        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
-            if buffer[:4] != b"GGUF":
-                raise ModelFormatError(f"{path}: not a GGUF file (bad magic)")
-            cursor = _HeaderCursor(buffer, path)
-            cursor.take(4)
-            version, tensor_count, kv_count = cursor.unpack("<I"), cursor.unpack("<Q"), cursor.unpack("<Q")
-            if version not in (2, 3):
-                raise ModelFormatError(f"{path}: unsupported GGUF version {version}")
-            metadata = {}
-            for _ in range(kv_count):
-                key = cursor.string()
-                metadata[key] = cursor.value(cursor.value_type())
-            tensors = tuple(cursor.tensor_info() for _ in range(tensor_count))
-    return GGUFHeader(version=version, metadata=metadata, tensors=tensors)
+    """The metadata and tensor table of a GGUF file, long arrays summarised by length."""
+    from .gguf_file import GGUFFile
+
+    file = GGUFFile(path)
+    metadata: dict[str, object] = {}
+    for key, (value_type, element_type) in file.value_types.items():
+        value = file.metadata[key]
+        if value_type == gguf.GGUFValueType.ARRAY:
+            value = list(value) if len(value) <= _SHORT_ARRAY else GGUFArray(element_type.name, len(value))
+        metadata[key] = value
+    tensors = tuple(GGUFTensorInfo(t.name, t.type_name, t.shape) for t in file.tensors.values())
+    return GGUFHeader(version=file.version, metadata=metadata, tensors=tensors)
