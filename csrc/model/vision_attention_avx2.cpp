@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "model/avx2_math.h"
 #include "model/vision_attention.h"
 
 namespace qvl::avx2 {
@@ -18,28 +19,6 @@ constexpr int kRows = 4;       // rows of the micro-kernel's output tile
 constexpr int kVectors = 3;    // 3 x 8 = 24 queries: 12 accumulators + 3 loads + 1 broadcast = 16 registers
 constexpr int64_t kStrip = 8 * kVectors;
 static_assert(Q % kStrip == 0 && kAttentionKeyTile % kRows == 0, "tiles must hold whole micro-kernel steps");
-
-// e^x for x <= 0 within ~2 ulp: x = n ln2 + r with |r| <= ln2/2, e^r by the Cephes polynomial,
-// 2^n put into the exponent. Inputs below -87 (including -inf) give ~1e-38 instead of 0, which no
-// sum of probabilities can tell apart from 0.
-inline __m256 exp_ps(__m256 x) {
-  const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-  const __m256 ln2_hi = _mm256_set1_ps(0.693359375f);
-  const __m256 ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, ln2_hi, x);
-  r = _mm256_fnmadd_ps(n, ln2_lo, r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
-}
 
 // c[r][0..24) (+)= sum_p a[r * lda + p] * b[p * Q + 0..24) for r < 4; c's rows are Q apart.
 // The loops over the register tile are unrolled by pragma: without it GCC keeps the accumulators in
