@@ -92,14 +92,18 @@ class _Media:
 
 
 @dataclass
-class _Prompt:
-    """A prompt ready for the decoder: expanded ids, positions, and which rows come from vision."""
+class PreparedPrompt:
+    """A prompt ready for the decoder: its media preprocessed, pad tokens expanded, positions computed.
+    `Model.prepare_prompt` makes it; `len(prepared)` is the exact number of prompt tokens."""
 
     ids: np.ndarray  # int32 [N]
     positions: np.ndarray  # int32 [3, N]
     rope_delta: int
     keys: list  # per position: the token id, or (media digest, index) for a vision token
     media_spans: list  # (first row, media, is_video) per image / video, in order
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 class Model:
@@ -289,18 +293,19 @@ class Model:
 
     # -- generation --------------------------------------------------------------------------------
 
-    def generate(self, prompt: str, *, images: Sequence[Any] = (), videos: Sequence[Any] = (),
+    def generate(self, prompt: str | PreparedPrompt, *, images: Sequence[Any] = (), videos: Sequence[Any] = (),
                  config: GenerationConfig | None = None, stream: bool = False, fps: float = DEFAULT_FPS,
                  min_pixels: int | None = None, max_pixels: int | None = None, precision: str | None = None,
                  **generation: Any) -> GenerationResult | Iterator[tuple[str, int]]:
         """Continue `prompt` (chat markup included; one `<|image_pad|>` / `<|video_pad|>` per image /
-        video). Returns a GenerationResult, or with stream=True an iterator of (text, token_id) per
-        token (text is empty while a multi-byte character is incomplete)."""
+        video), or a PreparedPrompt. Returns a GenerationResult, or with stream=True an iterator of
+        (text, token_id) per token (text is empty while a multi-byte character is incomplete)."""
         if config is None:
             config = GenerationConfig(**generation)
         elif generation:
             config = dataclasses.replace(config, **generation)
-        prepared = self._prepare(prompt, images, videos, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
+        prepared = prompt if isinstance(prompt, PreparedPrompt) else self.prepare_prompt(
+            prompt, images, videos, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
         if len(prepared.ids) + 1 > self.n_ctx:
             raise ValueError(f"the prompt has {len(prepared.ids)} tokens, more than the context of {self.n_ctx} allows")
         chunks = self._generate(prepared, config, self._precision(precision))
@@ -326,7 +331,7 @@ class Model:
         return GenerationResult(text="".join(pieces), token_ids=ids, prompt_tokens=prompt_tokens,
                                 finish_reason=self.last_finish_reason)
 
-    def _generate(self, prompt: _Prompt, config: GenerationConfig, precision: str) -> Iterator[tuple[str, int]]:
+    def _generate(self, prompt: PreparedPrompt, config: GenerationConfig, precision: str) -> Iterator[tuple[str, int]]:
         self.last_finish_reason = "length"
         logits = self._prefill(prompt, precision)
         sampler = Sampler(config)
@@ -357,7 +362,7 @@ class Model:
         if tail:
             yield tail, -1  # held-back text (an incomplete character or a partial stop string), no new token
 
-    def _prefill(self, prompt: _Prompt, precision: str) -> np.ndarray:
+    def _prefill(self, prompt: PreparedPrompt, precision: str) -> np.ndarray:
         """Runs what the cache does not already hold and returns the last position's logits."""
         common = 0
         limit = min(len(self._cached_keys), len(prompt.keys) - 1)  # always run at least one token
@@ -373,7 +378,7 @@ class Model:
         self._cached_keys = list(prompt.keys)
         return logits
 
-    def _suffix_embeddings(self, prompt: _Prompt, common: int, precision: str):
+    def _suffix_embeddings(self, prompt: PreparedPrompt, common: int, precision: str):
         parts, rows = [], []
         for first, media, is_video in prompt.media_spans:
             count = int(np.prod(media.grid_thw[0])) // self.config.vision.spatial_merge_size ** 2
@@ -398,8 +403,12 @@ class Model:
             self._embedding_cache.popitem(last=False)
         return embeddings
 
-    def _prepare(self, prompt: str, images: Sequence[Any], videos: Sequence[Any], *, fps: float,
-                 min_pixels: int | None, max_pixels: int | None) -> _Prompt:
+    def prepare_prompt(self, prompt: str, images: Sequence[Any] = (), videos: Sequence[Any] = (), *,
+                       fps: float = DEFAULT_FPS, min_pixels: int | None = None,
+                       max_pixels: int | None = None) -> PreparedPrompt:
+        """Tokenize the prompt and preprocess its media (no model compute): the step before
+        `generate`, for callers that need the exact prompt length first (e.g. a server checking
+        the context). Reads only the model's configuration, so it may run beside a generation."""
         tokens = self.config.tokens
         ids = np.asarray(self.tokenize(prompt), dtype=np.int64)
         n_image_pads = int(np.sum(ids == tokens.image_pad))
@@ -429,7 +438,7 @@ class Model:
                     keys[first + i] = (media.digest, i)
                 offset += count
         spans.sort(key=lambda span: span[0])
-        return _Prompt(expanded.astype(np.int32), positions.astype(np.int32), int(rope_delta), keys, spans)
+        return PreparedPrompt(expanded.astype(np.int32), positions.astype(np.int32), int(rope_delta), keys, spans)
 
     @staticmethod
     def _media(arrays: tuple[np.ndarray, np.ndarray]) -> _Media:

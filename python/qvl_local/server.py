@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -44,8 +43,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .chat import render_chat
 from .errors import QvlError
 from .generation import GenerationConfig
-from .model import Model
-from .preprocess import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, MediaError, download, smart_resize
+from .model import Model, PreparedPrompt
+from .preprocess import MediaError, download
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -200,7 +199,7 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
         job = _GenerationJob(model, prepared, asyncio.get_running_loop())
         worker.enqueue(job)
         watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
-        reply = _Reply(settings.model_id, prepared.prompt_tokens)
+        reply = _Reply(settings.model_id, len(prepared.prompt))
         if chat.stream:
             return await _stream_reply(job, watcher, reply, chat.include_usage)
         try:
@@ -426,10 +425,7 @@ def _parse_part(part: Any, where: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _PreparedChat:
-    prompt: str
-    images: list[bytes]
-    videos: list[str]
-    prompt_tokens: int
+    prompt: PreparedPrompt
     config: GenerationConfig
 
 
@@ -438,28 +434,23 @@ def _prepare_chat(model: Model, settings: ServerSettings, chat: _ChatRequest) ->
     if (rendered.images or rendered.videos) and not model.has_vision:
         raise APIError(400, "this model was loaded without its vision projector: it takes text only",
                        param="messages", code="vision_unavailable")
-    images, media_tokens = [], 0
-    for ref in rendered.images:
-        data, width, height = _read_image(ref, settings)
-        images.append(data)
-        media_tokens += _image_tokens(model, width, height, ref) - 1  # the pad token it replaces
-    videos = []
-    for ref in rendered.videos:
-        path = _local_media_path(ref, settings)
-        videos.append(str(path))
-        media_tokens += _video_tokens(model, path, ref) - 1
-    prompt_tokens = len(model.tokenize(rendered.prompt)) + media_tokens
+    images = [_read_image(ref, settings) for ref in rendered.images]
+    videos = [str(_local_media_path(ref, settings)) for ref in rendered.videos]
+    try:
+        prompt = model.prepare_prompt(rendered.prompt, images, videos)
+    except (MediaError, ValueError) as error:  # an undecodable video, an extreme aspect ratio
+        raise APIError(400, str(error), param="messages", code="invalid_media") from None
+    prompt_tokens = len(prompt)
     max_tokens = chat.max_tokens if chat.max_tokens is not None else model.n_ctx - prompt_tokens
     if max_tokens < 1 or prompt_tokens + max_tokens > model.n_ctx:
         raise APIError(400, f"this model's context is {model.n_ctx} tokens; the messages take {prompt_tokens} "
                        f"and max_tokens asks for {max_tokens} more", param="messages",
                        code="context_length_exceeded")
-    config = GenerationConfig(max_new_tokens=max_tokens, **chat.sampling)
-    return _PreparedChat(rendered.prompt, images, videos, prompt_tokens, config)
+    return _PreparedChat(prompt, GenerationConfig(max_new_tokens=max_tokens, **chat.sampling))
 
 
-def _read_image(ref: _MediaRef, settings: ServerSettings) -> tuple[bytes, int, int]:
-    """The encoded image and its upright (width, height), checked against the limits."""
+def _read_image(ref: _MediaRef, settings: ServerSettings) -> bytes:
+    """The encoded image, checked against the byte and pixel limits."""
     limit = settings.max_image_bytes
     if ref.url.startswith("data:"):
         data = _decode_data_uri(ref, limit)
@@ -477,7 +468,7 @@ def _read_image(ref: _MediaRef, settings: ServerSettings) -> tuple[bytes, int, i
     if width * height > settings.max_image_pixels:
         raise APIError(400, f"{ref.param}: the image is {width}x{height}, more than the {settings.max_image_pixels} "
                        "pixels allowed", param=ref.param, code="image_too_large")
-    return data, width, height
+    return data
 
 
 def _decode_data_uri(ref: _MediaRef, limit: int) -> bytes:
@@ -540,31 +531,6 @@ def _local_media_path(ref: _MediaRef, settings: ServerSettings) -> Path:
     return path
 
 
-def _image_tokens(model: Model, width: int, height: int, ref: _MediaRef) -> int:
-    """The vision tokens of an image: the arithmetic of the model's own resize (smart_resize)."""
-    vision = model.config.vision
-    factor = vision.patch_size * vision.spatial_merge_size
-    try:
-        resized_height, resized_width = smart_resize(
-            height, width, factor,
-            DEFAULT_MIN_PIXELS if model.min_pixels is None else model.min_pixels,
-            DEFAULT_MAX_PIXELS if model.max_pixels is None else model.max_pixels,
-        )
-    except ValueError as error:  # an extreme aspect ratio
-        raise APIError(400, f"{ref.param}: {error}", param=ref.param, code="invalid_image") from None
-    return (resized_height // factor) * (resized_width // factor)
-
-
-def _video_tokens(model: Model, path: Path, ref: _MediaRef) -> int:
-    # The frame count depends on the duration and the sampling, so the video is read here once to count;
-    # it is decoded again when the model runs.
-    try:
-        _, grid = model.preprocess_video(path)
-    except (MediaError, ValueError) as error:
-        raise APIError(400, f"{ref.param}: {error}", param=ref.param, code="invalid_video") from None
-    return int(np.prod(grid[0])) // model.config.vision.spatial_merge_size**2
-
-
 def _short(text: str, limit: int = 80) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
@@ -623,8 +589,7 @@ class _GenerationJob:
 
     def _generate(self) -> _Finished:
         prepared = self._prepared
-        tokens = self._model.generate(prepared.prompt, images=prepared.images, videos=prepared.videos,
-                                      config=prepared.config, stream=True)
+        tokens = self._model.generate(prepared.prompt, config=prepared.config, stream=True)
         self._post(_Started())
         completion_tokens = 0
         try:
