@@ -11,6 +11,8 @@ Error limits, and why:
   plus the float32 rounding allowance of the Exact limit.
 - Fast on an ISA vs Fast on the scalar reference: both compute the same integer block sums, so they
   differ only in float32 summation order: FAST_VS_SCALAR_RELATIVE * (|x| @ |W|.T).
+Fast matmuls with n >= 16 activation rows take the matrix-matrix (panel) kernels on AVX2, smaller n the
+row-dot kernels: the n values below cover both, and rows 37 / 257 the partial 8-row panels.
 """
 from __future__ import annotations
 
@@ -187,9 +189,10 @@ def test_fast_matches_scalar_reference(isa: str, ggml_type: str, n: int) -> None
     assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
 
 
+@pytest.mark.parametrize("n", [9, 40])  # 40: the matrix-matrix (panel) path of the Fast kernels
 @pytest.mark.parametrize("precision", ["exact", "fast"])
-def test_matmul_is_the_same_on_any_thread_count(precision: str) -> None:
-    w, x = random_case("Q4_K", 257, 9, seed=11)
+def test_matmul_is_the_same_on_any_thread_count(precision: str, n: int) -> None:
+    w, x = random_case("Q4_K", 257, n, seed=11)
     one = ops.matmul(w, x, precision=precision, n_threads=1)
     assert np.array_equal(one, ops.matmul(w, x, precision=precision, n_threads=2))
     assert np.array_equal(one, ops.matmul(w, x, precision=precision, n_threads=3))

@@ -2,6 +2,8 @@
 // multiply by 127 / amax, rounded to nearest-even.
 #include "kernels/strict_fp.h"
 
+#include <cstring>
+
 #include "kernels/activation_scale.h"
 #include "kernels/avx2_common.h"
 #include "kernels/blocks.h"
@@ -70,11 +72,37 @@ void quantize_act_q8_k(const float* src, uint8_t* dst, int64_t k) {
   }
 }
 
+// Q8_K's levels (one scale per 256 values) written as blocks of 32 or 16, each with its own sum: the
+// same integers as quantize_act_q8_k, in the layout the matrix-matrix kernels read.
+template <typename Block, int Values>
+void quantize_act_q8_k_as(const float* src, uint8_t* dst, int64_t k) {
+  auto* blocks = reinterpret_cast<Block*>(dst);
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    const float* x = src + b * kBlockK;
+    ActivationScale scale = activation_scale(max_magnitude(x, kBlockK));
+    __m256 inverse = _mm256_set1_ps(scale.inverse);
+    for (int chunk = 0; chunk < kBlockK / 32; ++chunk) {
+      alignas(32) int8_t q[32];
+      int sums[2];
+      levels32(x + 32 * chunk, inverse, q, &sums[0], &sums[1]);
+      for (int part = 0; part < 32 / Values; ++part) {
+        Block& block = blocks[b * (kBlockK / Values) + chunk * (32 / Values) + part];
+        std::memcpy(block.qs, q + part * Values, Values);
+        block.d = scale.d;
+        int sum = Values == 32 ? sums[0] + sums[1] : sums[part];
+        block.sum = scale.d * static_cast<float>(sum);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void add_activations(IsaKernels& table) {
   table.quantize_act_q8_32 = quantize_act_q8_32;
   table.quantize_act_q8_k = quantize_act_q8_k;
+  table.quantize_act_q8_k_as_32 = quantize_act_q8_k_as<ActQ8_32, 32>;
+  table.quantize_act_q8_k_as_16 = quantize_act_q8_k_as<ActQ8_16, 16>;
 }
 
 }  // namespace qvl::avx2

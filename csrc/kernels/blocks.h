@@ -88,6 +88,15 @@ struct ActQ8_32 {
 };
 static_assert(sizeof(ActQ8_32) == 40, "ActQ8_32 block must be 40 bytes");
 
+// The same for the 16-value sub-blocks of Q6_K in the matrix-matrix path (panel_avx2.h): d is the
+// super-block's scale, sum = d * sum(q) over these 16 values.
+struct ActQ8_16 {
+  float d;
+  float sum;
+  int8_t qs[16];
+};
+static_assert(sizeof(ActQ8_16) == 24, "ActQ8_16 block must be 24 bytes");
+
 // Activation super-block for the K-quants: x ~= d * q; bsums[g] = sum of qs[16g .. 16g+15], the term
 // a K-quant's per-sub-block minimum (or Q6_K's offset of 32) multiplies.
 struct ActQ8_K {

@@ -25,6 +25,10 @@ enum class ActFormat {
   Float,  // plain float rows (float weights)
   Q8_32,  // ActQ8_32 blocks (the 32-value types)
   Q8_K,   // ActQ8_K super-blocks (the K-quants)
+  // The levels of Q8_K (one scale per 256 values), laid out as ActQ8_32 / ActQ8_16 blocks each with
+  // its own sum: what the matrix-matrix kernels of the K-quants read.
+  Q8_K_AS_32,
+  Q8_K_AS_16,
 };
 
 struct TypeKernels {
@@ -32,13 +36,23 @@ struct TypeKernels {
   QuantizeRowFn quantize_row = nullptr;  // weight encoder (reference only: weights are quantized offline)
   ActFormat act_format = ActFormat::Float;
   DotTileFn dot_tile = nullptr;  // against act_format rows
+  // Matrix-matrix variant for many activation rows (Fast only; null where the ISA has none): converts
+  // the weight rows once into an interleaved int8 panel, then runs a register-tiled GEMM against all
+  // n_act rows given (it tiles them itself).
+  DotTileFn gemm_tile = nullptr;
+  ActFormat gemm_act_format = ActFormat::Q8_32;
 };
 
 struct IsaKernels {
   TypeKernels f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k;
   QuantizeRowFn quantize_act_q8_32 = nullptr;
   QuantizeRowFn quantize_act_q8_k = nullptr;
+  QuantizeRowFn quantize_act_q8_k_as_32 = nullptr;  // only where some gemm_tile reads it
+  QuantizeRowFn quantize_act_q8_k_as_16 = nullptr;
 };
+
+// The table's activation quantizer for `format` (Float has none: null).
+QuantizeRowFn act_quantizer(const IsaKernels& table, ActFormat format);
 
 // The table of an ISA, complete (scalar entries fill what the ISA does not provide).
 const IsaKernels& isa_kernels(Isa isa);

@@ -18,13 +18,15 @@ constexpr int64_t kMaxChunkRows = 64;        // bounds the work of one task so t
 constexpr int64_t kTasksPerThread = 4;       // enough tasks that an unlucky last one costs little
 constexpr int64_t kActTile = 64;             // activation rows per pass over a weight chunk (stays in L2)
 constexpr size_t kDequantTileBytes = 64 * 1024;  // float rows dequantized at once by the Exact path
+constexpr int64_t kGemmMinActRows = 16;      // below this, converting weight rows to panels does not pay
+constexpr int64_t kGemmRowGranule = 8;       // the matrix-matrix kernels' panel height
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
 // Rows per task: small enough that every thread gets several tasks even on a 256-row matrix.
-int64_t chunk_rows(int64_t rows, int threads, int64_t most) {
+int64_t chunk_rows(int64_t rows, int threads, int64_t most, int64_t granule) {
   int64_t wanted = rows / (static_cast<int64_t>(threads) * kTasksPerThread);
-  return std::clamp(round_up(std::max<int64_t>(wanted, 1), kRowGranule), kRowGranule, most);
+  return std::clamp(round_up(std::max<int64_t>(wanted, 1), granule), granule, most);
 }
 
 void check_weight(const WeightView& w) {
@@ -36,8 +38,9 @@ void check_weight(const WeightView& w) {
 
 // Calls chunk_fn(first, count) over the weight rows, split into chunks handed to the pool.
 void run_row_chunks(ThreadPool& pool, int64_t rows, int64_t most_rows,
-                    const std::function<void(int64_t first, int64_t count)>& chunk_fn) {
-  int64_t chunk = chunk_rows(rows, pool.size(), most_rows);
+                    const std::function<void(int64_t first, int64_t count)>& chunk_fn,
+                    int64_t granule = kRowGranule) {
+  int64_t chunk = chunk_rows(rows, pool.size(), most_rows, granule);
   int64_t n_chunks = (rows + chunk - 1) / chunk;
   pool.run(n_chunks, [&](int64_t task, int) {
     int64_t first = task * chunk;
@@ -86,24 +89,49 @@ void exact_matmul(const IsaKernels& table, const TypeKernels& kernels, const Wei
   });
 }
 
+// The activations quantized once into `format` rows, in the calling thread's buffer (reused across calls).
+const uint8_t* quantize_activations(const IsaKernels& table, ActFormat format, const float* x, int64_t n, int64_t k,
+                                    ThreadPool& pool) {
+  size_t act_stride = act_row_bytes(format, k);
+  QuantizeRowFn quantize_act = act_quantizer(table, format);
+  thread_local std::vector<uint8_t> act_buffer;
+  uint8_t* act = scratch(act_buffer, act_stride * static_cast<size_t>(n));
+  if (n == 1) {
+    quantize_act(x, act, k);
+  } else {
+    pool.run(n, [&](int64_t j, int) { quantize_act(x + j * k, act + j * act_stride, k); });
+  }
+  return act;
+}
+
 // Quantize the activations once, then integer dot products against the weight's own blocks.
 void fast_matmul(const IsaKernels& table, const TypeKernels& kernels, const WeightView& w, const float* x, int64_t n,
                  float* out, ThreadPool& pool) {
   size_t w_stride = row_bytes(w.type, w.cols);
   size_t act_stride = act_row_bytes(kernels.act_format, w.cols);
-  QuantizeRowFn quantize_act =
-      kernels.act_format == ActFormat::Q8_K ? table.quantize_act_q8_k : table.quantize_act_q8_32;
-  thread_local std::vector<uint8_t> act_buffer;  // the calling thread's, reused across calls
-  uint8_t* act = scratch(act_buffer, act_stride * static_cast<size_t>(n));
-  if (n == 1) {
-    quantize_act(x, act, w.cols);
-  } else {
-    pool.run(n, [&](int64_t j, int) { quantize_act(x + j * w.cols, act + j * act_stride, w.cols); });
-  }
+  const uint8_t* act = quantize_activations(table, kernels.act_format, x, n, w.cols, pool);
   run_row_chunks(pool, w.rows, kMaxChunkRows, [&](int64_t first, int64_t count) {
     dot_chunk(kernels.dot_tile, w.cols, w.data + first * w_stride, w_stride, count, act, act_stride, n, out + first,
               w.rows);
   });
+}
+
+bool gemm_applies(const TypeKernels& kernels, int64_t n) {
+  return kernels.gemm_tile != nullptr && n >= kGemmMinActRows;
+}
+
+// Many activation rows: each chunk of weight rows becomes int8 panels once, then meets all n rows.
+void fast_gemm(const IsaKernels& table, const TypeKernels& kernels, const WeightView& w, const float* x, int64_t n,
+               float* out, ThreadPool& pool) {
+  size_t w_stride = row_bytes(w.type, w.cols);
+  size_t act_stride = act_row_bytes(kernels.gemm_act_format, w.cols);
+  const uint8_t* act = quantize_activations(table, kernels.gemm_act_format, x, n, w.cols, pool);
+  run_row_chunks(
+      pool, w.rows, kMaxChunkRows,
+      [&](int64_t first, int64_t count) {
+        kernels.gemm_tile(w.cols, w.data + first * w_stride, w_stride, count, act, act_stride, n, out + first, w.rows);
+      },
+      kGemmRowGranule);
 }
 
 }  // namespace
@@ -134,7 +162,9 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* out, Precisio
   if (x == nullptr || out == nullptr) throw std::invalid_argument("matmul needs activation and output buffers");
   const IsaKernels& table = isa_kernels(active_isa());
   const TypeKernels& kernels = type_kernels(table, w.type);
-  if (kernels.act_format == ActFormat::Float) {
+  if (precision == Precision::Fast && gemm_applies(kernels, n)) {
+    fast_gemm(table, kernels, w, x, n, out, pool);
+  } else if (kernels.act_format == ActFormat::Float) {
     float_activation_matmul(kernels, w, x, n, out, pool);  // float weights: both precisions are exact
   } else if (precision == Precision::Exact) {
     exact_matmul(table, kernels, w, x, n, out, pool);

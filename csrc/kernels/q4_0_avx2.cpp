@@ -4,6 +4,7 @@
 #include "kernels/avx2_common.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/panel_avx2.h"
 
 namespace qvl::avx2 {
 namespace {
@@ -71,6 +72,23 @@ struct Q4_1Dot {
   }
 };
 
+// Panel levels: the unsigned nibbles; the zero point of 8 (Q4_0) or the min (Q4_1) is the offset.
+template <typename Block, bool HasMin>
+struct Q4Panel {
+  static constexpr int kBlock = 32, kUnit = 32, kFlush = 8;  // 8 * 2 * 15 * 127 < 32768
+  static constexpr bool kSigned = false, kOffset = true;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float* offsets) {
+    const Block& block = reinterpret_cast<const Block*>(row)[unit];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(levels), split_nibbles(block.qs));
+    scales[0] = _cvtsh_ss(block.d);
+    if constexpr (HasMin) {
+      offsets[0] = _cvtsh_ss(reinterpret_cast<const BlockQ4_1&>(block).m);
+    } else {
+      offsets[0] = -8.0f * scales[0];
+    }
+  }
+};
+
 void dequantize_q4_0(const uint8_t* src, float* dst, int64_t k) {
   const auto* blocks = reinterpret_cast<const BlockQ4_0*>(src);
   for (int64_t b = 0; b < k / kBlock32; ++b) {
@@ -93,6 +111,8 @@ void add_q4_0_q4_1(IsaKernels& table) {
   table.q4_1.dequantize_row = dequantize_q4_1;
   table.q4_0.dot_tile = dot_tile_tiled<Q4_0Dot>;
   table.q4_1.dot_tile = dot_tile_tiled<Q4_1Dot>;
+  table.q4_0.gemm_tile = gemm_tile<Q4Panel<BlockQ4_0, false>>;
+  table.q4_1.gemm_tile = gemm_tile<Q4Panel<BlockQ4_1, true>>;
 }
 
 }  // namespace qvl::avx2

@@ -8,6 +8,7 @@
 #include "kernels/k_quant_avx2.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/panel_avx2.h"
 
 namespace qvl::avx2 {
 
@@ -78,11 +79,36 @@ void dequantize_q4_k(const uint8_t* src, float* dst, int64_t k) {
   }
 }
 
+// Panel levels: sub-block s's nibbles with scale d * sc[s] and offset -dmin * mn[s] (both exact in float).
+struct Q4_KPanel {
+  static constexpr int kBlock = 32, kUnit = kBlockK, kFlush = 8;  // 8 * 2 * 15 * 127 < 32768
+  static constexpr bool kSigned = false, kOffset = true;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float* offsets) {
+    const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(row)[unit];
+    const __m256i low_mask = _mm256_set1_epi8(0x0F);
+    for (int j = 0; j < 4; ++j) {
+      __m256i packed = load32(block.qs + 32 * j);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels + 64 * j), _mm256_and_si256(packed, low_mask));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels + 64 * j + 32),
+                          _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask));
+    }
+    float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t scale, min;
+      unpack_scale_min_k(block.scales, s, &scale, &min);
+      scales[s] = d * scale;
+      offsets[s] = -(dmin * min);
+    }
+  }
+};
+
 }  // namespace
 
 void add_q4_k(IsaKernels& table) {
   table.q4_k.dequantize_row = dequantize_q4_k;
   table.q4_k.dot_tile = dot_tile_tiled<Q4_KDot>;
+  table.q4_k.gemm_tile = gemm_tile<Q4_KPanel>;
+  table.q4_k.gemm_act_format = ActFormat::Q8_K_AS_32;
 }
 
 }  // namespace qvl::avx2

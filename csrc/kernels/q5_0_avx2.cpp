@@ -6,6 +6,7 @@
 #include "kernels/avx2_common.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/panel_avx2.h"
 
 namespace qvl::avx2 {
 namespace {
@@ -79,6 +80,23 @@ struct Q5_1Dot {
   }
 };
 
+// Panel levels: the unsigned 5-bit levels; the zero point of 16 (Q5_0) or the min (Q5_1) is the offset.
+template <typename Block, bool HasMin>
+struct Q5Panel {
+  static constexpr int kBlock = 32, kUnit = 32, kFlush = 4;  // 4 * 2 * 31 * 127 < 32768
+  static constexpr bool kSigned = false, kOffset = true;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float* offsets) {
+    const Block& block = reinterpret_cast<const Block*>(row)[unit];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(levels), levels5(block.qs, block.qh));
+    scales[0] = _cvtsh_ss(block.d);
+    if constexpr (HasMin) {
+      offsets[0] = _cvtsh_ss(reinterpret_cast<const BlockQ5_1&>(block).m);
+    } else {
+      offsets[0] = -16.0f * scales[0];
+    }
+  }
+};
+
 void dequantize_q5_0(const uint8_t* src, float* dst, int64_t k) {
   const auto* blocks = reinterpret_cast<const BlockQ5_0*>(src);
   for (int64_t b = 0; b < k / kBlock32; ++b) {
@@ -102,6 +120,8 @@ void add_q5_0_q5_1(IsaKernels& table) {
   table.q5_1.dequantize_row = dequantize_q5_1;
   table.q5_0.dot_tile = dot_tile_tiled<Q5_0Dot>;
   table.q5_1.dot_tile = dot_tile_tiled<Q5_1Dot>;
+  table.q5_0.gemm_tile = gemm_tile<Q5Panel<BlockQ5_0, false>>;
+  table.q5_1.gemm_tile = gemm_tile<Q5Panel<BlockQ5_1, true>>;
 }
 
 }  // namespace qvl::avx2

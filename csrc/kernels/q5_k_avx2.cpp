@@ -6,6 +6,7 @@
 #include "kernels/k_quant_avx2.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/panel_avx2.h"
 
 namespace qvl::avx2 {
 
@@ -80,11 +81,38 @@ void dequantize_q5_k(const uint8_t* src, float* dst, int64_t k) {
   }
 }
 
+// Panel levels: as Q4_K's with the fifth bit merged in.
+struct Q5_KPanel {
+  static constexpr int kBlock = 32, kUnit = kBlockK, kFlush = 4;  // 4 * 2 * 31 * 127 < 32768
+  static constexpr bool kSigned = false, kOffset = true;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float* offsets) {
+    const BlockQ5_K& block = reinterpret_cast<const BlockQ5_K*>(row)[unit];
+    const __m256i low_mask = _mm256_set1_epi8(0x0F);
+    __m256i qh = load32(block.qh);
+    for (int j = 0; j < 4; ++j) {
+      __m256i packed = load32(block.qs + 32 * j);
+      __m256i low = _mm256_or_si256(_mm256_and_si256(packed, low_mask), fifth_bit(qh, 2 * j));
+      __m256i high = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask), fifth_bit(qh, 2 * j + 1));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels + 64 * j), low);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels + 64 * j + 32), high);
+    }
+    float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t scale, min;
+      unpack_scale_min_k(block.scales, s, &scale, &min);
+      scales[s] = d * scale;
+      offsets[s] = -(dmin * min);
+    }
+  }
+};
+
 }  // namespace
 
 void add_q5_k(IsaKernels& table) {
   table.q5_k.dequantize_row = dequantize_q5_k;
   table.q5_k.dot_tile = dot_tile_tiled<Q5_KDot>;
+  table.q5_k.gemm_tile = gemm_tile<Q5_KPanel>;
+  table.q5_k.gemm_act_format = ActFormat::Q8_K_AS_32;
 }
 
 }  // namespace qvl::avx2

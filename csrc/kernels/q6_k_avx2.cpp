@@ -6,6 +6,7 @@
 #include "kernels/avx2_common.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/panel_avx2.h"
 
 namespace qvl::avx2 {
 namespace {
@@ -69,6 +70,28 @@ struct Q6_KDot {
   }
 };
 
+// Panel levels: the unsigned 6-bit levels in blocks of 16 (one scale each): scale d * sc, offset
+// -32 * d * sc (both exact in float).
+struct Q6_KPanel {
+  static constexpr int kBlock = 16, kUnit = kBlockK, kFlush = 2;  // 2 * 2 * 63 * 127 < 32768
+  static constexpr bool kSigned = false, kOffset = true;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float* offsets) {
+    const BlockQ6_K& block = reinterpret_cast<const BlockQ6_K*>(row)[unit];
+    for (int h = 0; h < 2; ++h) {
+      __m256i ql0 = load32(block.ql + 64 * h), ql1 = load32(block.ql + 64 * h + 32);
+      __m256i qh = load32(block.qh + 32 * h);
+      for (int t = 0; t < 4; ++t) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels + 128 * h + 32 * t), chunk_levels(ql0, ql1, qh, t));
+      }
+    }
+    float d = _cvtsh_ss(block.d);
+    for (int g = 0; g < kBlockK / 16; ++g) {
+      scales[g] = d * static_cast<float>(block.scales[g]);
+      offsets[g] = -32.0f * scales[g];
+    }
+  }
+};
+
 // x = (d * scale) * (q - 32); each 32-value chunk spans two 16-value scale groups.
 void dequantize_q6_k(const uint8_t* src, float* dst, int64_t k) {
   const auto* blocks = reinterpret_cast<const BlockQ6_K*>(src);
@@ -94,6 +117,8 @@ void dequantize_q6_k(const uint8_t* src, float* dst, int64_t k) {
 void add_q6_k(IsaKernels& table) {
   table.q6_k.dequantize_row = dequantize_q6_k;
   table.q6_k.dot_tile = dot_tile_tiled<Q6_KDot>;
+  table.q6_k.gemm_tile = gemm_tile<Q6_KPanel>;
+  table.q6_k.gemm_act_format = ActFormat::Q8_K_AS_16;
 }
 
 }  // namespace qvl::avx2

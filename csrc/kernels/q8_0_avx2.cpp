@@ -4,6 +4,7 @@
 #include "kernels/avx2_common.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/panel_avx2.h"
 
 namespace qvl::avx2 {
 namespace {
@@ -37,6 +38,17 @@ struct Q8_0Dot {
   }
 };
 
+// Panel levels for the matrix-matrix path: the stored signed levels and scale.
+struct Q8_0Panel {
+  static constexpr int kBlock = 32, kUnit = 32, kFlush = 1;
+  static constexpr bool kSigned = true, kOffset = false;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float*) {
+    const BlockQ8_0& block = reinterpret_cast<const BlockQ8_0*>(row)[unit];
+    std::memcpy(levels, block.qs, kBlock32);
+    scales[0] = _cvtsh_ss(block.d);
+  }
+};
+
 void dequantize_q8_0(const uint8_t* src, float* dst, int64_t k) {
   const auto* blocks = reinterpret_cast<const BlockQ8_0*>(src);
   for (int64_t b = 0; b < k / kBlock32; ++b) {
@@ -50,6 +62,8 @@ void dequantize_q8_0(const uint8_t* src, float* dst, int64_t k) {
 void add_q8_0(IsaKernels& table) {
   table.q8_0.dequantize_row = dequantize_q8_0;
   table.q8_0.dot_tile = dot_tile_tiled<Q8_0Dot>;
+  table.q8_0.gemm_tile = gemm_tile<Q8_0Panel>;
+  table.q8_0.gemm_act_format = ActFormat::Q8_32;
 }
 
 }  // namespace qvl::avx2

@@ -1,0 +1,166 @@
+// The AVX2 matrix-matrix path (Fast precision, many activation rows), shared by every weight type.
+//
+// A chunk of weight rows is converted once into "panels" of 8 rows, whatever its GGUF type: per block
+// of B values (B = 32, or 16 for Q6_K's sub-blocks), the int8 levels interleaved so that 4 consecutive
+// levels of each of the 8 rows form one 32-byte vector, then the 8 rows' float scale and offset
+// (x = scale * level + offset). One vector of 4 activation levels broadcast to all lanes then meets 8
+// rows at once in maddubs: the 8 lanes of the int32 sums are the 8 rows' block dot products, so the
+// block's scales apply as one vector and no horizontal reduction is ever needed. The integer sums
+// are the same as the row-by-row Fast kernels' (same levels, same activation levels); only the float
+// summation order differs.
+//
+// Levels are unsigned (0..63, the offset carries a type's zero point) wherever the type allows, so
+// maddubs takes them as they are; signed 8-bit levels (Q8_0, float weights quantized on the fly) go
+// through the sign trick instead. Each decoder (in its family's file) states its block, levels and
+// how many maddubs results fit an int16 lane before widening.
+#pragma once
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/avx2_common.h"
+#include "kernels/blocks.h"
+
+namespace qvl::avx2 {
+
+constexpr int kPanelRows = 8;
+constexpr size_t kActTileBytes = 256 * 1024;  // activation rows per pass over the panels: stays in L2
+
+template <int B>
+constexpr size_t panel_block_bytes() {
+  return kPanelRows * B + 2 * kPanelRows * sizeof(float);  // levels, scales, offsets
+}
+
+template <int B>
+using ActBlockOf = std::conditional_t<B == 32, ActQ8_32, ActQ8_16>;
+
+// The calling thread's panel memory, reused across calls.
+inline uint8_t* panel_buffer(size_t bytes) {
+  thread_local std::vector<uint8_t> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
+
+// Packs `rows` (<= 8) weight rows into one panel; missing rows get zero levels and scales.
+// Decoder::decode(row, unit, levels, scales, offsets) yields the kUnit levels of one decoding unit
+// (a block or a super-block) and the scale and offset of each of its kUnit / kBlock panel blocks.
+template <typename Decoder>
+void pack_panel(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  constexpr int B = Decoder::kBlock, U = Decoder::kUnit, blocks_per_unit = U / B;
+  alignas(32) int8_t levels[kPanelRows][U] = {};
+  float scales[kPanelRows][blocks_per_unit] = {}, offsets[kPanelRows][blocks_per_unit] = {};
+  for (int64_t unit = 0; unit < k / U; ++unit) {
+    for (int r = 0; r < rows; ++r) Decoder::decode(w + r * w_stride, unit, levels[r], scales[r], offsets[r]);
+    for (int j = 0; j < blocks_per_unit; ++j) {
+      uint8_t* block = panel + (unit * blocks_per_unit + j) * panel_block_bytes<B>();
+      for (int g = 0; g < B / 4; ++g) {
+        for (int r = 0; r < kPanelRows; ++r) std::memcpy(block + 32 * g + 4 * r, &levels[r][j * B + 4 * g], 4);
+      }
+      auto* scale_out = reinterpret_cast<float*>(block + kPanelRows * B);
+      for (int r = 0; r < kPanelRows; ++r) {
+        scale_out[r] = scales[r][j];
+        scale_out[kPanelRows + r] = offsets[r][j];
+      }
+    }
+  }
+}
+
+inline __m256i broadcast4(const int8_t* p) {
+  int32_t word;
+  std::memcpy(&word, p, sizeof(word));
+  return _mm256_set1_epi32(word);
+}
+
+// out[c * out_stride + r] for r < rows, c < C: one panel against C activation rows over all blocks.
+template <typename Decoder, int C>
+void panel_times_acts(int64_t blocks, const uint8_t* panel, const uint8_t* act, size_t act_stride, float* out,
+                      size_t out_stride, int rows) {
+  constexpr int B = Decoder::kBlock, groups = B / 4, flush = Decoder::kFlush;
+  using Act = ActBlockOf<B>;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const Act* a[C];
+  for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const Act*>(act + c * act_stride);
+  __m256 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* block = panel + b * panel_block_bytes<B>();
+    __m256i sums[C];
+    for (int c = 0; c < C; ++c) sums[c] = _mm256_setzero_si256();
+    for (int g0 = 0; g0 < groups; g0 += flush) {
+      __m256i partial[C];
+      for (int c = 0; c < C; ++c) partial[c] = _mm256_setzero_si256();
+      for (int g = g0; g < g0 + flush; ++g) {
+        __m256i w = load32(block + 32 * g);
+        if constexpr (Decoder::kSigned) {
+          __m256i magnitude = _mm256_sign_epi8(w, w);
+          for (int c = 0; c < C; ++c) {
+            __m256i x = _mm256_sign_epi8(broadcast4(a[c][b].qs + 4 * g), w);
+            partial[c] = _mm256_add_epi16(partial[c], _mm256_maddubs_epi16(magnitude, x));
+          }
+        } else {
+          for (int c = 0; c < C; ++c) {
+            partial[c] = _mm256_add_epi16(partial[c], _mm256_maddubs_epi16(w, broadcast4(a[c][b].qs + 4 * g)));
+          }
+        }
+      }
+      for (int c = 0; c < C; ++c) sums[c] = _mm256_add_epi32(sums[c], _mm256_madd_epi16(partial[c], ones));
+    }
+    const auto* scale_offset = reinterpret_cast<const float*>(block + kPanelRows * B);
+    __m256 scale = _mm256_loadu_ps(scale_offset);
+    for (int c = 0; c < C; ++c) {
+      __m256 scale_c = _mm256_mul_ps(scale, _mm256_set1_ps(a[c][b].d));
+      acc[c] = _mm256_fmadd_ps(scale_c, _mm256_cvtepi32_ps(sums[c]), acc[c]);
+    }
+    if constexpr (Decoder::kOffset) {
+      __m256 offset = _mm256_loadu_ps(scale_offset + kPanelRows);
+      for (int c = 0; c < C; ++c) acc[c] = _mm256_fmadd_ps(offset, _mm256_set1_ps(a[c][b].sum), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) {
+    if (rows == kPanelRows) {
+      _mm256_storeu_ps(out + c * out_stride, acc[c]);
+    } else {
+      alignas(32) float lanes[kPanelRows];
+      _mm256_store_ps(lanes, acc[c]);
+      std::copy(lanes, lanes + rows, out + c * out_stride);
+    }
+  }
+}
+
+// A DotTileFn for many activation rows: packs the n_rows weight rows into panels, then runs every
+// panel against tiles of activation rows small enough to stay in L2 while the panels are reused.
+template <typename Decoder>
+void gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
+               int64_t n_act, float* out, size_t out_stride) {
+  constexpr int B = Decoder::kBlock, C = 4;
+  const int64_t blocks = k / B;
+  const size_t panel_bytes = static_cast<size_t>(blocks) * panel_block_bytes<B>();
+  const int64_t n_panels = (n_rows + kPanelRows - 1) / kPanelRows;
+  uint8_t* panels = panel_buffer(panel_bytes * static_cast<size_t>(n_panels));
+  for (int64_t p = 0; p < n_panels; ++p) {
+    int rows = static_cast<int>(std::min<int64_t>(kPanelRows, n_rows - p * kPanelRows));
+    pack_panel<Decoder>(w + p * kPanelRows * w_stride, w_stride, rows, k, panels + p * panel_bytes);
+  }
+  const int64_t act_tile = std::max<int64_t>(C, static_cast<int64_t>(kActTileBytes / act_stride) / C * C);
+  for (int64_t j0 = 0; j0 < n_act; j0 += act_tile) {
+    const int64_t j_end = std::min(n_act, j0 + act_tile);
+    for (int64_t p = 0; p < n_panels; ++p) {
+      int rows = static_cast<int>(std::min<int64_t>(kPanelRows, n_rows - p * kPanelRows));
+      const uint8_t* panel = panels + p * panel_bytes;
+      float* out_p = out + p * kPanelRows;
+      int64_t j = j0;
+      for (; j + C <= j_end; j += C) {
+        panel_times_acts<Decoder, C>(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride,
+                                     out_stride, rows);
+      }
+      switch (j_end - j) {
+        case 3: panel_times_acts<Decoder, 3>(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride, rows); break;
+        case 2: panel_times_acts<Decoder, 2>(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride, rows); break;
+        case 1: panel_times_acts<Decoder, 1>(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride, rows); break;
+        default: break;
+      }
+    }
+  }
+}
+
+}  // namespace qvl::avx2
