@@ -122,3 +122,20 @@ def test_follow_up_question_reuses_the_cached_image_and_turns(model, fixtures, m
     model.reset()
     model._embedding_cache.clear()
     assert model.chat(messages, max_new_tokens=4, precision="exact") == follow_up  # same answer from scratch
+
+
+def test_per_image_settings_in_chat_parts(model, fixtures) -> None:
+    """qwen-vl-utils style per-item settings: an exact resize on one image, a pixel budget on another."""
+    image = str(fixtures / "media/img_300x120.png")
+    prepared = model.prepare_prompt(
+        "<|vision_start|><|image_pad|><|vision_end|><|vision_start|><|image_pad|><|vision_end|>",
+        images=[{"image": image, "resized_height": 56, "resized_width": 112}, {"image": image, "max_pixels": 28 * 28 * 4}])
+    grids = [media.grid_thw[0].tolist() for _, media, _ in prepared.media_spans]
+    assert grids == [[1, 4, 8], [1, 2, 6]]  # 300x120 within 3136 pixels: 84x28
+    messages = [{"role": "user", "content": [{"type": "image", "image": image, "resized_height": 56, "resized_width": 112},
+                                             {"type": "text", "text": "Describe."}]}]
+    with_settings = model.chat(messages, max_new_tokens=3, precision="exact")
+    pixels, grid = model.preprocess_image(image, resized_height=56, resized_width=112)
+    assert grid[0].tolist() == [1, 4, 8] and isinstance(with_settings, str)
+    with pytest.raises(ValueError, match="unknown image settings"):
+        model.prepare_prompt("<|vision_start|><|image_pad|><|vision_end|>", images=[{"image": image, "fps": 2}])

@@ -22,6 +22,11 @@ IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 ROLES = ("system", "user", "assistant")
+# Per-item settings a media part may carry, as qwen-vl-utils reads them.
+MEDIA_OPTIONS = {
+    "image": ("min_pixels", "max_pixels", "resized_height", "resized_width"),
+    "video": ("fps", "nframes", "min_pixels", "max_pixels", "total_pixels", "min_frames", "max_frames"),
+}
 
 
 class ChatFormatError(QvlError, ValueError):
@@ -31,7 +36,9 @@ class ChatFormatError(QvlError, ValueError):
 @dataclass(frozen=True)
 class RenderedChat:
     prompt: str
-    images: list = field(default_factory=list)  # media items in prompt order, passed through as given
+    # Media in prompt order, passed through as given; an item whose part had settings (fps,
+    # max_pixels, ...) comes as a dict {"image"|"video": value, **settings}.
+    images: list = field(default_factory=list)
     videos: list = field(default_factory=list)
 
 
@@ -44,11 +51,17 @@ def render_chat(messages: Sequence[Mapping[str, Any]], *, template: str | None =
         prompt = _render_builtin(normalized, add_generation_prompt)
     else:
         prompt = _render_template(template, normalized, add_generation_prompt)
-    images = [part["image"] for m in normalized if isinstance(m["content"], list)
-              for part in m["content"] if part["type"] == "image"]
-    videos = [part["video"] for m in normalized if isinstance(m["content"], list)
-              for part in m["content"] if part["type"] == "video"]
-    return RenderedChat(prompt=prompt, images=images, videos=videos)
+    return RenderedChat(prompt=prompt, images=_media_items(normalized, "image"), videos=_media_items(normalized, "video"))
+
+
+def _media_items(messages: list[dict[str, Any]], kind: str) -> list:
+    items = []
+    for message in messages:
+        for part in message["content"] if isinstance(message["content"], list) else ():
+            if part["type"] == kind:
+                settings = {key: part[key] for key in MEDIA_OPTIONS[kind] if key in part}
+                items.append({kind: part[kind], **settings} if settings else part[kind])
+    return items
 
 
 # --- validation and normalization ----------------------------------------------------------------
@@ -92,7 +105,8 @@ def _normalize_part(where: str, part: Mapping[str, Any]) -> dict[str, Any]:
             raise ChatFormatError(f"{where} 'text' must be a string, not {type(text).__name__}")
         return {"type": "text", "text": text}
     if kind in ("image", "video"):
-        return {"type": kind, kind: _required(where, part, kind)}
+        settings = {key: part[key] for key in MEDIA_OPTIONS[kind] if part.get(key) is not None}
+        return {"type": kind, kind: _required(where, part, kind), **settings}
     if kind in ("image_url", "video_url"):
         media = kind.removesuffix("_url")
         return {"type": media, media: _url_of(where, _required(where, part, kind))}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .chat import render_chat
+from .chat import MEDIA_OPTIONS, render_chat
 from .config import Qwen2VLConfig
 from .errors import QvlError
 from .generation import GenerationConfig, GenerationResult, Sampler, StopStringMatcher
@@ -28,6 +28,19 @@ from .tokenizer import Tokenizer
 from .video import DEFAULT_FPS, load_video
 
 PRECISIONS = ("exact", "fast")
+
+
+def _media_settings(item: Any, kind: str, defaults: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """An image / video item and its preprocessing settings: an item may be a dict
+    {"image"|"video": source, **settings} (per-item settings, as chat parts carry them) that
+    override the call's."""
+    if isinstance(item, Mapping) and kind in item:
+        settings = {key: value for key, value in item.items() if key != kind}
+        unknown = set(settings) - set(MEDIA_OPTIONS[kind])
+        if unknown:
+            raise ValueError(f"unknown {kind} settings {sorted(unknown)}; expected some of {MEDIA_OPTIONS[kind]}")
+        return item[kind], {**defaults, **settings}
+    return item, defaults
 
 
 class VisionUnavailableError(QvlError, ValueError):
@@ -184,12 +197,13 @@ class Model:
         )
 
     def preprocess_video(self, video: Any, *, fps: float = DEFAULT_FPS, min_pixels: int | None = None,
-                         max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(pixel_values_videos float32 [patches, 1176], video_grid_thw int64 [1, 3]) for a file or frame list."""
+                         max_pixels: int | None = None, **sampling: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(pixel_values_videos float32 [patches, 1176], video_grid_thw int64 [1, 3]) for a file or frame
+        list. `sampling`: load_video's nframes, min_frames, max_frames, total_pixels."""
         vision = self._require_vision()
         min_pixels = min_pixels if min_pixels is not None else self.min_pixels
         max_pixels = max_pixels if max_pixels is not None else self.max_pixels
-        frames, _ = load_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
+        frames, _ = load_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels, **sampling)
         return preprocess_frames(
             list(frames),
             mean=vision.image_mean,
@@ -418,8 +432,15 @@ class Model:
                 f"the prompt has {n_image_pads} <|image_pad|> and {n_video_pads} <|video_pad|> markers but "
                 f"{len(images)} images and {len(videos)} videos were given"
             )
-        image_media = [self._media(self.preprocess_image(img, min_pixels=min_pixels, max_pixels=max_pixels)) for img in images]
-        video_media = [self._media(self.preprocess_video(v, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)) for v in videos]
+        call_settings = {"min_pixels": min_pixels, "max_pixels": max_pixels}
+        image_media = []
+        for item in images:
+            source, settings = _media_settings(item, "image", call_settings)
+            image_media.append(self._media(self.preprocess_image(source, **settings)))
+        video_media = []
+        for item in videos:
+            source, settings = _media_settings(item, "video", {**call_settings, "fps": fps})
+            video_media.append(self._media(self.preprocess_video(source, **settings)))
         image_grids = np.concatenate([m.grid_thw for m in image_media]) if image_media else None
         video_grids = np.concatenate([m.grid_thw for m in video_media]) if video_media else None
         merge = self.config.vision.spatial_merge_size if self.config.vision else 2
