@@ -43,12 +43,19 @@ struct TypeKernels {
   ActFormat gemm_act_format = ActFormat::Q8_32;
 };
 
+// out[j * out_stride + r] (+)= sum_{i < k} w[r * w_stride + i] * x[j * x_stride + i] for r < n_rows, j < n:
+// a float GEMM over one k-slice of already dequantized weight rows (strides in floats). `accumulate`
+// adds to out (later k-slices) instead of overwriting it.
+using FloatGemmFn = void (*)(int64_t k, const float* w, size_t w_stride, int64_t n_rows, const float* x,
+                             size_t x_stride, int64_t n, float* out, size_t out_stride, bool accumulate);
+
 struct IsaKernels {
   TypeKernels f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k;
   QuantizeRowFn quantize_act_q8_32 = nullptr;
   QuantizeRowFn quantize_act_q8_k = nullptr;
   QuantizeRowFn quantize_act_q8_k_as_32 = nullptr;  // only where some gemm_tile reads it
   QuantizeRowFn quantize_act_q8_k_as_16 = nullptr;
+  FloatGemmFn float_gemm = nullptr;  // null where the ISA has none: the float dot_tile serves instead
 };
 
 // The table's activation quantizer for `format` (Float has none: null).

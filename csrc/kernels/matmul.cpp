@@ -20,6 +20,8 @@ constexpr int64_t kActTile = 64;             // activation rows per pass over a 
 constexpr size_t kDequantTileBytes = 64 * 1024;  // float rows dequantized at once by the Exact path
 constexpr int64_t kGemmMinActRows = 16;      // below this, converting weight rows to panels does not pay
 constexpr int64_t kGemmRowGranule = 8;       // the matrix-matrix kernels' panel height
+constexpr int64_t kFloatGemmRowGranule = 16;  // the float GEMM's panel height
+constexpr int64_t kFloatGemmSlice = 256;      // values per k-slice: a multiple of every block size
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
@@ -104,6 +106,30 @@ const uint8_t* quantize_activations(const IsaKernels& table, ActFormat format, c
   return act;
 }
 
+// Many activation rows in float: each chunk of weight rows is dequantized one k-slice at a time and
+// run against all activation rows by the float GEMM, which adds each slice's sums into out. Slices
+// keep the packed weights in L1 and each float sum short.
+void float_gemm_matmul(const IsaKernels& table, const TypeKernels& kernels, const WeightView& w, const float* x,
+                       int64_t n, float* out, ThreadPool& pool) {
+  size_t w_stride = row_bytes(w.type, w.cols);
+  run_row_chunks(
+      pool, w.rows, kMaxChunkRows,
+      [&](int64_t first, int64_t count) {
+        thread_local std::vector<float> tile;
+        float* rows = scratch(tile, static_cast<size_t>(count * kFloatGemmSlice));
+        for (int64_t k0 = 0; k0 < w.cols; k0 += kFloatGemmSlice) {
+          int64_t slice = std::min(kFloatGemmSlice, w.cols - k0);
+          size_t slice_offset = k0 == 0 ? 0 : row_bytes(w.type, k0);  // whole blocks: slices are block-aligned
+          for (int64_t r = 0; r < count; ++r) {
+            kernels.dequantize_row(w.data + (first + r) * w_stride + slice_offset, rows + r * slice, slice);
+          }
+          table.float_gemm(slice, rows, static_cast<size_t>(slice), count, x + k0, static_cast<size_t>(w.cols), n,
+                           out + first, static_cast<size_t>(w.rows), k0 > 0);
+        }
+      },
+      kFloatGemmRowGranule);
+}
+
 // Quantize the activations once, then integer dot products against the weight's own blocks.
 void fast_matmul(const IsaKernels& table, const TypeKernels& kernels, const WeightView& w, const float* x, int64_t n,
                  float* out, ThreadPool& pool) {
@@ -162,7 +188,10 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* out, Precisio
   if (x == nullptr || out == nullptr) throw std::invalid_argument("matmul needs activation and output buffers");
   const IsaKernels& table = isa_kernels(active_isa());
   const TypeKernels& kernels = type_kernels(table, w.type);
-  if (precision == Precision::Fast && gemm_applies(kernels, n)) {
+  bool float_math = precision == Precision::Exact || kernels.act_format == ActFormat::Float;
+  if (float_math && table.float_gemm != nullptr && n >= kGemmMinActRows) {
+    float_gemm_matmul(table, kernels, w, x, n, out, pool);
+  } else if (!float_math && gemm_applies(kernels, n)) {
     fast_gemm(table, kernels, w, x, n, out, pool);
   } else if (kernels.act_format == ActFormat::Float) {
     float_activation_matmul(kernels, w, x, n, out, pool);  // float weights: both precisions are exact

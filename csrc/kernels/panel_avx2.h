@@ -86,24 +86,23 @@ void panel_times_acts(int64_t blocks, const uint8_t* panel, const uint8_t* act, 
     const uint8_t* block = panel + b * panel_block_bytes<B>();
     __m256i sums[C];
     for (int c = 0; c < C; ++c) sums[c] = _mm256_setzero_si256();
-    for (int g0 = 0; g0 < groups; g0 += flush) {
-      __m256i partial[C];
-      for (int c = 0; c < C; ++c) partial[c] = _mm256_setzero_si256();
-      for (int g = g0; g < g0 + flush; ++g) {
-        __m256i w = load32(block + 32 * g);
-        if constexpr (Decoder::kSigned) {
-          __m256i magnitude = _mm256_sign_epi8(w, w);
-          for (int c = 0; c < C; ++c) {
-            __m256i x = _mm256_sign_epi8(broadcast4(a[c][b].qs + 4 * g), w);
-            partial[c] = _mm256_add_epi16(partial[c], _mm256_maddubs_epi16(magnitude, x));
-          }
-        } else {
-          for (int c = 0; c < C; ++c) {
-            partial[c] = _mm256_add_epi16(partial[c], _mm256_maddubs_epi16(w, broadcast4(a[c][b].qs + 4 * g)));
+    // One activation row at a time through the block's groups (the weight vectors are reloaded from
+    // L1 per row): with all C rows interleaved GCC kept the int16 partial sums in memory.
+    for (int c = 0; c < C; ++c) {
+      const int8_t* x = a[c][b].qs;
+      for (int g0 = 0; g0 < groups; g0 += flush) {
+        __m256i partial = _mm256_setzero_si256();
+        for (int g = g0; g < g0 + flush; ++g) {
+          __m256i w = load32(block + 32 * g);
+          if constexpr (Decoder::kSigned) {
+            partial = _mm256_add_epi16(
+                partial, _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(broadcast4(x + 4 * g), w)));
+          } else {
+            partial = _mm256_add_epi16(partial, _mm256_maddubs_epi16(w, broadcast4(x + 4 * g)));
           }
         }
+        sums[c] = _mm256_add_epi32(sums[c], _mm256_madd_epi16(partial, ones));
       }
-      for (int c = 0; c < C; ++c) sums[c] = _mm256_add_epi32(sums[c], _mm256_madd_epi16(partial[c], ones));
     }
     const auto* scale_offset = reinterpret_cast<const float*>(block + kPanelRows * B);
     __m256 scale = _mm256_loadu_ps(scale_offset);
@@ -116,15 +115,11 @@ void panel_times_acts(int64_t blocks, const uint8_t* panel, const uint8_t* act, 
       for (int c = 0; c < C; ++c) acc[c] = _mm256_fmadd_ps(offset, _mm256_set1_ps(a[c][b].sum), acc[c]);
     }
   }
-  for (int c = 0; c < C; ++c) {
-    if (rows == kPanelRows) {
-      _mm256_storeu_ps(out + c * out_stride, acc[c]);
-    } else {
-      alignas(32) float lanes[kPanelRows];
-      _mm256_store_ps(lanes, acc[c]);
-      std::copy(lanes, lanes + rows, out + c * out_stride);
-    }
-  }
+  // All sums leave the registers first: a runtime-length loop touching acc would make the compiler
+  // keep acc in memory, storing it on every step of the block loop.
+  alignas(32) float lanes[C][kPanelRows];
+  for (int c = 0; c < C; ++c) _mm256_store_ps(lanes[c], acc[c]);
+  for (int c = 0; c < C; ++c) std::copy(lanes[c], lanes[c] + rows, out + c * out_stride);
 }
 
 // A DotTileFn for many activation rows: packs the n_rows weight rows into panels, then runs every
