@@ -2,6 +2,7 @@
 #include "kernels/strict_fp.h"
 
 #include "kernels/avx2_common.h"
+#include "kernels/block32_dot_avx2.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
@@ -9,32 +10,17 @@
 namespace qvl::avx2 {
 namespace {
 
-struct Q4_0Dot {
-  template <int R, int C>
-  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
-                  size_t out_stride) {
-    __m256 acc[R][C] = {};
-    for (int64_t b = 0; b < k / kBlock32; ++b) {
-      prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ4_0));
-      __m256i a_levels[C];
-      float a_scale[C];
-      for (int c = 0; c < C; ++c) {
-        const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
-        a_levels[c] = load32(a.qs);
-        a_scale[c] = a.d;
-      }
-      for (int r = 0; r < R; ++r) {
-        const BlockQ4_0& block = reinterpret_cast<const BlockQ4_0*>(w + r * w_stride)[b];
-        __m256i levels = _mm256_sub_epi8(split_nibbles(block.qs), _mm256_set1_epi8(8));
-        __m256i magnitude = _mm256_sign_epi8(levels, levels);
-        float scale = _cvtsh_ss(block.d);
-        for (int c = 0; c < C; ++c) {
-          __m256i sums = dot_u8_s8(magnitude, _mm256_sign_epi8(a_levels[c], levels));
-          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a_scale[c]), _mm256_cvtepi32_ps(sums), acc[r][c]);
-        }
-      }
-    }
-    store_sums<R, C>(acc, out, out_stride);
+// Unsigned nibbles straight into maddubs; the zero point comes off in int16 as 8 * (a0 + a1) per pair
+// (exact: |nibble products - that| < 32768), computed once per activation block for all rows.
+struct Q4_0Levels {
+  using Block = BlockQ4_0;
+  using Weight = __m256i;
+  using Prepared = __m256i;
+  static Prepared prepare(__m256i a_levels) { return _mm256_maddubs_epi16(_mm256_set1_epi8(8), a_levels); }
+  static Weight load(const BlockQ4_0& block) { return split_nibbles(block.qs); }
+  static __m256i products(Weight nibbles, __m256i a_levels, Prepared zero_point) {
+    __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles, a_levels), zero_point);
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
   }
 };
 
@@ -109,7 +95,7 @@ void dequantize_q4_1(const uint8_t* src, float* dst, int64_t k) {
 void add_q4_0_q4_1(IsaKernels& table) {
   table.q4_0.dequantize_row = dequantize_q4_0;
   table.q4_1.dequantize_row = dequantize_q4_1;
-  table.q4_0.dot_tile = dot_tile_tiled<Q4_0Dot>;
+  table.q4_0.dot_tile = dot_tile_tiled<Block32Dot<Q4_0Levels>>;
   table.q4_1.dot_tile = dot_tile_tiled<Q4_1Dot>;
   table.q4_0.gemm_tile = gemm_tile<Q4Panel<BlockQ4_0, false>>;
   table.q4_1.gemm_tile = gemm_tile<Q4Panel<BlockQ4_1, true>>;

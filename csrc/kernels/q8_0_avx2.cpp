@@ -1,7 +1,8 @@
-// Q8_0 on AVX2: dequantization and the Fast dot product, register-tiled over weight rows and activation rows.
+// Q8_0 on AVX2: dequantization, the Fast row-dot kernel (block32_dot_avx2.h) and the matrix-matrix panels.
 #include "kernels/strict_fp.h"
 
 #include "kernels/avx2_common.h"
+#include "kernels/block32_dot_avx2.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
@@ -9,32 +10,20 @@
 namespace qvl::avx2 {
 namespace {
 
-struct Q8_0Dot {
-  template <int R, int C>
-  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
-                  size_t out_stride) {
-    __m256 acc[R][C] = {};
-    for (int64_t b = 0; b < k / kBlock32; ++b) {
-      prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ8_0));
-      __m256i a_levels[C];
-      float a_scale[C];
-      for (int c = 0; c < C; ++c) {
-        const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
-        a_levels[c] = load32(a.qs);
-        a_scale[c] = a.d;
-      }
-      for (int r = 0; r < R; ++r) {
-        const BlockQ8_0& block = reinterpret_cast<const BlockQ8_0*>(w + r * w_stride)[b];
-        __m256i levels = load32(block.qs);
-        __m256i magnitude = _mm256_sign_epi8(levels, levels);
-        float scale = _cvtsh_ss(block.d);
-        for (int c = 0; c < C; ++c) {
-          __m256i sums = dot_u8_s8(magnitude, _mm256_sign_epi8(a_levels[c], levels));
-          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a_scale[c]), _mm256_cvtepi32_ps(sums), acc[r][c]);
-        }
-      }
-    }
-    store_sums<R, C>(acc, out, out_stride);
+// Signed levels: |w| times the activation with w's sign moved onto it (maddubs needs one operand unsigned).
+struct Q8_0Levels {
+  using Block = BlockQ8_0;
+  struct Weight {
+    __m256i levels, magnitude;
+  };
+  using Prepared = int;  // nothing to prepare per activation block
+  static Prepared prepare(__m256i) { return 0; }
+  static Weight load(const BlockQ8_0& block) {
+    __m256i levels = load32(block.qs);
+    return {levels, _mm256_sign_epi8(levels, levels)};
+  }
+  static __m256i products(const Weight& w, __m256i a_levels, Prepared) {
+    return dot_u8_s8(w.magnitude, _mm256_sign_epi8(a_levels, w.levels));
   }
 };
 
@@ -61,7 +50,7 @@ void dequantize_q8_0(const uint8_t* src, float* dst, int64_t k) {
 
 void add_q8_0(IsaKernels& table) {
   table.q8_0.dequantize_row = dequantize_q8_0;
-  table.q8_0.dot_tile = dot_tile_tiled<Q8_0Dot>;
+  table.q8_0.dot_tile = dot_tile_tiled<Block32Dot<Q8_0Levels>>;
   table.q8_0.gemm_tile = gemm_tile<Q8_0Panel>;
   table.q8_0.gemm_act_format = ActFormat::Q8_32;
 }

@@ -1,0 +1,80 @@
+// The row-dot kernel (decode and small n) for the 32-value types x = d * level, with d an fp16 at the
+// start of each block (Q8_0, Q4_0): include only from *_avx2.cpp.
+//
+// Per block and activation row, a tile of 4 weight rows yields 4 vectors of int32 partial sums; two
+// rounds of hadd pack them into one vector (rows 0..3 in each 128-bit half), so the float work (one
+// conversion, one FMA against the 4 rows' scales) is done once per block instead of once per row.
+#pragma once
+#include "kernels/avx2_common.h"
+#include "kernels/blocks.h"
+
+namespace qvl::avx2 {
+
+// Lanes 0..3 = the block scales of rows 0..3 (as float), repeated in lanes 4..7.
+template <typename Block>
+inline __m256 four_row_scales(const uint8_t* w, size_t w_stride, int64_t b) {
+  auto scale_bits = [&](int r) { return reinterpret_cast<const Block*>(w + r * w_stride)[b].d; };
+  __m128i halves = _mm_setr_epi16(static_cast<int16_t>(scale_bits(0)), static_cast<int16_t>(scale_bits(1)),
+                                  static_cast<int16_t>(scale_bits(2)), static_cast<int16_t>(scale_bits(3)), 0, 0, 0, 0);
+  __m128 four = _mm_cvtph_ps(halves);
+  return _mm256_set_m128(four, four);
+}
+
+// Levels provides: using Block; Prepared prepare(a_levels) (per activation block, shared by the rows);
+// Weight load(block) (the row's levels, decoded once for all activation rows); and
+// __m256i products(weight, a_levels, prepared): 8 int32 partial sums of level * activation.
+template <typename Levels>
+struct Block32Dot {
+  using Block = typename Levels::Block;
+
+  template <int R, int C>
+  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
+                  size_t out_stride) {
+    static_assert(R == 1 || R == 4, "tiles of 1 or 4 weight rows");
+    __m256 acc[C];
+    for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < k / kBlock32; ++b) {
+      prefetch_next_tile<R>(w, w_stride, b, sizeof(Block));
+      __m256i a_levels[C];
+      typename Levels::Prepared prepared[C];
+      float a_scale[C];
+      for (int c = 0; c < C; ++c) {
+        const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
+        a_levels[c] = load32(a.qs);
+        prepared[c] = Levels::prepare(a_levels[c]);
+        a_scale[c] = a.d;
+      }
+      typename Levels::Weight weights[R];
+      for (int r = 0; r < R; ++r) weights[r] = Levels::load(reinterpret_cast<const Block*>(w + r * w_stride)[b]);
+      if constexpr (R == 4) {
+        __m256 scales = four_row_scales<Block>(w, w_stride, b);
+        for (int c = 0; c < C; ++c) {
+          __m256i p0 = Levels::products(weights[0], a_levels[c], prepared[c]);
+          __m256i p1 = Levels::products(weights[1], a_levels[c], prepared[c]);
+          __m256i p2 = Levels::products(weights[2], a_levels[c], prepared[c]);
+          __m256i p3 = Levels::products(weights[3], a_levels[c], prepared[c]);
+          __m256i packed = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+          acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(scales, _mm256_set1_ps(a_scale[c])), _mm256_cvtepi32_ps(packed),
+                                   acc[c]);
+        }
+      } else {
+        float scale = _cvtsh_ss(reinterpret_cast<const Block*>(w)[b].d);
+        for (int c = 0; c < C; ++c) {
+          __m256i p = Levels::products(weights[0], a_levels[c], prepared[c]);
+          acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a_scale[c]), _mm256_cvtepi32_ps(p), acc[c]);
+        }
+      }
+    }
+    alignas(32) float lanes[C][8];
+    for (int c = 0; c < C; ++c) _mm256_store_ps(lanes[c], acc[c]);
+    for (int c = 0; c < C; ++c) {
+      if constexpr (R == 4) {
+        for (int r = 0; r < 4; ++r) out[c * out_stride + r] = lanes[c][r] + lanes[c][r + 4];
+      } else {
+        out[c * out_stride] = horizontal_sum(acc[c]);
+      }
+    }
+  }
+};
+
+}  // namespace qvl::avx2
