@@ -10,14 +10,27 @@
 
 namespace qvl::avx2 {
 
-// Lanes 0..3 = the block scales of rows 0..3 (as float), repeated in lanes 4..7.
-template <typename Block>
-inline __m256 four_row_scales(const uint8_t* w, size_t w_stride, int64_t b) {
-  auto scale_bits = [&](int r) { return reinterpret_cast<const Block*>(w + r * w_stride)[b].d; };
-  __m128i halves = _mm_setr_epi16(static_cast<int16_t>(scale_bits(0)), static_cast<int16_t>(scale_bits(1)),
-                                  static_cast<int16_t>(scale_bits(2)), static_cast<int16_t>(scale_bits(3)), 0, 0, 0, 0);
-  __m128 four = _mm_cvtph_ps(halves);
+// Lanes 0..3 = the fp16 field `Field` of block b in rows 0..3 (as float), repeated in lanes 4..7.
+template <typename Block, uint16_t Block::*Field>
+inline __m256 four_row_halves(const uint8_t* w, size_t w_stride, int64_t b) {
+  auto bits = [&](int r) { return static_cast<int16_t>(reinterpret_cast<const Block*>(w + r * w_stride)[b].*Field); };
+  __m128 four = _mm_cvtph_ps(_mm_setr_epi16(bits(0), bits(1), bits(2), bits(3), 0, 0, 0, 0));
   return _mm256_set_m128(four, four);
+}
+
+// Rows 0..3's 8-lane int32 sums reduced to one vector: lanes r and r + 4 hold halves of row r's total.
+inline __m256i pack_four_rows(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+  return _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+}
+
+// out[c * out_stride + r] = lanes r + r + 4 of acc[c] (the layout pack_four_rows leaves).
+template <int C>
+inline void store_four_row_sums(const __m256 (&acc)[C], float* out, size_t out_stride) {
+  alignas(32) float lanes[C][8];
+  for (int c = 0; c < C; ++c) _mm256_store_ps(lanes[c], acc[c]);
+  for (int c = 0; c < C; ++c) {
+    for (int r = 0; r < 4; ++r) out[c * out_stride + r] = lanes[c][r] + lanes[c][r + 4];
+  }
 }
 
 // Levels provides: using Block; Prepared prepare(a_levels) (per activation block, shared by the rows);
@@ -47,13 +60,13 @@ struct Block32Dot {
       typename Levels::Weight weights[R];
       for (int r = 0; r < R; ++r) weights[r] = Levels::load(reinterpret_cast<const Block*>(w + r * w_stride)[b]);
       if constexpr (R == 4) {
-        __m256 scales = four_row_scales<Block>(w, w_stride, b);
+        __m256 scales = four_row_halves<Block, &Block::d>(w, w_stride, b);
         for (int c = 0; c < C; ++c) {
           __m256i p0 = Levels::products(weights[0], a_levels[c], prepared[c]);
           __m256i p1 = Levels::products(weights[1], a_levels[c], prepared[c]);
           __m256i p2 = Levels::products(weights[2], a_levels[c], prepared[c]);
           __m256i p3 = Levels::products(weights[3], a_levels[c], prepared[c]);
-          __m256i packed = _mm256_hadd_epi32(_mm256_hadd_epi32(p0, p1), _mm256_hadd_epi32(p2, p3));
+          __m256i packed = pack_four_rows(p0, p1, p2, p3);
           acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(scales, _mm256_set1_ps(a_scale[c])), _mm256_cvtepi32_ps(packed),
                                    acc[c]);
         }
@@ -65,14 +78,10 @@ struct Block32Dot {
         }
       }
     }
-    alignas(32) float lanes[C][8];
-    for (int c = 0; c < C; ++c) _mm256_store_ps(lanes[c], acc[c]);
-    for (int c = 0; c < C; ++c) {
-      if constexpr (R == 4) {
-        for (int r = 0; r < 4; ++r) out[c * out_stride + r] = lanes[c][r] + lanes[c][r + 4];
-      } else {
-        out[c * out_stride] = horizontal_sum(acc[c]);
-      }
+    if constexpr (R == 4) {
+      store_four_row_sums<C>(acc, out, out_stride);
+    } else {
+      for (int c = 0; c < C; ++c) out[c * out_stride] = horizontal_sum(acc[c]);
     }
   }
 };
