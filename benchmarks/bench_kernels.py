@@ -21,7 +21,7 @@ from benchmarks.machine import cpu_model, timed
 from qvl_local import _core, ops
 
 MATVEC_SHAPES = ((8960, 1536), (1536, 8960), (151936, 1536))  # Qwen2-VL-2B MLP up/down, output layer
-MATMUL_SHAPE = (1536, 1536)
+MATMUL_SHAPES = ((1536, 1536), (8960, 1536), (1536, 8960))  # attention projection, MLP up, MLP down
 MATMUL_ROWS = 512  # activation rows: a prefill / ViT batch
 DEFAULT_TYPES = ("Q4_K", "Q6_K", "Q8_0", "Q4_0", "Q5_K", "Q4_1", "Q5_0", "Q5_1", "F16", "BF16", "F32")
 BANDWIDTH_BYTES = 1 << 30
@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--types", nargs="+", default=list(DEFAULT_TYPES), choices=ops.TYPES)
     parser.add_argument("--threads", type=int, default=_core.default_threads())
     parser.add_argument("--isa", choices=ops.available_isas(), default=ops.active_isa())
-    parser.add_argument("--quick", action="store_true", help="skip the 151936-row output layer, fewer repeats")
+    parser.add_argument("--quick", action="store_true",
+                        help="skip the 151936-row output layer and the larger matmuls, fewer repeats")
+    parser.add_argument("--matmul-rows", type=int, default=MATMUL_ROWS, help="activation rows of the matmuls")
     args = parser.parse_args(argv)
     ops.set_isa(args.isa)
     repeats = 3 if args.quick else 10
@@ -102,17 +104,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{ggml_type:6} {rows:>6}x{k:<5} {w.data.nbytes / 1e6:7.1f} {gbps(nbytes, fast):10.1f} "
                   f"{100 * nbytes / fast.seconds / bandwidth:6.0f}% {gbps(nbytes, exact):11.1f} "
                   f"{max(fast.others_cores, exact.others_cores):7.1f}")
-    rows, k = MATMUL_SHAPE
-    print(f"\nmatmul {MATMUL_ROWS}x{k} activations @ {rows}x{k} weights (2*n*rows*k ops)")
-    print(f"{'type':6} {'fast GOP/s':>11} {'exact GFLOP/s':>14} {'others':>7}")
-    ops_count = 2 * MATMUL_ROWS * rows * k
-    for ggml_type in args.types:
-        w = random_weight(ggml_type, rows, k, rng)
-        x = rng.standard_normal((MATMUL_ROWS, k)).astype(np.float32)
-        fast = best_of(lambda: ops.matmul(w, x, precision="fast", n_threads=args.threads), max(2, repeats // 3))
-        exact = best_of(lambda: ops.matmul(w, x, precision="exact", n_threads=args.threads), max(2, repeats // 3))
-        print(f"{ggml_type:6} {ops_count / fast.seconds / 1e9:11.1f} {ops_count / exact.seconds / 1e9:14.1f} "
-              f"{max(fast.others_cores, exact.others_cores):7.1f}")
+    n = args.matmul_rows
+    print(f"\nmatmul: {n} activation rows @ weights (2*n*rows*k ops)")
+    print(f"{'type':6} {'matrix':>12} {'fast GOP/s':>11} {'exact GFLOP/s':>14} {'others':>7}")
+    for rows, k in MATMUL_SHAPES[:1] if args.quick else MATMUL_SHAPES:
+        ops_count = 2 * n * rows * k
+        for ggml_type in args.types:
+            w = random_weight(ggml_type, rows, k, rng)
+            x = rng.standard_normal((n, k)).astype(np.float32)
+            fast = best_of(lambda: ops.matmul(w, x, precision="fast", n_threads=args.threads), max(2, repeats // 3))
+            exact = best_of(lambda: ops.matmul(w, x, precision="exact", n_threads=args.threads), max(2, repeats // 3))
+            print(f"{ggml_type:6} {rows:>6}x{k:<5} {ops_count / fast.seconds / 1e9:11.1f} "
+                  f"{ops_count / exact.seconds / 1e9:14.1f} {max(fast.others_cores, exact.others_cores):7.1f}")
     return 0
 
 
