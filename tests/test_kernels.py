@@ -189,6 +189,19 @@ def test_fast_matches_scalar_reference(isa: str, ggml_type: str, n: int) -> None
     assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
 
 
+@pytest.mark.parametrize("ggml_type", ["F16", "Q8_0", "Q4_K", "Q6_K"])
+def test_matrix_matrix_paths_over_long_rows(isa: str, ggml_type: str) -> None:
+    """k = 1280: the Exact GEMM's several k-slices (of 256) and a Q6_K row of 80 panel blocks."""
+    rng = np.random.default_rng(14)
+    w = ops.quantize((0.1 * rng.standard_normal((40, 1280))).astype(np.float32), ggml_type)
+    x = rng.standard_normal((23, 1280)).astype(np.float32)
+    reference, scale = reference_and_scale(w, x)
+    assert np.all(np.abs(ops.matmul(w, x, precision="exact") - reference) <= EXACT_RELATIVE * scale)
+    if ggml_type in QUANTIZED:
+        limit = activation_rounding_bound(ggml_type, w, x) + EXACT_RELATIVE * scale
+        assert np.all(np.abs(ops.matmul(w, x, precision="fast") - reference) <= limit)
+
+
 @pytest.mark.parametrize("n", [9, 40])  # 40: the matrix-matrix (panel) path of the Fast kernels
 @pytest.mark.parametrize("precision", ["exact", "fast"])
 def test_matmul_is_the_same_on_any_thread_count(precision: str, n: int) -> None:
