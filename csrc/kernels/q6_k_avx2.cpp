@@ -4,6 +4,7 @@
 #include "kernels/strict_fp.h"
 
 #include "kernels/avx2_common.h"
+#include "kernels/block32_dot_avx2.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
@@ -28,45 +29,66 @@ inline __m256i chunk_levels(__m256i ql0, __m256i ql1, __m256i qh, int t) {
 }
 
 struct Q6_KDot {
+  // sums[c] = sum over the super-block of scale * (level - 32) * a, as 8 int32 lanes, for one weight row.
+  template <int C>
+  static void row_sums(const BlockQ6_K& block, const ActQ8_K* const (&a)[C], __m256i (&sums)[C]) {
+    __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales)));
+    __m256i scales_first = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales));
+    __m256i scales_second = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(scales, 1));
+    for (int c = 0; c < C; ++c) {
+      // sum(scale * (q - 32) * a) = sum(scale * q * a) - 32 * sum(scale * group sum of a)
+      __m256i offset = _mm256_madd_epi16(scales, load32(a[c]->bsums));
+      sums[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
+    }
+    for (int h = 0; h < 2; ++h) {
+      __m256i ql0 = load32(block.ql + 64 * h), ql1 = load32(block.ql + 64 * h + 32);
+      __m256i qh = load32(block.qh + 32 * h);
+      __m256i half_scales = h == 0 ? scales_first : scales_second;
+      for (int t = 0; t < 4; ++t) {
+        __m256i levels = chunk_levels(ql0, ql1, qh, t);
+        __m256i chunk_scales = pair_of_lanes(half_scales, t);
+        for (int c = 0; c < C; ++c) {
+          __m256i products = _mm256_maddubs_epi16(levels, load32(a[c]->qs + 128 * h + 32 * t));
+          sums[c] = _mm256_add_epi32(sums[c], _mm256_madd_epi16(products, chunk_scales));
+        }
+      }
+    }
+  }
+
   template <int R, int C>
   static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
                   size_t out_stride) {
-    __m256 acc[R][C] = {};
+    static_assert(R == 1 || R == 4, "tiles of 1 or 4 weight rows");
+    __m256 acc[C];
+    for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < k / kBlockK; ++b) {
       prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ6_K));
       const ActQ8_K* a[C];
       for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
-      for (int r = 0; r < R; ++r) {
-        const BlockQ6_K& block = reinterpret_cast<const BlockQ6_K*>(w + r * w_stride)[b];
-        __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales)));
-        __m256i scales_first = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales));
-        __m256i scales_second = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(scales, 1));
-        __m256i sums[C];
+      if constexpr (R == 4) {
+        // Four rows' sums packed into one vector (block32_dot_avx2.h): one conversion and FMA per activation row.
+        __m256i sums[4][C];
+        for (int r = 0; r < 4; ++r) row_sums<C>(reinterpret_cast<const BlockQ6_K*>(w + r * w_stride)[b], a, sums[r]);
+        __m256 d = four_row_halves<BlockQ6_K, &BlockQ6_K::d>(w, w_stride, b);
         for (int c = 0; c < C; ++c) {
-          // sum(scale * (q - 32) * a) = sum(scale * q * a) - 32 * sum(scale * group sum of a)
-          __m256i offset = _mm256_madd_epi16(scales, load32(a[c]->bsums));
-          sums[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
+          __m256i packed = pack_four_rows(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
+          acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[c]->d)), _mm256_cvtepi32_ps(packed), acc[c]);
         }
-        for (int h = 0; h < 2; ++h) {
-          __m256i ql0 = load32(block.ql + 64 * h), ql1 = load32(block.ql + 64 * h + 32);
-          __m256i qh = load32(block.qh + 32 * h);
-          __m256i half_scales = h == 0 ? scales_first : scales_second;
-          for (int t = 0; t < 4; ++t) {
-            __m256i levels = chunk_levels(ql0, ql1, qh, t);
-            __m256i chunk_scales = pair_of_lanes(half_scales, t);
-            for (int c = 0; c < C; ++c) {
-              __m256i products = _mm256_maddubs_epi16(levels, load32(a[c]->qs + 128 * h + 32 * t));
-              sums[c] = _mm256_add_epi32(sums[c], _mm256_madd_epi16(products, chunk_scales));
-            }
-          }
-        }
+      } else {
+        const BlockQ6_K& block = reinterpret_cast<const BlockQ6_K*>(w)[b];
+        __m256i sums[C];
+        row_sums<C>(block, a, sums);
         float d = _cvtsh_ss(block.d);
         for (int c = 0; c < C; ++c) {
-          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a[c]->d), _mm256_cvtepi32_ps(sums[c]), acc[r][c]);
+          acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a[c]->d), _mm256_cvtepi32_ps(sums[c]), acc[c]);
         }
       }
     }
-    store_sums<R, C>(acc, out, out_stride);
+    if constexpr (R == 4) {
+      store_four_row_sums<C>(acc, out, out_stride);
+    } else {
+      for (int c = 0; c < C; ++c) out[c * out_stride] = horizontal_sum(acc[c]);
+    }
   }
 };
 
