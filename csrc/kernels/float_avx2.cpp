@@ -155,20 +155,33 @@ void float_panel_times_1_act(int64_t k, const float* panel, const float* x, floa
   store_panel_sums<1>(lanes, out, 0, rows, accumulate);
 }
 
+// Activation rows per pass over the packed panels: their k-slice (at most 256 floats each) stays in L2
+// while every panel of the chunk meets it.
+constexpr int64_t kGemmActTile = 96;
+
 void float_gemm(int64_t k, const float* w, size_t w_stride, int64_t n_rows, const float* x, size_t x_stride, int64_t n,
                 float* out, size_t out_stride, bool accumulate) {
+  const int64_t n_panels = (n_rows + kGemmPanelRows - 1) / kGemmPanelRows;
+  const size_t panel_floats = static_cast<size_t>(k) * kGemmPanelRows;
   thread_local std::vector<float> panel_memory;
-  if (panel_memory.size() < static_cast<size_t>(k * kGemmPanelRows)) panel_memory.resize(k * kGemmPanelRows);
-  float* panel = panel_memory.data();
-  for (int64_t r0 = 0; r0 < n_rows; r0 += kGemmPanelRows) {
-    int rows = static_cast<int>(std::min<int64_t>(kGemmPanelRows, n_rows - r0));
-    pack_float_panel(w + r0 * w_stride, w_stride, rows, k, panel);
-    int64_t j = 0;
-    for (; j + kGemmActs <= n; j += kGemmActs) {
-      float_panel_times_6_acts(k, panel, x + j * x_stride, x_stride, out + j * out_stride + r0, out_stride, rows,
-                               accumulate);
+  if (panel_memory.size() < panel_floats * n_panels) panel_memory.resize(panel_floats * n_panels);
+  auto panel_rows = [&](int64_t p) { return static_cast<int>(std::min<int64_t>(kGemmPanelRows, n_rows - p * kGemmPanelRows)); };
+  for (int64_t p = 0; p < n_panels; ++p) {
+    pack_float_panel(w + p * kGemmPanelRows * w_stride, w_stride, panel_rows(p), k, panel_memory.data() + p * panel_floats);
+  }
+  for (int64_t j0 = 0; j0 < n; j0 += kGemmActTile) {
+    const int64_t j_end = std::min(n, j0 + kGemmActTile);
+    for (int64_t p = 0; p < n_panels; ++p) {
+      const float* panel = panel_memory.data() + p * panel_floats;
+      float* out_p = out + p * kGemmPanelRows;
+      int rows = panel_rows(p);
+      int64_t j = j0;
+      for (; j + kGemmActs <= j_end; j += kGemmActs) {
+        float_panel_times_6_acts(k, panel, x + j * x_stride, x_stride, out_p + j * out_stride, out_stride, rows,
+                                 accumulate);
+      }
+      for (; j < j_end; ++j) float_panel_times_1_act(k, panel, x + j * x_stride, out_p + j * out_stride, rows, accumulate);
     }
-    for (; j < n; ++j) float_panel_times_1_act(k, panel, x + j * x_stride, out + j * out_stride + r0, rows, accumulate);
   }
 }
 
