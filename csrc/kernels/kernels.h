@@ -31,7 +31,8 @@ void quantize_rows(GgmlType type, const float* in, int64_t n_rows, int64_t k, ui
 
 // out[i][r] = sum_c x[i][c] * W[r][c] for i < n, r < w.rows (x @ W^T, a linear layer without bias).
 // x is n contiguous rows of w.cols floats; out is n contiguous rows of w.rows floats.
-// n == 1 takes the matrix-vector path (decode); larger n the tiled matrix-matrix path.
+// Small n (decode) runs register-tiled row dot products; n >= 16 the matrix-matrix kernels where the ISA
+// has them (AVX2: int8 panels for Fast on quantized weights, a float GEMM for Exact and float weights).
 void matmul(const WeightView& w, const float* x, int64_t n, float* out, Precision precision, ThreadPool& pool);
 
 }  // namespace qvl
