@@ -139,3 +139,13 @@ def test_per_image_settings_in_chat_parts(model, fixtures) -> None:
     assert grid[0].tolist() == [1, 4, 8] and isinstance(with_settings, str)
     with pytest.raises(ValueError, match="unknown image settings"):
         model.prepare_prompt("<|vision_start|><|image_pad|><|vision_end|>", images=[{"image": image, "fps": 2}])
+
+
+def test_large_images_default_to_a_cpu_sized_budget(model) -> None:
+    """A 12-megapixel photo stays within 1280 tokens unless HF's own ceiling is asked for."""
+    photo = np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
+    _, grid = model.preprocess_image(photo)
+    assert grid[0].tolist() == [1, 60, 82]  # 840 x 1148, as the reference's max_pixels=1280*28*28 setting gives
+    assert grid[0, 1] * grid[0, 2] // 4 <= 1280
+    _, hf_grid = model.preprocess_image(photo, max_pixels=12845056)
+    assert hf_grid[0].tolist() == [1, 214, 286]  # HF's 2996 x 4004, as in the preprocessing reference

@@ -28,6 +28,11 @@ from .tokenizer import Tokenizer
 from .video import DEFAULT_FPS, load_video
 
 PRECISIONS = ("exact", "fast")
+# The model's default image budget: 1280 tokens (1280 * 28 * 28 pixels), the top of the range Qwen
+# recommends. HF's processor allows 12.8 M pixels (16384 tokens): a phone photo would then need hours
+# of ViT on a CPU, gigabytes of activations, and more context than the default n_ctx. Images within
+# this budget are processed exactly as HF does; pass max_pixels=12845056 for HF's ceiling.
+DEFAULT_MAX_PIXELS = 1280 * 28 * 28
 
 
 def _media_settings(item: Any, kind: str, defaults: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -73,6 +78,8 @@ def load(
     `mmproj`: the vision projector file; None finds `mmproj*.gguf` beside the model (or the
     projector layer of a pulled model); False loads the text model alone.
     `precision`: "fast" (8-bit activations, integer kernels) or "exact" (float activations).
+    `min_pixels` / `max_pixels`: the image budget; the default max is 1280 tokens (see
+    DEFAULT_MAX_PIXELS), HF's processor allows 12845056 pixels.
     """
     from .store import resolve_model
 
@@ -153,7 +160,7 @@ class Model:
         self.n_ctx = min(n_ctx, self.config.text.context_length)
         self.precision = precision
         self.min_pixels = min_pixels
-        self.max_pixels = max_pixels
+        self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
         self._decoder = _core.TextModel(
             self.text_file.handle, dataclasses.asdict(self.config.text), self.n_ctx, n_batch, self.n_threads
         )
@@ -201,15 +208,15 @@ class Model:
         """(pixel_values_videos float32 [patches, 1176], video_grid_thw int64 [1, 3]) for a file or frame
         list. `sampling`: load_video's nframes, min_frames, max_frames, total_pixels."""
         vision = self._require_vision()
-        min_pixels = min_pixels if min_pixels is not None else self.min_pixels
-        max_pixels = max_pixels if max_pixels is not None else self.max_pixels
+        # A video's frames get the video budget (per frame and in total) unless the call sets one;
+        # the model's image budget only caps what comes out of it.
         frames, _ = load_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels, **sampling)
         return preprocess_frames(
             list(frames),
             mean=vision.image_mean,
             std=vision.image_std,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
+            min_pixels=min_pixels if min_pixels is not None else self.min_pixels,
+            max_pixels=max_pixels if max_pixels is not None else self.max_pixels,
             patch_size=vision.patch_size,
             temporal_patch_size=vision.temporal_patch_size,
             merge_size=vision.spatial_merge_size,
