@@ -149,3 +149,20 @@ def test_large_images_default_to_a_cpu_sized_budget(model) -> None:
     assert grid[0, 1] * grid[0, 2] // 4 <= 1280
     _, hf_grid = model.preprocess_image(photo, max_pixels=12845056)
     assert hf_grid[0].tolist() == [1, 214, 286]  # HF's 2996 x 4004, as in the preprocessing reference
+
+
+def test_every_isa_gives_the_reference_logits(model, ref) -> None:
+    """The decoder's own vector code (attention, activations) against the scalar reference path."""
+    from qvl_local import ops
+
+    ids, positions = ref["input_ids"].astype(np.int32), ref["position_ids"].astype(np.int32)
+    chosen = ops.active_isa()
+    try:
+        for isa in ops.available_isas():
+            ops.set_isa(isa)
+            model.reset()
+            logits = model._decoder.forward(ids, positions, logits="all", precision="exact")
+            np.testing.assert_allclose(logits, ref["logits_all"], rtol=0, atol=2e-4, err_msg=isa)
+    finally:
+        ops.set_isa(chosen)
+        model.reset()
