@@ -89,7 +89,7 @@ def write_mmproj(path: Path, layers: int) -> None:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    for name, (shape, dtype) in shapes.items():
+    for shape, dtype in shapes.values():
         writer.write_tensor_data(random_values(shape, dtype, pool, rng))
     writer.close()
 

@@ -34,8 +34,6 @@ def _system_info() -> str:
 
 
 def measure_llama_text(spec: Spec) -> dict[str, Any]:
-    from llama_cpp import Llama
-
     load_timing, llm = timed(lambda: _load_llama(spec))
     ids = [int(t) for t in prompt_ids(spec.prefill_tokens)]
     llm.eval(ids[:WARMUP_TOKENS])

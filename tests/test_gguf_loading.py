@@ -5,7 +5,6 @@ opened through the public API; a crash of the process would fail the whole run.
 """
 from __future__ import annotations
 
-import shutil
 import struct
 from pathlib import Path
 

@@ -401,7 +401,7 @@ class Model:
 
     def _suffix_embeddings(self, prompt: PreparedPrompt, common: int, precision: str):
         parts, rows = [], []
-        for first, media, is_video in prompt.media_spans:
+        for first, media, _ in prompt.media_spans:
             count = int(np.prod(media.grid_thw[0])) // self.config.vision.spatial_merge_size ** 2
             if first + count <= common:
                 continue  # already in the KV cache: no need to encode it again
