@@ -109,7 +109,6 @@ def test_follow_up_question_reuses_the_cached_image_and_turns(model, fixtures, m
     real_encode = model.encode_pixels
     monkeypatch.setattr(model, "encode_pixels", lambda *a, **k: encodes.append(1) or real_encode(*a, **k))
     model.reset()
-    model._embedding_cache.clear()
 
     answer = model.chat(messages, max_new_tokens=4, precision="exact")
     first_prompt = recorder.forward_sizes[0]
@@ -120,7 +119,6 @@ def test_follow_up_question_reuses_the_cached_image_and_turns(model, fixtures, m
     assert len(encodes) == 1, "the image was encoded again"
     assert recorder.forward_sizes[0] < 20 < first_prompt, recorder.forward_sizes  # only the new turn ran
     model.reset()
-    model._embedding_cache.clear()
     assert model.chat(messages, max_new_tokens=4, precision="exact") == follow_up  # same answer from scratch
 
 

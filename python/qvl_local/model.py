@@ -476,8 +476,9 @@ class Model:
         return _Media(pixel_values, grid, digest.hexdigest())
 
     def reset(self) -> None:
-        """Forget the cached conversation (the next call starts from an empty KV cache)."""
+        """Forget the cached conversation and image embeddings: the next call starts from scratch."""
         self._reset_cache()
+        self._embedding_cache.clear()
 
     def __repr__(self) -> str:
         vision = f", mmproj={self.mmproj_file.path.name!r}" if self.mmproj_file else ""
