@@ -4,6 +4,8 @@
 // activation's 32-value sums in one more madd.
 #include "kernels/strict_fp.h"
 
+#include <cstring>
+
 #include "kernels/avx2_common.h"
 #include "kernels/k_quant_avx2.h"
 #include "kernels/block32_dot_avx2.h"
@@ -15,22 +17,51 @@ namespace qvl::avx2 {
 
 namespace {
 
+// The 12 packed scale bytes of a Q4_K / Q5_K super-block decoded with vector ops: bytes 0..7 = the 6-bit
+// scales, 8..15 = the 6-bit mins, in both 128-bit halves (the broadcast load is free, and the per
+// sub-block broadcasts below shuffle within halves).
+inline __m256i decode_scales_mins(const uint8_t* packed) {
+  // Bytes 0..3: sc[0..3] | top bits of sc[4..7]; 4..7: mn[0..3] | top bits of mn[4..7];
+  // 8..11: low 4 bits of sc[4..7] | low 4 bits of mn[4..7] << 4. The 16-byte load reads 4 bytes of qs.
+  const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed)));
+  const __m256i low_source = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  const __m256i top_source = _mm256_broadcastsi128_si256(
+      _mm_setr_epi8(-128, -128, -128, -128, 0, 1, 2, 3, -128, -128, -128, -128, 4, 5, 6, 7));
+  const __m256i keep_low = _mm256_broadcastsi128_si256(
+      _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+  const __m256i keep_shifted = _mm256_broadcastsi128_si256(
+      _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+  __m256i low = _mm256_shuffle_epi8(bytes, low_source);
+  // srli_epi16 moves the neighbour byte's bits into bits 4..7 (or 6..7) only; the masks drop them.
+  __m256i low_bits = _mm256_or_si256(_mm256_and_si256(low, keep_low),
+                                     _mm256_and_si256(_mm256_srli_epi16(low, 4), keep_shifted));
+  __m256i top_bits = _mm256_and_si256(_mm256_srli_epi16(_mm256_shuffle_epi8(bytes, top_source), 2),
+                                      _mm256_set1_epi8(0x30));
+  return _mm256_or_si256(low_bits, top_bits);
+}
+
+// 16 int16 lanes = byte `index` of each half of `bytes` (zero-extended).
+inline __m256i widen_byte(__m256i bytes, int index) {
+  return _mm256_shuffle_epi8(bytes, _mm256_set1_epi16(static_cast<int16_t>(0x8000 | index)));
+}
+
+// int16 lanes 0..7 of each half = the 8 mins (bytes 8..15).
+inline __m256i widen_mins(__m256i bytes) {
+  return _mm256_shuffle_epi8(bytes, _mm256_broadcastsi128_si256(_mm_setr_epi8(8, -128, 9, -128, 10, -128, 11, -128, 12,
+                                                                              -128, 13, -128, 14, -128, 15, -128)));
+}
+
 struct Q4_KDot {
-  // sums[c] = sum over the super-block of sc[s] * level * a (8 int32 lanes), mins[c] = mn[s] * the
-  // activation's sub-block sums (4 int32 lanes), for one weight row.
+  // sums[c] = sum over the super-block of sc[s] * level * a (8 int32 lanes) for one weight row.
   template <int C>
-  static void row_sums(const BlockQ4_K& block, const ActQ8_K* const (&a)[C], const __m128i (&a_sums)[C],
-                       __m256i (&sums)[C], __m128i (&mins)[C]) {
+  static void row_sums(const BlockQ4_K& block, __m256i scales_mins, const ActQ8_K* const (&a)[C], __m256i (&sums)[C]) {
     const __m256i low_mask = _mm256_set1_epi8(0x0F);
-    __m256i scales_mins = unpack_scales_mins(block.scales);
-    __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));
-    __m128i row_mins = _mm256_extracti128_si256(scales_mins, 1);
     for (int c = 0; c < C; ++c) sums[c] = _mm256_setzero_si256();
     for (int j = 0; j < 4; ++j) {
       __m256i packed = load32(block.qs + 32 * j);
       __m256i low = _mm256_and_si256(packed, low_mask);
       __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask);
-      __m256i scale_low = broadcast_lane(scales, 2 * j), scale_high = broadcast_lane(scales, 2 * j + 1);
+      __m256i scale_low = widen_byte(scales_mins, 2 * j), scale_high = widen_byte(scales_mins, 2 * j + 1);
       for (int c = 0; c < C; ++c) {
         __m256i p_low = _mm256_maddubs_epi16(low, load32(a[c]->qs + 64 * j));
         __m256i p_high = _mm256_maddubs_epi16(high, load32(a[c]->qs + 64 * j + 32));
@@ -38,7 +69,20 @@ struct Q4_KDot {
                                                              _mm256_madd_epi16(p_high, scale_high)));
       }
     }
-    for (int c = 0; c < C; ++c) mins[c] = _mm_madd_epi16(row_mins, a_sums[c]);
+  }
+
+  // Lanes [d0 d1 d2 d3 d0 d1 d2 d3] and [dmin0 dmin1 dmin2 dmin3 0 0 0 0] of block b in rows 0..3:
+  // d and dmin are adjacent, so one 32-bit load per row and one conversion serve both.
+  static void four_row_factors(const uint8_t* w, size_t w_stride, int64_t b, __m256* d, __m256* dmin) {
+    auto pair = [&](int r) {
+      uint32_t bits;
+      std::memcpy(&bits, &reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[b].d, sizeof(bits));
+      return static_cast<int>(bits);
+    };
+    __m256 halves = _mm256_cvtph_ps(_mm_setr_epi32(pair(0), pair(1), pair(2), pair(3)));
+    *d = _mm256_permutevar8x32_ps(halves, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    *dmin = _mm256_and_ps(_mm256_permutevar8x32_ps(halves, _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7)),
+                          _mm256_castsi256_ps(_mm256_setr_epi32(-1, -1, -1, -1, 0, 0, 0, 0)));
   }
 
   template <int R, int C>
@@ -50,38 +94,51 @@ struct Q4_KDot {
     for (int64_t b = 0; b < k / kBlockK; ++b) {
       prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ4_K));
       const ActQ8_K* a[C];
-      __m128i a_sums[C];
+      __m256i a_sums[C];  // the activation's 8 sums of 32 values, in both halves
       for (int c = 0; c < C; ++c) {
         a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
-        a_sums[c] = sub_block_sums(*a[c]);
+        a_sums[c] = _mm256_broadcastsi128_si256(sub_block_sums(*a[c]));
       }
       if constexpr (R == 4) {
-        // Four rows' sums packed into one vector (block32_dot_avx2.h): one conversion and FMA per
-        // activation row for the scaled levels, one for the mins.
-        __m256i sums[4][C];
-        __m128i mins[4][C];
+        // Four rows' sums packed into one vector (block32_dot_avx2.h), the mins of rows 0..3 into
+        // lanes 0..3 of another: per activation row one conversion and FMA for each.
+        __m256i sums[4][C], mins[2][C];
+        __m256i row_mins[4];
         for (int r = 0; r < 4; ++r) {
-          row_sums<C>(reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[b], a, a_sums, sums[r], mins[r]);
+          const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[b];
+          __m256i scales_mins = decode_scales_mins(block.scales);
+          row_mins[r] = widen_mins(scales_mins);
+          row_sums<C>(block, scales_mins, a, sums[r]);
         }
-        __m256 d = four_row_halves<BlockQ4_K, &BlockQ4_K::d>(w, w_stride, b);
-        __m256 dmin = four_row_halves<BlockQ4_K, &BlockQ4_K::dmin>(w, w_stride, b);
+        // [mins of row 0 | row 1] and [row 2 | row 3] against the activation sums: 4 int32 per row.
+        __m256i mins01 = _mm256_blend_epi32(row_mins[0], row_mins[1], 0xF0);
+        __m256i mins23 = _mm256_blend_epi32(row_mins[2], row_mins[3], 0xF0);
+        for (int c = 0; c < C; ++c) {
+          mins[0][c] = _mm256_madd_epi16(mins01, a_sums[c]);
+          mins[1][c] = _mm256_madd_epi16(mins23, a_sums[c]);
+        }
+        __m256 d, dmin;
+        four_row_factors(w, w_stride, b, &d, &dmin);
         for (int c = 0; c < C; ++c) {
           __m256 a_scale = _mm256_set1_ps(a[c]->d);
           __m256i scaled = pack_four_rows(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
-          // Mins: 4 lanes per row; one hadd round gives rows 0..3 in lanes 0..3, the upper half is zero.
-          __m128i min_pairs = _mm_hadd_epi32(_mm_hadd_epi32(mins[0][c], mins[1][c]), _mm_hadd_epi32(mins[2][c], mins[3][c]));
-          __m256 offsets = _mm256_cvtepi32_ps(_mm256_zextsi128_si256(min_pairs));
+          // Halves [r0 r0 r2 r2 | r1 r1 r3 r3] summed in pairs, then rows 0..3 moved to lanes 0..3.
+          __m256i min_pairs = _mm256_hadd_epi32(mins[0][c], mins[1][c]);
+          __m256i min_rows = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(min_pairs, min_pairs),
+                                                         _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0));
           acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, a_scale), _mm256_cvtepi32_ps(scaled), acc[c]);
-          acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, a_scale), offsets, acc[c]);
+          acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, a_scale), _mm256_cvtepi32_ps(min_rows), acc[c]);
         }
       } else {
         const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w)[b];
+        __m256i scales_mins = decode_scales_mins(block.scales);
+        __m128i mins = _mm256_castsi256_si128(widen_mins(scales_mins));
         __m256i sums[C];
-        __m128i mins[C];
-        row_sums<C>(block, a, a_sums, sums, mins);
+        row_sums<C>(block, scales_mins, a, sums);
         float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
         for (int c = 0; c < C; ++c) {
-          __m256 offsets = _mm256_cvtepi32_ps(_mm256_zextsi128_si256(mins[c]));
+          __m128i row_mins = _mm_madd_epi16(mins, _mm256_castsi256_si128(a_sums[c]));
+          __m256 offsets = _mm256_cvtepi32_ps(_mm256_zextsi128_si256(row_mins));
           acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a[c]->d), _mm256_cvtepi32_ps(sums[c]), acc[c]);
           acc[c] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * a[c]->d), offsets, acc[c]);
         }
