@@ -31,3 +31,19 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     package_parent = str(Path(qvl_local.__file__).resolve().parent.parent)
     paths = [package_parent, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **extra}
+
+
+class RecordingDecoder:
+    """Stands in for a model's C++ decoder, passing every call through and recording how many tokens
+    each forward ran: what a test needs to see that a cached prefix was not computed again."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+        self.forward_sizes: list[int] = []
+
+    def forward(self, ids, *args, **kwargs):
+        self.forward_sizes.append(len(ids))
+        return self.decoder.forward(ids, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.decoder, name)

@@ -33,7 +33,7 @@ from qvl_local.chat import render_chat
 from qvl_local.cli import main
 from qvl_local.errors import QvlError
 from qvl_local.server import ServerSettings, check_bind_host, create_app
-from conftest import subprocess_env
+from conftest import RecordingDecoder, subprocess_env
 
 MODEL_ID = "tiny"
 N_CTX = 4096
@@ -278,19 +278,20 @@ def test_sampling_with_a_seed_repeats(client: openai.OpenAI) -> None:
     assert first.choices[0].message.content == again.choices[0].message.content
 
 
-def test_conversation_reuses_the_cached_prefix(client: openai.OpenAI, reference: qvl_local.Model) -> None:
-    # About 1800 tokens: their prefill dominates a one-token answer, unless the cache already holds them.
-    first_turn = text_message(" ".join(f"word{i}" for i in range(450)))
+def test_conversation_reuses_the_cached_prefix(server: RunningServer, client: openai.OpenAI,
+                                               reference: qvl_local.Model, monkeypatch) -> None:
+    first_turn = text_message(" ".join(f"word{i}" for i in range(450)))  # about 1800 tokens
     ask(client, text_message("Something else, to start from another prefix."))
-    started = time.perf_counter()
+    recorder = RecordingDecoder(server.model._decoder)
+    monkeypatch.setattr(server.model, "_decoder", recorder)
     answer = ask(client, first_turn, max_tokens=1).choices[0].message.content
-    fresh_s = time.perf_counter() - started
+    fresh_prefill = recorder.forward_sizes[0]
     second_turn = [*first_turn, {"role": "assistant", "content": answer}, {"role": "user", "content": "More?"}]
-    started = time.perf_counter()
+    recorder.forward_sizes.clear()
     reply = ask(client, second_turn, max_tokens=1).choices[0].message.content
-    continued_s = time.perf_counter() - started
     assert reply == reference.chat(second_turn, max_new_tokens=1)
-    assert continued_s < fresh_s / 4, (continued_s, fresh_s)
+    assert fresh_prefill > 1500
+    assert recorder.forward_sizes[0] < 30, recorder.forward_sizes  # only the new turn's tokens ran
 
 
 # -- errors -------------------------------------------------------------------------------------------
@@ -573,7 +574,8 @@ def test_full_queue_is_503_and_a_disconnect_stops_generation(model_files: tuple[
                 closed_at = time.monotonic()
                 long_stream.close()  # the client goes away mid-stream
                 answers = [future.result(timeout=30).choices[0].message.content for future in waiting]
-                assert time.monotonic() - closed_at < 5  # the long generation stopped at once
+                # Without cancellation the queued answers would wait out thousands of tokens (tens of seconds).
+                assert time.monotonic() - closed_at < 15
         assert answers == expected
         wait_for(lambda: running.health() == {"status": "ok", "model": MODEL_ID, "running": 0, "waiting": 0,
                                               "capacity": 3}, 10, "the worker to be idle")

@@ -8,6 +8,7 @@ import pytest
 
 import qvl_local
 from qvl_local.generation import GenerationConfig
+from conftest import RecordingDecoder
 
 PROMPT_CASE = "ref/qwen2vl-tiny/q8_0/a_text.npz"
 
@@ -21,21 +22,6 @@ def model(fixtures: Path) -> qvl_local.Model:
 @pytest.fixture(scope="module")
 def ref(fixtures: Path):
     return np.load(fixtures / PROMPT_CASE)
-
-
-class RecordingDecoder:
-    """Passes calls to the real decoder and records how many tokens each forward ran."""
-
-    def __init__(self, decoder):
-        self.decoder = decoder
-        self.forward_sizes: list[int] = []
-
-    def forward(self, ids, *args, **kwargs):
-        self.forward_sizes.append(len(ids))
-        return self.decoder.forward(ids, *args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.decoder, name)
 
 
 @pytest.mark.parametrize("precision", ["exact", "fast"])
