@@ -47,3 +47,22 @@ class RecordingDecoder:
 
     def __getattr__(self, name):
         return getattr(self.decoder, name)
+
+
+def write_lossless_video(path: Path, frames: list, fps: int) -> Path:
+    """A real video file (FFV1, lossless) of uint8 RGB frames, for tests that decode it back."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("ffv1", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "bgr0"
+        stream.time_base = Fraction(1, fps)
+        for index, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="bgr0")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path

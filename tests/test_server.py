@@ -14,13 +14,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from fractions import Fraction
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
-import av
 import httpx
 import numpy as np
 import openai
@@ -33,7 +31,7 @@ from qvl_local.chat import render_chat
 from qvl_local.cli import main
 from qvl_local.errors import QvlError
 from qvl_local.server import ServerSettings, check_bind_host, create_app
-from conftest import RecordingDecoder, subprocess_env
+from conftest import RecordingDecoder, subprocess_env, write_lossless_video
 
 MODEL_ID = "tiny"
 N_CTX = 4096
@@ -105,19 +103,6 @@ def media_dir(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_lossless_video(outside / "secret.mkv", frames, fps=2)
     (folder / "link.mkv").symlink_to(outside / "secret.mkv")
     return folder
-
-
-def write_lossless_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("ffv1", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "bgr0"
-        stream.time_base = Fraction(1, fps)
-        for index, pixels in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="bgr0")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
 
 
 @pytest.fixture(scope="module")

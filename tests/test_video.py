@@ -7,7 +7,6 @@ frames must equal the source frames exactly.
 """
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -25,6 +24,7 @@ from qvl_local.video import (
     sample_frame_count,
     sample_indices,
 )
+from conftest import write_lossless_video
 
 
 def _reference(fixtures: Path):
@@ -33,20 +33,6 @@ def _reference(fixtures: Path):
 
 def _fixture_frames(fixtures: Path) -> list[Path]:
     return [fixtures / "media" / str(name) for name in _reference(fixtures)["video_files"]]
-
-
-def _write_lossless_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("ffv1", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "bgr0"
-        stream.time_base = Fraction(1, fps)
-        for index, pixels in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="bgr0")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
 
 
 def _numbered_frames(count: int, size: int = 56) -> list[np.ndarray]:
@@ -82,7 +68,7 @@ def test_frame_list_with_budget_is_resized(fixtures):
 
 def test_lossless_file_round_trip_matches_d_video(fixtures, tmp_path):
     sources = [np.asarray(Image.open(path).convert("RGB")) for path in _fixture_frames(fixtures)]
-    video = _write_lossless_video(tmp_path / "clip.mkv", sources, fps=2)
+    video = write_lossless_video(tmp_path / "clip.mkv", sources, fps=2)
     # A budget that keeps 84x112 as is, so the decoded frames must be the PNGs exactly.
     frames, sample_fps = load_video(video, min_pixels=3136, max_pixels=12845056)
     np.testing.assert_array_equal(frames, np.stack(sources))
@@ -95,7 +81,7 @@ def test_lossless_file_round_trip_matches_d_video(fixtures, tmp_path):
 
 def test_file_default_budget_upscales_to_video_min_pixels(fixtures, tmp_path):
     sources = [np.asarray(Image.open(path).convert("RGB")) for path in _fixture_frames(fixtures)]
-    video = _write_lossless_video(tmp_path / "clip.mkv", sources, fps=2)
+    video = write_lossless_video(tmp_path / "clip.mkv", sources, fps=2)
     frames, _ = load_video(video)
     height, width = smart_resize(112, 84, 28, VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS)
     assert frames.shape == (4, height, width, 3) == (4, 392, 280, 3)
@@ -104,7 +90,7 @@ def test_file_default_budget_upscales_to_video_min_pixels(fixtures, tmp_path):
 
 
 def test_file_sampling_picks_evenly_spaced_frames(tmp_path):
-    video = _write_lossless_video(tmp_path / "count.mkv", _numbered_frames(20), fps=10)
+    video = write_lossless_video(tmp_path / "count.mkv", _numbered_frames(20), fps=10)
     budget = dict(min_pixels=3136, max_pixels=3136)
     frames, sample_fps = load_video(video, fps=2.0, **budget)  # 2 s at 2 fps -> 4 frames
     assert [int(frame[0, 0, 0]) // 10 for frame in frames] == [0, 6, 13, 19]
