@@ -63,10 +63,12 @@ inline void store_levels32(__m256i levels, float scale, float offset, float* out
 // Prefetches the share of block b of the next R-row tile (the R rows after these, contiguous in
 // memory): spread over the block loop, the next tile arrives while this one computes. Short rows give
 // the hardware prefetcher too little of each stream to lock on to; this does not depend on it.
+// Into L2 (T1), not L1: measured out of cache on 2 threads, T1 streams 5-20% faster than T0 (an L1
+// prefetch that misses to memory holds one of the core's few L1 fill buffers for the whole trip).
 template <int R>
 inline void prefetch_next_tile(const uint8_t* w, size_t w_stride, int64_t b, size_t block_bytes) {
   const char* next = reinterpret_cast<const char*>(w + R * w_stride + b * R * block_bytes);
-  for (size_t offset = 0; offset < R * block_bytes; offset += 64) _mm_prefetch(next + offset, _MM_HINT_T0);
+  for (size_t offset = 0; offset < R * block_bytes; offset += 64) _mm_prefetch(next + offset, _MM_HINT_T1);
 }
 
 // Writes out[c * out_stride + r] = horizontal sum of acc[r][c].

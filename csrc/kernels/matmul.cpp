@@ -22,6 +22,8 @@ constexpr int64_t kGemmMinActRows = 16;      // below this, converting weight ro
 constexpr int64_t kGemmRowGranule = 8;       // the matrix-matrix kernels' panel height
 constexpr int64_t kFloatGemmRowGranule = 16;  // the float GEMM's panel height
 constexpr int64_t kFloatGemmSlice = 256;      // values per k-slice: a multiple of every block size
+constexpr int64_t kStreamPieces = 8;          // pieces per thread's region in a memory-bound pass
+constexpr int64_t kStreamMinRows = 512;       // below this, small dynamic chunks balance better
 
 int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
 
@@ -130,16 +132,37 @@ void float_gemm_matmul(const IsaKernels& table, const TypeKernels& kernels, cons
       kFloatGemmRowGranule);
 }
 
+// Calls chunk_fn(first, count) over the weight rows for a memory-bound pass: the rows are cut into one
+// contiguous region per thread, each region into kStreamPieces pieces, and the tasks alternate between
+// regions (task i = piece i / threads of region i % threads). Threads running at the same pace so
+// each stream through a region of their own, in order, which keeps the prefetchers' streams long and
+// the threads off each other's pages; a thread that falls behind (another process took its core) still
+// has its pieces taken by the others.
+void run_row_streams(ThreadPool& pool, int64_t rows, const std::function<void(int64_t first, int64_t count)>& chunk_fn) {
+  int64_t regions = pool.size();
+  int64_t piece = round_up((rows + regions * kStreamPieces - 1) / (regions * kStreamPieces), kRowGranule);
+  int64_t region_rows = piece * kStreamPieces;
+  pool.run(regions * kStreamPieces, [&](int64_t task, int) {
+    int64_t first = (task % regions) * region_rows + (task / regions) * piece;
+    if (first < rows) chunk_fn(first, std::min(piece, rows - first));
+  });
+}
+
 // Quantize the activations once, then integer dot products against the weight's own blocks.
 void fast_matmul(const IsaKernels& table, const TypeKernels& kernels, const WeightView& w, const float* x, int64_t n,
                  float* out, ThreadPool& pool) {
   size_t w_stride = row_bytes(w.type, w.cols);
   size_t act_stride = act_row_bytes(kernels.act_format, w.cols);
   const uint8_t* act = quantize_activations(table, kernels.act_format, x, n, w.cols, pool);
-  run_row_chunks(pool, w.rows, kMaxChunkRows, [&](int64_t first, int64_t count) {
+  auto dot_rows = [&](int64_t first, int64_t count) {
     dot_chunk(kernels.dot_tile, w.cols, w.data + first * w_stride, w_stride, count, act, act_stride, n, out + first,
               w.rows);
-  });
+  };
+  if (w.rows >= kStreamMinRows) {
+    run_row_streams(pool, w.rows, dot_rows);
+  } else {
+    run_row_chunks(pool, w.rows, kMaxChunkRows, dot_rows);
+  }
 }
 
 bool gemm_applies(const TypeKernels& kernels, int64_t n) {
