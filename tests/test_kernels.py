@@ -189,6 +189,19 @@ def test_fast_matches_scalar_reference(isa: str, ggml_type: str, n: int) -> None
     assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
 
 
+@pytest.mark.parametrize("ggml_type", ["Q8_0", "Q4_0", "Q4_K", "Q6_K"])
+def test_streamed_decode_split_matches_scalar_reference(isa: str, ggml_type: str) -> None:
+    """1029 rows: the decode path's per-thread regions (>= 512 rows), with pieces past the last row."""
+    w, x = random_case(ggml_type, 1029, 3, seed=29)
+    out = ops.matmul(w, x, precision="fast", n_threads=3)
+    ops.set_isa("scalar")
+    scalar = ops.matmul(w, x, precision="fast", n_threads=1)
+    ops.set_isa(isa)
+    _, scale = reference_and_scale(w, x)
+    assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
+    assert np.array_equal(out, ops.matmul(w, x, precision="fast", n_threads=2))
+
+
 @pytest.mark.parametrize("ggml_type", ["F16", "Q8_0", "Q4_K", "Q6_K"])
 def test_matrix_matrix_paths_over_long_rows(isa: str, ggml_type: str) -> None:
     """k = 1280: the Exact GEMM's several k-slices (of 256) and a Q6_K row of 80 panel blocks."""
