@@ -170,6 +170,7 @@ class Model:
             else None
         )
         self._cached_keys: list = []  # what the decoder's KV cache holds, position by position
+        self.last_finish_reason: str | None = None  # "stop" or "length", once a generation ends
         self._embedding_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
     # -- text ------------------------------------------------------------------------------------
