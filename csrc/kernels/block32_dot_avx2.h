@@ -34,8 +34,9 @@ inline void store_four_row_sums(const __m256 (&acc)[C], float* out, size_t out_s
 }
 
 // Levels provides: using Block; Prepared prepare(a_levels) (per activation block, shared by the rows);
-// Weight load(block) (the row's levels, decoded once for all activation rows); and
-// __m256i products(weight, a_levels, prepared): 8 int32 partial sums of level * activation.
+// Weight load(block) (the row's levels, decoded once for all activation rows);
+// __m256i products(weight, a_levels, prepared): 8 int32 partial sums of level * activation; and
+// __m256i four_row_sums(weights[4], a_levels, prepared): rows 0..3's sums in pack_four_rows' layout.
 template <typename Levels>
 struct Block32Dot {
   using Block = typename Levels::Block;
@@ -62,11 +63,7 @@ struct Block32Dot {
       if constexpr (R == 4) {
         __m256 scales = four_row_halves<Block, &Block::d>(w, w_stride, b);
         for (int c = 0; c < C; ++c) {
-          __m256i p0 = Levels::products(weights[0], a_levels[c], prepared[c]);
-          __m256i p1 = Levels::products(weights[1], a_levels[c], prepared[c]);
-          __m256i p2 = Levels::products(weights[2], a_levels[c], prepared[c]);
-          __m256i p3 = Levels::products(weights[3], a_levels[c], prepared[c]);
-          __m256i packed = pack_four_rows(p0, p1, p2, p3);
+          __m256i packed = Levels::four_row_sums(weights, a_levels[c], prepared[c]);
           acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(scales, _mm256_set1_ps(a_scale[c])), _mm256_cvtepi32_ps(packed),
                                    acc[c]);
         }

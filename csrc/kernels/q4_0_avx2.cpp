@@ -10,17 +10,27 @@
 namespace qvl::avx2 {
 namespace {
 
-// Unsigned nibbles straight into maddubs; the zero point comes off in int16 as 8 * (a0 + a1) per pair
-// (exact: |nibble products - that| < 32768), computed once per activation block for all rows.
+// Unsigned nibbles straight into maddubs; the zero point comes off in int16 as 8 * (a0 + a1) per pair,
+// computed once per activation block for all rows. Each pair is then (n0 - 8) a0 + (n1 - 8) a1, at most
+// 2 * 8 * 128 in magnitude, so even the sums of 16 values that four_row_sums forms stay exact in int16.
 struct Q4_0Levels {
   using Block = BlockQ4_0;
   using Weight = __m256i;
   using Prepared = __m256i;
   static Prepared prepare(__m256i a_levels) { return _mm256_maddubs_epi16(_mm256_set1_epi8(8), a_levels); }
   static Weight load(const BlockQ4_0& block) { return split_nibbles(block.qs); }
+  static __m256i pairs(Weight nibbles, __m256i a_levels, Prepared zero_point) {
+    return _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles, a_levels), zero_point);
+  }
   static __m256i products(Weight nibbles, __m256i a_levels, Prepared zero_point) {
-    __m256i pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles, a_levels), zero_point);
-    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    return _mm256_madd_epi16(pairs(nibbles, a_levels, zero_point), _mm256_set1_epi16(1));
+  }
+  // pack_four_rows' layout with the first two rounds of adds in int16 (half the lanes of the int32
+  // route per instruction) and a single widening madd at the end.
+  static __m256i four_row_sums(const Weight (&w)[4], __m256i a_levels, Prepared zero_point) {
+    __m256i rows01 = _mm256_hadd_epi16(pairs(w[0], a_levels, zero_point), pairs(w[1], a_levels, zero_point));
+    __m256i rows23 = _mm256_hadd_epi16(pairs(w[2], a_levels, zero_point), pairs(w[3], a_levels, zero_point));
+    return _mm256_madd_epi16(_mm256_hadd_epi16(rows01, rows23), _mm256_set1_epi16(1));
   }
 };
 

@@ -25,6 +25,10 @@ struct Q8_0Levels {
   static __m256i products(const Weight& w, __m256i a_levels, Prepared) {
     return dot_u8_s8(w.magnitude, _mm256_sign_epi8(a_levels, w.levels));
   }
+  static __m256i four_row_sums(const Weight (&w)[4], __m256i a_levels, Prepared prepared) {
+    return pack_four_rows(products(w[0], a_levels, prepared), products(w[1], a_levels, prepared),
+                          products(w[2], a_levels, prepared), products(w[3], a_levels, prepared));
+  }
 };
 
 // Panel levels for the matrix-matrix path: the stored signed levels and scale.
