@@ -19,13 +19,21 @@ inline __m256i pair_of_lanes(__m256i both_halves, int t) {
   return _mm256_shuffle_epi8(both_halves, _mm256_set_m128i(lane(2 * t + 1), lane(2 * t)));
 }
 
+// qh bit pair t (bits 2t, 2t + 1 of each byte) moved straight to bits 4, 5: one shift (none for t = 2)
+// and one mask. The 16-bit shifts carry bits across the byte boundary only into bits the mask drops.
+inline __m256i high_bits_at_4(__m256i qh, int t) {
+  const __m256i pair_at_4 = _mm256_set1_epi8(0x30);
+  if (t < 2) return _mm256_and_si256(_mm256_slli_epi16(qh, 4 - 2 * t), pair_at_4);
+  if (t == 2) return _mm256_and_si256(qh, pair_at_4);
+  return _mm256_and_si256(_mm256_srli_epi16(qh, 2), pair_at_4);
+}
+
 // Chunk t (0..3) of a 128-value half: low nibbles of ql0 / ql1, then high nibbles, with qh bit pair t.
 inline __m256i chunk_levels(__m256i ql0, __m256i ql1, __m256i qh, int t) {
-  const __m256i low_mask = _mm256_set1_epi8(0x0F), pair_mask = _mm256_set1_epi8(0x03);
+  const __m256i low_mask = _mm256_set1_epi8(0x0F);
   __m256i ql = t % 2 == 0 ? ql0 : ql1;
   __m256i low = t < 2 ? _mm256_and_si256(ql, low_mask) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), low_mask);
-  __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * t), pair_mask);
-  return _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+  return _mm256_or_si256(low, high_bits_at_4(qh, t));
 }
 
 struct Q6_KDot {
