@@ -73,6 +73,18 @@ inline void prefetch_next_tile(const uint8_t* w, size_t w_stride, int64_t b, siz
   for (size_t offset = 0; offset < R * block_bytes; offset += 64) _mm_prefetch(next + offset, _MM_HINT_T1);
 }
 
+// Prefetches block b of row r of the next R-row tile, for the super-block kernels: called in the row
+// loop, the prefetches come a few at a time between the rows' work instead of one burst of 9-14 lines
+// per block. Measured out of cache on 2 threads, 8960x1536, medians of 3 alternating runs: Q6_K 21.3 ->
+// 24.9 GB/s, Q4_K 18.9 -> 20.7, Q5_K 17.6 -> 19.0 (in L2 unchanged). The last byte is prefetched too:
+// a block can straddle one more line than block_bytes / 64 rounds up to.
+template <int R>
+inline void prefetch_next_tile_row(const uint8_t* w, size_t w_stride, int r, int64_t b, size_t block_bytes) {
+  const char* block = reinterpret_cast<const char*>(w + (R + r) * w_stride + b * block_bytes);
+  for (size_t offset = 0; offset < block_bytes; offset += 64) _mm_prefetch(block + offset, _MM_HINT_T1);
+  _mm_prefetch(block + block_bytes - 1, _MM_HINT_T1);
+}
+
 // Writes out[c * out_stride + r] = horizontal sum of acc[r][c].
 template <int R, int C>
 inline void store_sums(const __m256 (&acc)[R][C], float* out, size_t out_stride) {

@@ -96,7 +96,6 @@ struct Q4_KDot {
     __m256 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < k / kBlockK; ++b) {
-      prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ4_K));
       const ActQ8_K* a[C];
       __m256i a_sums[C];  // the activation's 8 sums of 32 values, in both halves
       for (int c = 0; c < C; ++c) {
@@ -109,6 +108,7 @@ struct Q4_KDot {
         __m256i sums[4][C], mins[2][C];
         __m256i row_mins[4];
         for (int r = 0; r < 4; ++r) {
+          prefetch_next_tile_row<R>(w, w_stride, r, b, sizeof(BlockQ4_K));
           const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[b];
           __m256i scales_mins = decode_scales_mins(block.scales);
           row_mins[r] = widen_mins(scales_mins);
@@ -134,6 +134,7 @@ struct Q4_KDot {
           acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, a_scale), _mm256_cvtepi32_ps(min_rows), acc[c]);
         }
       } else {
+        prefetch_next_tile_row<R>(w, w_stride, 0, b, sizeof(BlockQ4_K));
         const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w)[b];
         __m256i scales_mins = decode_scales_mins(block.scales);
         __m128i mins = _mm256_castsi256_si128(widen_mins(scales_mins));

@@ -19,7 +19,6 @@ struct Q5_KDot {
     __m256 acc[R][C] = {};
     const __m256i low_mask = _mm256_set1_epi8(0x0F);
     for (int64_t b = 0; b < k / kBlockK; ++b) {
-      prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ5_K));
       const ActQ8_K* a[C];
       __m128i a_sums[C];
       for (int c = 0; c < C; ++c) {
@@ -27,6 +26,7 @@ struct Q5_KDot {
         a_sums[c] = sub_block_sums(*a[c]);
       }
       for (int r = 0; r < R; ++r) {
+        prefetch_next_tile_row<R>(w, w_stride, r, b, sizeof(BlockQ5_K));
         const BlockQ5_K& block = reinterpret_cast<const BlockQ5_K*>(w + r * w_stride)[b];
         __m256i scales_mins = unpack_scales_mins(block.scales);
         __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));

@@ -70,19 +70,22 @@ struct Q6_KDot {
     __m256 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < k / kBlockK; ++b) {
-      prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ6_K));
       const ActQ8_K* a[C];
       for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
       if constexpr (R == 4) {
         // Four rows' sums packed into one vector (block32_dot_avx2.h): one conversion and FMA per activation row.
         __m256i sums[4][C];
-        for (int r = 0; r < 4; ++r) row_sums<C>(reinterpret_cast<const BlockQ6_K*>(w + r * w_stride)[b], a, sums[r]);
+        for (int r = 0; r < 4; ++r) {
+          prefetch_next_tile_row<R>(w, w_stride, r, b, sizeof(BlockQ6_K));
+          row_sums<C>(reinterpret_cast<const BlockQ6_K*>(w + r * w_stride)[b], a, sums[r]);
+        }
         __m256 d = four_row_halves<BlockQ6_K, &BlockQ6_K::d>(w, w_stride, b);
         for (int c = 0; c < C; ++c) {
           __m256i packed = pack_four_rows(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
           acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[c]->d)), _mm256_cvtepi32_ps(packed), acc[c]);
         }
       } else {
+        prefetch_next_tile_row<R>(w, w_stride, 0, b, sizeof(BlockQ6_K));
         const BlockQ6_K& block = reinterpret_cast<const BlockQ6_K*>(w)[b];
         __m256i sums[C];
         row_sums<C>(block, a, sums);
