@@ -140,4 +140,18 @@ uint16_t quantize_sub_scales(const float* values, int n, uint8_t* levels) {
   return step_bits;
 }
 
+SuperBlockScales fit_super_block_scales(const float* x, int top, uint8_t* packed) {
+  constexpr int kSubBlock = 32, kSubBlocks = 8;
+  float scales[kSubBlocks], mins[kSubBlocks], weight[kSubBlock];
+  for (int s = 0; s < kSubBlocks; ++s) {
+    fit_weights(x + s * kSubBlock, kSubBlock, weight);
+    scales[s] = fit_scale_min(x + s * kSubBlock, weight, kSubBlock, top, &mins[s]);
+  }
+  SuperBlockScales result;
+  result.d = quantize_sub_scales(scales, kSubBlocks, result.scale);
+  result.dmin = quantize_sub_scales(mins, kSubBlocks, result.min);
+  pack_scales_mins_k(result.scale, result.min, packed);
+  return result;
+}
+
 }  // namespace qvl

@@ -28,4 +28,13 @@ void pack_scales_mins_k(const uint8_t* scales, const uint8_t* mins, uint8_t* pac
 // stored (fp16 bits) and writes the 6-bit multiples.
 uint16_t quantize_sub_scales(const float* values, int n, uint8_t* levels);
 
+// The scales of one Q4_K / Q5_K super-block (8 sub-blocks of 32 values, levels q in [0, top]): a
+// scale and a minimum fitted per sub-block, stored as 6-bit multiples of the fp16 steps d and dmin.
+struct SuperBlockScales {
+  uint16_t d, dmin;        // fp16 bits
+  uint8_t scale[8], min[8];  // 6-bit multiples per sub-block
+};
+// Fits them for the 256 values at x and packs them into `packed` (12 bytes).
+SuperBlockScales fit_super_block_scales(const float* x, int top, uint8_t* packed);
+
 }  // namespace qvl

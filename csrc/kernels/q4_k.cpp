@@ -40,15 +40,11 @@ void quantize_q4_k(const float* src, uint8_t* dst, int64_t k) {
   for (int64_t b = 0; b < k / kBlockK; ++b) {
     const float* x = src + b * kBlockK;
     BlockQ4_K& block = blocks[b];
-    float scales[kSubBlocks], mins[kSubBlocks], weight[kSubBlock];
-    for (int s = 0; s < kSubBlocks; ++s) {
-      fit_weights(x + s * kSubBlock, kSubBlock, weight);
-      scales[s] = fit_scale_min(x + s * kSubBlock, weight, kSubBlock, 15, &mins[s]);
-    }
-    uint8_t sc[kSubBlocks], mn[kSubBlocks];
-    block.d = quantize_sub_scales(scales, kSubBlocks, sc);
-    block.dmin = quantize_sub_scales(mins, kSubBlocks, mn);
-    pack_scales_mins_k(sc, mn, block.scales);
+    const SuperBlockScales fitted = fit_super_block_scales(x, 15, block.scales);
+    block.d = fitted.d;
+    block.dmin = fitted.dmin;
+    const uint8_t* sc = fitted.scale;
+    const uint8_t* mn = fitted.min;
     // Levels are chosen against the scales as stored, so rounding the scales costs as little as possible.
     float d = half_to_float(block.d), dmin = half_to_float(block.dmin);
     std::memset(block.qs, 0, sizeof(block.qs));

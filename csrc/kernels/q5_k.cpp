@@ -41,15 +41,11 @@ void quantize_q5_k(const float* src, uint8_t* dst, int64_t k) {
   for (int64_t b = 0; b < k / kBlockK; ++b) {
     const float* x = src + b * kBlockK;
     BlockQ5_K& block = blocks[b];
-    float scales[kSubBlocks], mins[kSubBlocks], weight[kSubBlock];
-    for (int s = 0; s < kSubBlocks; ++s) {
-      fit_weights(x + s * kSubBlock, kSubBlock, weight);
-      scales[s] = fit_scale_min(x + s * kSubBlock, weight, kSubBlock, 31, &mins[s]);
-    }
-    uint8_t sc[kSubBlocks], mn[kSubBlocks];
-    block.d = quantize_sub_scales(scales, kSubBlocks, sc);
-    block.dmin = quantize_sub_scales(mins, kSubBlocks, mn);
-    pack_scales_mins_k(sc, mn, block.scales);
+    const SuperBlockScales fitted = fit_super_block_scales(x, 31, block.scales);
+    block.d = fitted.d;
+    block.dmin = fitted.dmin;
+    const uint8_t* sc = fitted.scale;
+    const uint8_t* mn = fitted.min;
     float d = half_to_float(block.d), dmin = half_to_float(block.dmin);
     std::memset(block.qs, 0, sizeof(block.qs));
     std::memset(block.qh, 0, sizeof(block.qh));
