@@ -22,6 +22,16 @@ bool cpu_has_avx2_fma_f16c() {
 #endif
 }
 
+bool cpu_has_avx512_vnni() {
+#if defined(QVL_HAVE_AVX512_BUILD) && (defined(__x86_64__) || defined(_M_X64))
+  __builtin_cpu_init();
+  return cpu_has_avx2_fma_f16c() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
 bool cpu_has_neon_dotprod() {
 #if defined(QVL_HAVE_NEON_BUILD) && defined(__aarch64__)
 #if defined(__linux__)
@@ -38,11 +48,13 @@ bool cpu_has_neon_dotprod() {
 Isa parse_isa(const std::string& name) {
   if (name == "scalar") return Isa::Scalar;
   if (name == "avx2") return Isa::Avx2;
+  if (name == "avx512") return Isa::Avx512;
   if (name == "neon") return Isa::Neon;
-  throw std::invalid_argument("unknown ISA '" + name + "' (expected scalar, avx2 or neon)");
+  throw std::invalid_argument("unknown ISA '" + name + "' (expected scalar, avx2, avx512 or neon)");
 }
 
 Isa best_isa() {
+  if (cpu_has_avx512_vnni()) return Isa::Avx512;
   if (cpu_has_avx2_fma_f16c()) return Isa::Avx2;
   if (cpu_has_neon_dotprod()) return Isa::Neon;
   return Isa::Scalar;
@@ -68,6 +80,7 @@ std::atomic<Isa>& current() {
 const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
     case Isa::Neon: return "neon";
     default: return "scalar";
   }
@@ -77,6 +90,7 @@ bool isa_available(Isa isa) {
   switch (isa) {
     case Isa::Scalar: return true;
     case Isa::Avx2: return cpu_has_avx2_fma_f16c();
+    case Isa::Avx512: return cpu_has_avx512_vnni();
     case Isa::Neon: return cpu_has_neon_dotprod();
   }
   return false;

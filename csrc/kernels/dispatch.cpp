@@ -25,7 +25,7 @@ IsaKernels build_table(Isa isa) {
   IsaKernels table;
   add_scalar(table);
 #if defined(QVL_HAVE_AVX2_BUILD)
-  if (isa == Isa::Avx2) {
+  if (runs_avx2_kernels(isa)) {
     avx2::add_float(table);
     avx2::add_q8_0(table);
     avx2::add_q4_0_q4_1(table);
@@ -35,6 +35,9 @@ IsaKernels build_table(Isa isa) {
     avx2::add_q6_k(table);
     avx2::add_activations(table);
   }
+#endif
+#if defined(QVL_HAVE_AVX512_BUILD)
+  if (isa == Isa::Avx512) avx512::add_gemm(table);
 #endif
 #if defined(QVL_HAVE_NEON_BUILD)
   if (isa == Isa::Neon) {
@@ -56,9 +59,11 @@ IsaKernels build_table(Isa isa) {
 const IsaKernels& isa_kernels(Isa isa) {
   static const IsaKernels scalar_table = build_table(Isa::Scalar);
   static const IsaKernels avx2_table = build_table(Isa::Avx2);
+  static const IsaKernels avx512_table = build_table(Isa::Avx512);
   static const IsaKernels neon_table = build_table(Isa::Neon);
   switch (isa) {
     case Isa::Avx2: return avx2_table;
+    case Isa::Avx512: return avx512_table;
     case Isa::Neon: return neon_table;
     default: return scalar_table;
   }

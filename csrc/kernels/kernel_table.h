@@ -93,6 +93,12 @@ void add_activations(IsaKernels& table);
 }  // namespace avx2
 #endif
 
+#if defined(QVL_HAVE_AVX512_BUILD)
+namespace avx512 {  // laid over the avx2 table
+void add_gemm(IsaKernels& table);
+}  // namespace avx512
+#endif
+
 #if defined(QVL_HAVE_NEON_BUILD)
 namespace neon {
 void add_float(IsaKernels& table);

@@ -26,9 +26,9 @@ namespace qvl::avx2 {
 constexpr int kPanelRows = 8;
 constexpr size_t kActTileBytes = 256 * 1024;  // activation rows per pass over the panels: stays in L2
 
-template <int B>
+template <int B, int Rows = kPanelRows>
 constexpr size_t panel_block_bytes() {
-  return kPanelRows * B + 2 * kPanelRows * sizeof(float);  // levels, scales, offsets
+  return Rows * B + 2 * Rows * sizeof(float);  // levels, scales, offsets
 }
 
 template <int B>
@@ -41,25 +41,37 @@ inline uint8_t* panel_buffer(size_t bytes) {
   return buffer.data();
 }
 
-// Packs `rows` (<= 8) weight rows into one panel; missing rows get zero levels and scales.
-// Decoder::decode(row, unit, levels, scales, offsets) yields the kUnit levels of one decoding unit
-// (a block or a super-block) and the scale and offset of each of its kUnit / kBlock panel blocks.
-template <typename Decoder>
+// Packs `rows` (<= Rows) weight rows into one panel of Rows rows; missing rows get zero levels and
+// scales. Decoder::decode(row, unit, levels, scales, offsets) yields the kUnit levels of one decoding
+// unit (a block or a super-block) and the scale and offset of each of its kUnit / kBlock panel blocks.
+// AllUnsigned (the VNNI panels of vnni_panel.h) stores a signed decoder's levels + 128 and moves the
+// shift into the offset (-128 * scale), so that every panel holds unsigned levels and an offset.
+template <typename Decoder, int Rows = kPanelRows, bool AllUnsigned = false>
 void pack_panel(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
   constexpr int B = Decoder::kBlock, U = Decoder::kUnit, blocks_per_unit = U / B;
-  alignas(32) int8_t levels[kPanelRows][U] = {};
-  float scales[kPanelRows][blocks_per_unit] = {}, offsets[kPanelRows][blocks_per_unit] = {};
+  constexpr bool shift_signed = AllUnsigned && Decoder::kSigned;
+  alignas(32) int8_t levels[Rows][U] = {};
+  float scales[Rows][blocks_per_unit] = {}, offsets[Rows][blocks_per_unit] = {};
   for (int64_t unit = 0; unit < k / U; ++unit) {
-    for (int r = 0; r < rows; ++r) Decoder::decode(w + r * w_stride, unit, levels[r], scales[r], offsets[r]);
-    for (int j = 0; j < blocks_per_unit; ++j) {
-      uint8_t* block = panel + (unit * blocks_per_unit + j) * panel_block_bytes<B>();
-      for (int g = 0; g < B / 4; ++g) {
-        for (int r = 0; r < kPanelRows; ++r) std::memcpy(block + 32 * g + 4 * r, &levels[r][j * B + 4 * g], 4);
+    for (int r = 0; r < rows; ++r) {
+      Decoder::decode(w + r * w_stride, unit, levels[r], scales[r], offsets[r]);
+      if constexpr (shift_signed) {
+        for (int i = 0; i < U; i += 32) {  // level + 128 as an unsigned byte is level ^ 0x80
+          __m256i shifted = _mm256_xor_si256(load32(&levels[r][i]), _mm256_set1_epi8(static_cast<char>(0x80)));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(&levels[r][i]), shifted);
+        }
+        for (int j = 0; j < blocks_per_unit; ++j) offsets[r][j] = -128.0f * scales[r][j];
       }
-      auto* scale_out = reinterpret_cast<float*>(block + kPanelRows * B);
-      for (int r = 0; r < kPanelRows; ++r) {
+    }
+    for (int j = 0; j < blocks_per_unit; ++j) {
+      uint8_t* block = panel + (unit * blocks_per_unit + j) * panel_block_bytes<B, Rows>();
+      for (int g = 0; g < B / 4; ++g) {
+        for (int r = 0; r < Rows; ++r) std::memcpy(block + 4 * Rows * g + 4 * r, &levels[r][j * B + 4 * g], 4);
+      }
+      auto* scale_out = reinterpret_cast<float*>(block + Rows * B);
+      for (int r = 0; r < Rows; ++r) {
         scale_out[r] = scales[r][j];
-        scale_out[kPanelRows + r] = offsets[r][j];
+        scale_out[Rows + r] = offsets[r][j];
       }
     }
   }

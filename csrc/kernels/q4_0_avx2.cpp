@@ -6,6 +6,7 @@
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
+#include "kernels/vnni_panel.h"
 
 namespace qvl::avx2 {
 namespace {
@@ -101,6 +102,14 @@ void dequantize_q4_1(const uint8_t* src, float* dst, int64_t k) {
 }
 
 }  // namespace
+
+void pack_vnni_q4_0(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q4Panel<BlockQ4_0, false>, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
+
+void pack_vnni_q4_1(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q4Panel<BlockQ4_1, true>, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
 
 void add_q4_0_q4_1(IsaKernels& table) {
   table.q4_0.dequantize_row = dequantize_q4_0;

@@ -12,6 +12,7 @@
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
+#include "kernels/vnni_panel.h"
 
 namespace qvl::avx2 {
 
@@ -201,6 +202,10 @@ struct Q4_KPanel {
 };
 
 }  // namespace
+
+void pack_vnni_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q4_KPanel, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
 
 void add_q4_k(IsaKernels& table) {
   table.q4_k.dequantize_row = dequantize_q4_k;

@@ -7,6 +7,7 @@
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
+#include "kernels/vnni_panel.h"
 
 namespace qvl::avx2 {
 namespace {
@@ -114,6 +115,14 @@ void dequantize_q5_1(const uint8_t* src, float* dst, int64_t k) {
 }
 
 }  // namespace
+
+void pack_vnni_q5_0(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q5Panel<BlockQ5_0, false>, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
+
+void pack_vnni_q5_1(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q5Panel<BlockQ5_1, true>, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
 
 void add_q5_0_q5_1(IsaKernels& table) {
   table.q5_0.dequantize_row = dequantize_q5_0;

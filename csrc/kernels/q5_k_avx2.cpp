@@ -7,6 +7,7 @@
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
+#include "kernels/vnni_panel.h"
 
 namespace qvl::avx2 {
 
@@ -107,6 +108,10 @@ struct Q5_KPanel {
 };
 
 }  // namespace
+
+void pack_vnni_q5_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q5_KPanel, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
 
 void add_q5_k(IsaKernels& table) {
   table.q5_k.dequantize_row = dequantize_q5_k;

@@ -8,6 +8,7 @@
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
+#include "kernels/vnni_panel.h"
 
 namespace qvl::avx2 {
 namespace {
@@ -146,6 +147,10 @@ void dequantize_q6_k(const uint8_t* src, float* dst, int64_t k) {
 }
 
 }  // namespace
+
+void pack_vnni_q6_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q6_KPanel, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
 
 void add_q6_k(IsaKernels& table) {
   table.q6_k.dequantize_row = dequantize_q6_k;

@@ -6,6 +6,7 @@
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
+#include "kernels/vnni_panel.h"
 
 namespace qvl::avx2 {
 namespace {
@@ -51,6 +52,10 @@ void dequantize_q8_0(const uint8_t* src, float* dst, int64_t k) {
 }
 
 }  // namespace
+
+void pack_vnni_q8_0(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q8_0Panel, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
 
 void add_q8_0(IsaKernels& table) {
   table.q8_0.dequantize_row = dequantize_q8_0;

@@ -43,7 +43,7 @@ void causal_attention(const float* q, int64_t n, int64_t first, KvCache& cache, 
   const int64_t width = shape.n_heads * hd;
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  [[maybe_unused]] const bool use_avx2 = active_isa() == Isa::Avx2 && hd % 64 == 0;
+  [[maybe_unused]] const bool use_avx2 = runs_avx2_kernels(active_isa()) && hd % 64 == 0;
   pool.run(n * shape.n_heads, [&](int64_t task, int thread) {
     const int64_t i = task / shape.n_heads, head = task % shape.n_heads;
     const int64_t n_keys = first + i + 1;

@@ -15,7 +15,7 @@ float dot(const float* a, const float* b, int64_t n);
 void axpy(float a, const float* x, float* y, int64_t n);
 }  // namespace avx2
 #define QVL_USE_AVX2(call) \
-  if (active_isa() == Isa::Avx2) return avx2::call
+  if (runs_avx2_kernels(active_isa())) return avx2::call
 #else
 #define QVL_USE_AVX2(call)
 #endif

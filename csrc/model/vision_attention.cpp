@@ -77,7 +77,7 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
   pack_keys_and_values(k, v, row_stride, pool);
   bool use_avx2 = false;
 #if defined(QVL_HAVE_AVX2_BUILD)
-  use_avx2 = active_isa() == Isa::Avx2;
+  use_avx2 = runs_avx2_kernels(active_isa());
 #endif
   const int64_t n_blocks = static_cast<int64_t>(blocks_.size());
   pool.run(n_blocks * n_heads_, [&](int64_t task, int thread) {

@@ -1,0 +1,137 @@
+// The AVX-512 VNNI matrix-matrix path (Fast precision, many activation rows), for every weight type
+// with a VNNI packer (vnni_panel.h). Same plan as the AVX2 panels (panel_avx2.h), twice as wide and
+// with one instruction where AVX2 needs three: per group of 4 levels, vpdpbusd multiplies the 16
+// rows' unsigned levels by 4 activation levels broadcast from memory and adds the 4 products of each
+// row into its int32 lane (no int16 step, so no saturation limit and no widening). The block's float
+// work — scales and offsets of 16 rows against one activation row — is one vector each.
+//
+// The integer sums are the Fast kernels' (the same weight and activation levels; signed weight levels
+// shifted by + 128 with the shift taken back through the offset and the activation block's sum); only
+// the float summation order differs.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/blocks.h"
+#include "kernels/kernel_table.h"
+#include "kernels/vnni_panel.h"
+
+namespace qvl::avx512 {
+namespace {
+
+constexpr int kActRowsPerStep = 8;             // activation rows per register tile (2 x 8 of 32 zmm)
+constexpr size_t kActTileBytes = 256 * 1024;   // activation rows per pass over the panels: stays in L2
+
+template <int B>
+using ActBlockOf = std::conditional_t<B == 32, ActQ8_32, ActQ8_16>;
+
+inline __m512i broadcast4(const int8_t* p) {
+  int32_t word;
+  std::memcpy(&word, p, sizeof(word));
+  return _mm512_set1_epi32(word);
+}
+
+// out[c * out_stride + r] for r < rows, c < C: one panel against C activation rows over all blocks.
+template <int B, int C>
+void panel_times_acts(int64_t blocks, const uint8_t* panel, const uint8_t* act, size_t act_stride, float* out,
+                      size_t out_stride, __mmask16 row_mask) {
+  constexpr int groups = B / 4;
+  using Act = ActBlockOf<B>;
+  const Act* a[C];
+  for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const Act*>(act + c * act_stride);
+  __m512 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* block = panel + b * vnni_panel_block_bytes<B>();
+    __m512i sums[C];
+    for (int c = 0; c < C; ++c) sums[c] = _mm512_setzero_si512();
+    for (int g = 0; g < groups; ++g) {
+      __m512i w = _mm512_loadu_si512(block + 64 * g);
+      for (int c = 0; c < C; ++c) sums[c] = _mm512_dpbusd_epi32(sums[c], w, broadcast4(a[c][b].qs + 4 * g));
+    }
+    const auto* scale_offset = reinterpret_cast<const float*>(block + kVnniPanelRows * B);
+    __m512 scale = _mm512_loadu_ps(scale_offset), offset = _mm512_loadu_ps(scale_offset + kVnniPanelRows);
+    for (int c = 0; c < C; ++c) {
+      acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(scale, _mm512_set1_ps(a[c][b].d)), _mm512_cvtepi32_ps(sums[c]), acc[c]);
+      acc[c] = _mm512_fmadd_ps(offset, _mm512_set1_ps(a[c][b].sum), acc[c]);
+    }
+  }
+  for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(out + c * out_stride, row_mask, acc[c]);
+}
+
+template <int B>
+using PanelKernel = void (*)(int64_t, const uint8_t*, const uint8_t*, size_t, float*, size_t, __mmask16);
+
+// The kernel for the last 1 .. kActRowsPerStep - 1 activation rows.
+template <int B>
+PanelKernel<B> tail_kernel(int64_t rows_left) {
+  switch (rows_left) {
+    case 1: return panel_times_acts<B, 1>;
+    case 2: return panel_times_acts<B, 2>;
+    case 3: return panel_times_acts<B, 3>;
+    case 4: return panel_times_acts<B, 4>;
+    case 5: return panel_times_acts<B, 5>;
+    case 6: return panel_times_acts<B, 6>;
+    default: return panel_times_acts<B, 7>;
+  }
+}
+
+// The calling thread's panel memory, reused across calls.
+uint8_t* panel_buffer(size_t bytes) {
+  thread_local std::vector<uint8_t> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
+
+// A DotTileFn for many activation rows: packs the n_rows weight rows into 16-row panels, then runs
+// every panel against tiles of activation rows small enough to stay in L2 while the panels are reused.
+template <int B, VnniPackFn Pack>
+void gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
+               int64_t n_act, float* out, size_t out_stride) {
+  constexpr int C = kActRowsPerStep;
+  const int64_t blocks = k / B;
+  const size_t panel_bytes = static_cast<size_t>(blocks) * vnni_panel_block_bytes<B>();
+  const int64_t n_panels = (n_rows + kVnniPanelRows - 1) / kVnniPanelRows;
+  uint8_t* panels = panel_buffer(panel_bytes * static_cast<size_t>(n_panels));
+  for (int64_t p = 0; p < n_panels; ++p) {
+    int rows = static_cast<int>(std::min<int64_t>(kVnniPanelRows, n_rows - p * kVnniPanelRows));
+    Pack(w + p * kVnniPanelRows * w_stride, w_stride, rows, k, panels + p * panel_bytes);
+  }
+  const int64_t act_tile = std::max<int64_t>(C, static_cast<int64_t>(kActTileBytes / act_stride) / C * C);
+  for (int64_t j0 = 0; j0 < n_act; j0 += act_tile) {
+    const int64_t j_end = std::min(n_act, j0 + act_tile);
+    for (int64_t p = 0; p < n_panels; ++p) {
+      int rows = static_cast<int>(std::min<int64_t>(kVnniPanelRows, n_rows - p * kVnniPanelRows));
+      const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);
+      const uint8_t* panel = panels + p * panel_bytes;
+      float* out_p = out + p * kVnniPanelRows;
+      int64_t j = j0;
+      for (; j + C <= j_end; j += C) {
+        panel_times_acts<B, C>(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride,
+                               row_mask);
+      }
+      if (j < j_end) {
+        tail_kernel<B>(j_end - j)(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride,
+                                  row_mask);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void add_gemm(IsaKernels& table) {
+  table.q8_0.gemm_tile = gemm_tile<32, avx2::pack_vnni_q8_0>;
+  table.q4_0.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_0>;
+  table.q4_1.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_1>;
+  table.q5_0.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_0>;
+  table.q5_1.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_1>;
+  table.q4_k.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_k>;
+  table.q5_k.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_k>;
+  table.q6_k.gemm_tile = gemm_tile<16, avx2::pack_vnni_q6_k>;
+}
+
+}  // namespace qvl::avx512

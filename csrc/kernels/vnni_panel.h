@@ -1,0 +1,38 @@
+// The weight panels of the AVX-512 VNNI matrix-matrix path (gemm_avx512.cpp): the AVX2 panels of
+// panel_avx2.h at 16 rows, so that one 512-bit vector holds 4 consecutive levels of each of 16 rows,
+// with every level unsigned (signed types are stored + 128 with the shift in the offset): vpdpbusd
+// multiplies unsigned weight bytes by signed activation bytes and adds the 4 products of each row
+// straight into its int32 lane. Per block of B values: B / 4 groups of 64 level bytes, then the 16
+// rows' float scales and their 16 offsets (x = scale * level + offset).
+//
+// The packers are the AVX2 files' (each type's decoder lives there); the GEMM itself is type-agnostic.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace qvl {
+
+constexpr int kVnniPanelRows = 16;
+
+template <int B>
+constexpr size_t vnni_panel_block_bytes() {
+  return kVnniPanelRows * B + 2 * kVnniPanelRows * sizeof(float);
+}
+
+// Packs `rows` (<= 16) weight rows, w_stride bytes apart and k values long, into one panel.
+using VnniPackFn = void (*)(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
+
+#if defined(QVL_HAVE_AVX2_BUILD)
+namespace avx2 {
+void pack_vnni_q8_0(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
+void pack_vnni_q4_0(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
+void pack_vnni_q4_1(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
+void pack_vnni_q5_0(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
+void pack_vnni_q5_1(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
+void pack_vnni_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
+void pack_vnni_q5_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
+void pack_vnni_q6_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);  // blocks of 16
+}  // namespace avx2
+#endif
+
+}  // namespace qvl
