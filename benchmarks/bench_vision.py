@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--layers", type=int, default=32, help="vision blocks (32 = the real 2B model)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per case; the best is reported")
-    parser.add_argument("--precision", choices=("exact", "fast", "both"), default="both")
+    parser.add_argument("--precision", choices=("exact", "fast", "int8", "all"), default="all")
     parser.add_argument("--images", nargs="+", choices=sorted(IMAGES), default=list(IMAGES))
     args = parser.parse_args()
 
@@ -119,7 +119,7 @@ def main() -> None:
     model = _core.VisionModel(mmproj.handle, dataclasses.asdict(_vision_config(mmproj)), args.threads)
     print(f"model load {time.perf_counter() - started:.2f} s, {args.layers} layers, {model.n_threads} threads, "
           f"ISA {_core.active_isa()}")
-    precisions = ("exact", "fast") if args.precision == "both" else (args.precision,)
+    precisions = ("exact", "fast", "int8") if args.precision == "all" else (args.precision,)
     rng = np.random.default_rng(1)
     for image in args.images:
         grid = np.array([IMAGES[image]], dtype=np.int64)

@@ -11,8 +11,11 @@ Error limits, and why:
   plus the float32 rounding allowance of the Exact limit.
 - Fast on an ISA vs Fast on the scalar reference: both compute the same integer block sums, so they
   differ only in float32 summation order: FAST_VS_SCALAR_RELATIVE * (|x| @ |W|.T).
-Fast matmuls with n >= 16 activation rows take the matrix-matrix (panel) kernels on AVX2, smaller n the
-row-dot kernels: the n values below cover both, and rows 37 / 257 the partial 8-row panels.
+- Int8 on float weights: the weight rows are encoded as Q8_0 on the fly, so the result is the Fast
+  matmul of ops.quantize(W, "Q8_0") up to float summation order (FAST_VS_SCALAR_RELATIVE).
+Fast matmuls with n >= 16 activation rows take the matrix-matrix (panel) kernels on AVX2 / AVX-512,
+smaller n the row-dot kernels: the n values below cover both, and rows 37 / 257 partial 8- and 16-row
+panels.
 """
 from __future__ import annotations
 
@@ -187,6 +190,31 @@ def test_fast_matches_scalar_reference(isa: str, ggml_type: str, n: int) -> None
     ops.set_isa(isa)
     _, scale = reference_and_scale(w, x)
     assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
+
+
+@pytest.mark.parametrize("n", [16, 40])
+@pytest.mark.parametrize("ggml_type", ["F32", "F16", "BF16"])
+def test_int8_on_float_weights_is_fast_q8_0(isa: str, ggml_type: str, n: int) -> None:
+    rng = np.random.default_rng(n)
+    w = ops.quantize((0.1 * rng.standard_normal((37, 160))).astype(np.float32), ggml_type)
+    x = rng.standard_normal((n, 160)).astype(np.float32)
+    as_q8_0 = ops.quantize(ops.dequantize(w), "Q8_0")
+    _, scale = reference_and_scale(w, x)
+    out = ops.matmul(w, x, precision="int8")
+    assert np.all(np.abs(out - ops.matmul(as_q8_0, x, precision="fast")) <= FAST_VS_SCALAR_RELATIVE * scale)
+    # and it is not the float path: Q8_0's weight rounding shows
+    assert not np.allclose(out, ops.matmul(w, x, precision="exact"), rtol=0, atol=1e-4)
+    # below 16 activation rows float weights stay float
+    assert np.array_equal(ops.matmul(w, x[:15], precision="int8"), ops.matmul(w, x[:15], precision="exact"))
+
+
+def test_int8_is_fast_on_quantized_weights_and_exact_where_k_is_not_blockwise(isa: str) -> None:
+    w, x = random_case("Q4_K", 40, 33, seed=3)
+    assert np.array_equal(ops.matmul(w, x, precision="int8"), ops.matmul(w, x, precision="fast"))
+    rng = np.random.default_rng(4)
+    odd = ops.quantize(rng.standard_normal((20, 40)).astype(np.float32), "F16")  # k = 40: no Q8_0 rows
+    y = rng.standard_normal((17, 40)).astype(np.float32)
+    assert np.array_equal(ops.matmul(odd, y, precision="int8"), ops.matmul(odd, y, precision="exact"))
 
 
 @pytest.mark.parametrize("ggml_type", ["Q8_0", "Q4_0", "Q4_K", "Q6_K"])

@@ -52,12 +52,6 @@ qvl::VisionHyperParams params_from_dict(const py::dict& params) {
   return p;
 }
 
-qvl::Precision parse_precision(const std::string& name) {
-  if (name == "exact") return qvl::Precision::Exact;
-  if (name == "fast") return qvl::Precision::Fast;
-  throw py::value_error("precision must be 'exact' or 'fast', got '" + name + "'");
-}
-
 using FloatRows = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using IntRows = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 

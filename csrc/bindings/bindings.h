@@ -12,9 +12,10 @@ void register_vision_model(pybind11::module_& m);  // bind_vision.cpp: the ViT a
 
 #include "kernels/kernels.h"
 
-// "exact" or "fast", as the Python API spells the kernel precision.
+// "exact", "fast" or "int8", as the Python API spells the kernel precision.
 inline qvl::Precision parse_precision(const std::string& name) {
   if (name == "exact") return qvl::Precision::Exact;
   if (name == "fast") return qvl::Precision::Fast;
-  throw std::invalid_argument("precision must be 'exact' or 'fast', got '" + name + "'");
+  if (name == "int8") return qvl::Precision::Int8;
+  throw std::invalid_argument("precision must be 'exact', 'fast' or 'int8', got '" + name + "'");
 }

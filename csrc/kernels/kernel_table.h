@@ -33,7 +33,7 @@ enum class ActFormat {
 
 struct TypeKernels {
   DequantizeRowFn dequantize_row = nullptr;
-  QuantizeRowFn quantize_row = nullptr;  // weight encoder (reference only: weights are quantized offline)
+  QuantizeRowFn quantize_row = nullptr;  // weight encoder (Q8_0's also runs on the fly: Precision::Int8)
   ActFormat act_format = ActFormat::Float;
   DotTileFn dot_tile = nullptr;  // against act_format rows
   // Matrix-matrix variant for many activation rows (Fast only; null where the ISA has none): converts
@@ -96,6 +96,7 @@ void add_activations(IsaKernels& table);
 #if defined(QVL_HAVE_AVX512_BUILD)
 namespace avx512 {  // laid over the avx2 table
 void add_gemm(IsaKernels& table);
+void add_float(IsaKernels& table);
 }  // namespace avx512
 #endif
 

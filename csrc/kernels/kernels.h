@@ -21,6 +21,10 @@ struct WeightView {
 enum class Precision {
   Exact,  // float activations against the dequantized weights: reproduces the reference to ~1e-4
   Fast,   // activations quantized to 8-bit blocks and integer dot products, as llama.cpp does
+  // Fast, and in matrix-matrix products (n >= 16) float weights (F32/F16/BF16) too are multiplied as
+  // 8-bit blocks: each row is encoded as Q8_0 on the fly (k a multiple of 32; other shapes stay
+  // float). The quickest path for an F16 vision encoder, at the cost of Q8_0's weight rounding.
+  Int8,
 };
 
 // out[r - first_row][c] = W[r][c] as float, for r in [first_row, first_row + n_rows).
@@ -32,7 +36,7 @@ void quantize_rows(GgmlType type, const float* in, int64_t n_rows, int64_t k, ui
 // out[i][r] = sum_c x[i][c] * W[r][c] for i < n, r < w.rows (x @ W^T, a linear layer without bias).
 // x is n contiguous rows of w.cols floats; out is n contiguous rows of w.rows floats.
 // Small n (decode) runs register-tiled row dot products; n >= 16 the matrix-matrix kernels where the ISA
-// has them (AVX2: int8 panels for Fast on quantized weights, a float GEMM for Exact and float weights).
+// has them (int8 panels for Fast on quantized weights, a float GEMM for Exact and float weights).
 void matmul(const WeightView& w, const float* x, int64_t n, float* out, Precision precision, ThreadPool& pool);
 
 }  // namespace qvl

@@ -27,7 +27,7 @@ from .rope_index import expand_media_tokens, mrope_positions, positions_for_gene
 from .tokenizer import Tokenizer
 from .video import DEFAULT_FPS, load_video
 
-PRECISIONS = ("exact", "fast")
+PRECISIONS = ("exact", "fast", "int8")
 # The model's default image budget: 1280 tokens (1280 * 28 * 28 pixels), the top of the range Qwen
 # recommends. HF's processor allows 12.8 M pixels (16384 tokens): a phone photo would then need hours
 # of ViT on a CPU, gigabytes of activations, and more context than the default n_ctx. Images within
@@ -77,7 +77,10 @@ def load(
 
     `mmproj`: the vision projector file; None finds `mmproj*.gguf` beside the model (or the
     projector layer of a pulled model); False loads the text model alone.
-    `precision`: "fast" (8-bit activations, integer kernels) or "exact" (float activations).
+    `precision`: "fast" (8-bit activations, integer kernels), "exact" (float activations) or
+    "int8" ("fast", and float weights such as an F16 projector's are also multiplied as 8-bit
+    Q8_0 blocks: the quickest image encoding, with ~2% RMS error in the vision embeddings against
+    ~1e-6 for "fast").
     `min_pixels` / `max_pixels`: the image budget; the default max is 1280 tokens (see
     DEFAULT_MAX_PIXELS), HF's processor allows 12845056 pixels.
     """

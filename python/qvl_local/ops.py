@@ -18,7 +18,8 @@ BLOCK_SIZES = {
     "Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24),
     "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210),
 }  # type -> (values per block, bytes per block), as in GGUF
-Precision = Literal["exact", "fast"]
+Precision = Literal["exact", "fast", "int8"]
+PRECISIONS = ("exact", "fast", "int8")
 
 
 def row_bytes(ggml_type: str, k: int) -> int:
@@ -80,10 +81,11 @@ def matmul(w: QTensor, x: np.ndarray, *, precision: Precision = "exact", n_threa
     """x @ W.T for float32 x of shape (n, k) (or (k,)): float32 (n, rows) (or (rows,)).
 
     "exact" multiplies float activations with the dequantized weights; "fast" quantizes the
-    activations to 8 bits and uses integer dot products, as llama.cpp does.
+    activations to 8 bits and uses integer dot products, as llama.cpp does; "int8" is "fast" that
+    also encodes float weights (F32/F16/BF16, k a multiple of 32) as Q8_0 on the fly.
     """
-    if precision not in ("exact", "fast"):
-        raise ValueError(f"precision must be 'exact' or 'fast', got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     xs = np.ascontiguousarray(x, dtype=np.float32)
     vector = xs.ndim == 1
     xs = xs.reshape(1, -1) if vector else xs
