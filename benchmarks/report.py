@@ -56,24 +56,28 @@ def text_rows(results: dict[str, Any], with_reference: bool) -> list[list[str]]:
 
 
 def vision_rows(results: dict[str, Any], with_reference: bool) -> list[list[str]]:
-    """One row per vision measurement: ours, llama.cpp measured in this run, the reference figure;
-    ratios are speed ratios (their seconds / our seconds: above 1, we are faster)."""
+    """One row per vision measurement and precision of ours, with llama.cpp measured in this run and
+    the reference figure; ratios are speed ratios (their seconds / our seconds: above 1, we are faster)."""
     engines = results.get("vision")
     if not engines:
         return []
-    ours, theirs = engines["ours"], engines.get("llama.cpp")
-    cases = [(f"encode {label}", r, theirs["encode"][label] if theirs else None, "image_tokens",
-              REFERENCE_LLAMA_CPP["vision_seconds"].get(label)) for label, r in ours["encode"].items()]
-    ttft = ours["time_to_first_token"]
-    cases.append((f"first token ({ttft['image']})", ttft, theirs["time_to_first_token"] if theirs else None,
-                  "prompt_tokens", REFERENCE_LLAMA_CPP["time_to_first_token_s"]))
+    theirs = engines.get("llama.cpp")
     rows = []
-    for name, r, live, size_key, ref in cases:
-        ref = ref if with_reference else None
-        rows.append([name, f"{r['seconds']:.2f} s{_mark(r)}", str(r.get(size_key, "?")),
-                     f"{live['seconds']:.2f} s{_mark(live)} ({live.get(size_key, '?')})" if live else "",
-                     _ratio(live["seconds"], r["seconds"]) if live else "", f"{r['others_cores']:.2f}",
-                     f"{ref} s" if ref else "", _ratio(ref, r["seconds"]) if ref else ""])
+    for engine in [name for name in engines if name.startswith("ours")]:
+        ours = engines[engine]
+        tag = "" if engine == "ours" else f", {engine.removeprefix('ours ')}"
+        cases = [(f"encode {label}{tag}", r, theirs["encode"][label] if theirs else None, "image_tokens",
+                  REFERENCE_LLAMA_CPP["vision_seconds"].get(label)) for label, r in ours["encode"].items()]
+        ttft = ours["time_to_first_token"]
+        cases.append((f"first token ({ttft['image']}){tag}", ttft, theirs["time_to_first_token"] if theirs else None,
+                      "prompt_tokens", REFERENCE_LLAMA_CPP["time_to_first_token_s"]))
+        for name, r, live, size_key, ref in cases:
+            ref = ref if with_reference else None
+            rows.append([name, f"{r['seconds']:.2f} s{_mark(r)}", str(r.get(size_key, "?")),
+                         f"{live['seconds']:.2f} s{_mark(live)} ({live.get(size_key, '?')})" if live else "",
+                         _ratio(live["seconds"], r["seconds"]) if live else "", f"{r['others_cores']:.2f}",
+                         f"{ref} s" if ref else "", _ratio(ref, r["seconds"]) if ref else ""])
+    ours = engines["ours"]
     live_load = f"{theirs['load']['seconds']:.2f} s, RSS {theirs['peak_rss_bytes'] / GB:.2f} GB" if theirs else ""
     rows.append(["load, peak RSS", f"{ours['load']['seconds']:.2f} s", f"RSS {ours['peak_rss_bytes'] / GB:.2f} GB",
                  live_load, "", "", "", ""])
@@ -173,7 +177,7 @@ def _text_series(results: dict[str, Any], with_reference: bool) -> dict[str, dic
     return series
 
 
-COLORS = {"qvl_local": "#2b7bba", "llama.cpp (this run)": "#e8883a", "llama.cpp (reference)": "#b5b5b5"}
+COLORS = {"qvl_local": "#2b7bba", "qvl_local int8": "#7fb3dc", "llama.cpp (this run)": "#e8883a", "llama.cpp (reference)": "#b5b5b5"}
 
 
 def _grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]]) -> None:
@@ -203,6 +207,8 @@ def _vision_panel(ax, engines: dict[str, Any], with_reference: bool) -> None:
         return [r["seconds"] for r in result["encode"].values()] + [result["time_to_first_token"]["seconds"]]
 
     series = {"qvl_local": seconds(ours)}
+    if "ours int8" in engines:
+        series["qvl_local int8"] = seconds(engines["ours int8"])
     if "llama.cpp" in engines:
         series["llama.cpp (this run)"] = seconds(engines["llama.cpp"])
     if with_reference:

@@ -34,6 +34,7 @@ class Spec:
     ttft_image: str | None = None  # the label of the image the question is about
     question: str = "Describe this image in detail."
     llama_extra_buffers: bool = True  # llama.cpp's repacked / AMX weight buffers (its default)
+    precision: str = "fast"  # ours: "fast" (the default) or "int8" (8-bit projector weights too)
 
 
 def prompt_ids(count: int, seed: int = 7) -> np.ndarray:
@@ -88,7 +89,8 @@ def measure_ours_vision(spec: Spec) -> dict[str, Any]:
     import qvl_local
     from qvl_local.chat import render_chat
 
-    load, model = timed(lambda: qvl_local.load(spec.model, mmproj=spec.mmproj, n_threads=spec.n_threads, n_ctx=spec.n_ctx))
+    load, model = timed(lambda: qvl_local.load(spec.model, mmproj=spec.mmproj, n_threads=spec.n_threads, n_ctx=spec.n_ctx,
+                                               precision=spec.precision))
     images = spec.images or {}
     seeds = iter(range(100, 200))  # a new image per attempt: no cached embedding or prefix helps a repeat
     width, height = images[spec.ttft_image]

@@ -19,9 +19,10 @@ def test_quick_benchmark_end_to_end(fixtures, tmp_path, capsys):
     vision = results["vision"]["ours"]
     assert {label: r["image_tokens"] for label, r in vision["encode"].items()} == {"112x112": 16, "256x171": 54}
     assert vision["time_to_first_token"]["prompt_tokens"] > 54  # the image's tokens and the question's
+    assert set(results["vision"]["ours int8"]["encode"]) == {"112x112", "256x171"}
     assert record.with_suffix(".png").stat().st_size > 10_000
     table = capsys.readouterr().out
-    assert "Q4_K_M" in table and "first token (256x171)" in table
+    assert "Q4_K_M" in table and "first token (256x171)" in table and "encode 256x171, int8" in table
 
 
 def test_cli_bench_passes_every_option_to_the_runner(capsys):
