@@ -75,10 +75,7 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
     throw std::invalid_argument("attention: the pool has more threads than scratch was made for");
   }
   pack_keys_and_values(k, v, row_stride, pool);
-  bool use_avx2 = false;
-#if defined(QVL_HAVE_AVX2_BUILD)
-  use_avx2 = runs_avx2_kernels(active_isa());
-#endif
+  const Isa isa = active_isa();
   const int64_t n_blocks = static_cast<int64_t>(blocks_.size());
   pool.run(n_blocks * n_heads_, [&](int64_t task, int thread) {
     const QueryBlock& block = blocks_[task / n_heads_];
@@ -95,8 +92,14 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
     tile.head_dim = head_dim_;
     tile.out = out + block.first_row * row_stride + head * head_dim_;
     AttentionScratch scratch(thread_scratch_[thread].data(), head_dim_);
+#if defined(QVL_HAVE_AVX512_BUILD)
+    if (isa == Isa::Avx512) {
+      avx512::attend_tile(tile, scratch);
+      return;
+    }
+#endif
 #if defined(QVL_HAVE_AVX2_BUILD)
-    if (use_avx2) {
+    if (runs_avx2_kernels(isa)) {
       avx2::attend_tile(tile, scratch);
       return;
     }

@@ -10,8 +10,9 @@
 
 namespace qvl {
 
-// Tile sizes shared by every ISA's tile routine: 48 queries (two strips of the AVX2 micro-kernel's 24)
-// against 64 keys (sixteen of its 4-row steps) keep a tile's working set near L1.
+// Tile sizes shared by every ISA's tile routine: 48 queries (two strips of the AVX2 micro-kernel's 24,
+// three AVX-512 vectors) against 64 keys (sixteen AVX2 4-row steps, eight AVX-512 8-row steps) keep a
+// tile's working set near L1.
 constexpr int64_t kAttentionQueryTile = 48;
 constexpr int64_t kAttentionKeyTile = 64;
 
@@ -78,6 +79,12 @@ namespace avx2 {
 // Requires head_dim % 4 == 0 (the encoder's rotary embedding already does).
 void attend_tile(const AttentionTile& tile, const AttentionScratch& scratch);
 }  // namespace avx2
+#endif
+#if defined(QVL_HAVE_AVX512_BUILD)
+namespace avx512 {
+// Requires head_dim % 4 == 0, as avx2::attend_tile.
+void attend_tile(const AttentionTile& tile, const AttentionScratch& scratch);
+}  // namespace avx512
 #endif
 
 }  // namespace qvl
