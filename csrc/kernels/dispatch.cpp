@@ -37,7 +37,10 @@ IsaKernels build_table(Isa isa) {
   }
 #endif
 #if defined(QVL_HAVE_AVX512_BUILD)
-  if (isa == Isa::Avx512) avx512::add_gemm(table);
+  if (isa == Isa::Avx512) {
+    avx512::add_gemm(table);
+    avx512::add_float(table);
+  }
 #endif
 #if defined(QVL_HAVE_NEON_BUILD)
   if (isa == Isa::Neon) {
