@@ -48,7 +48,7 @@ def test_run_help_explains_chat_and_options(capsys) -> None:
     assert main(["run", "--help"]) == 0
     out = capsys.readouterr().out
     for option in ("--image", "--video", "--fps", "--mmproj", "--threads", "--ctx-size", "--max-tokens",
-                   "--temperature", "--seed", "--min-pixels", "--max-pixels", "/bye"):
+                   "--temperature", "--seed", "--min-pixels", "--max-pixels", "--precision", "/bye"):
         assert option in out
 
 
@@ -156,3 +156,17 @@ def test_run_with_image_and_chat_from_stdin(server: RegistryServer, fixtures: Pa
     first_answer, second_answer = chat.stdout.splitlines()[:2]
     assert first_answer == once.stdout.rstrip("\n")  # the first turn is the one-shot question
     assert second_answer  # the second turn answered with the first one's cache
+
+
+def test_run_passes_the_precision_to_the_model(server: RegistryServer, fixtures: Path, tmp_path: Path) -> None:
+    import qvl_local
+
+    assert cli(*pull_args(server, tmp_path)).returncode == 0
+    image = next((fixtures / "media").glob("*.png"))
+    options = ["--models-dir", str(tmp_path), "--max-tokens", "6", "--temperature", "0", "--ctx-size", "2048"]
+    int8 = cli("run", "qwen2vl-tiny:q8_0", *options, "--precision", "int8", "--image", str(image), "What is this?")
+    assert int8.returncode == 0, int8.stderr
+
+    model = qvl_local.load("qwen2vl-tiny:q8_0", models_dir=tmp_path, n_ctx=2048, precision="int8")
+    messages = [{"role": "user", "content": [{"type": "image", "image": str(image)}, {"type": "text", "text": "What is this?"}]}]
+    assert int8.stdout == model.chat(messages, max_new_tokens=6, temperature=0.0) + "\n"
