@@ -88,6 +88,15 @@ void softmax_update(float* scores_t, int64_t n_keys, float* row_max, float* row_
   }
 }
 
+// Prefetches floats [from / of, to / of) of the `floats` floats at `data` into L1. The products call it
+// a slice per step: a segment's keys and values of one head (2 x 1.1 MB at 3552 patches) no longer sit
+// in L2 when the next query tile comes, and the hardware prefetcher alone leaves the FMAs waiting.
+inline void prefetch_fraction(const float* data, int64_t floats, int64_t from, int64_t to, int64_t of) {
+  for (int64_t f = floats * from / of; f < floats * to / of; f += kLanes) {
+    _mm_prefetch(reinterpret_cast<const char*>(data + f), _MM_HINT_T0);
+  }
+}
+
 }  // namespace
 
 void attend_tile(const AttentionTile& tile, const AttentionScratch& scratch) {
@@ -109,15 +118,21 @@ void attend_tile(const AttentionTile& tile, const AttentionScratch& scratch) {
     const int64_t n_keys = std::min(kAttentionKeyTile, tile.n_keys - first_key);
     const float* keys = tile.keys + first_key * d;
     const float* values_t = tile.values_t + first_key * d;
-    // scores_t[j][i] = k_j . q_i, 8 keys at a time (the keys past n_keys are zero padding, ignored below)
+    const int64_t block_floats = kAttentionKeyTile * d;
+    const bool has_next_block = first_key + kAttentionKeyTile < tile.n_keys;
+    // scores_t[j][i] = k_j . q_i, 8 keys at a time (the keys past n_keys are zero padding, ignored
+    // below), meanwhile fetching this block's values
     for (int64_t j = 0; j < n_keys; j += kRows) {
+      prefetch_fraction(values_t, block_floats, j, j + kRows, kAttentionKeyTile);
       product_over_lanes<kRows, false>(keys + j * d, d, scratch.queries_t, d, scratch.scores_t + j * Q, lanes);
     }
     for (int64_t i = 0; i < lanes; i += kLanes) {
       softmax_update(scratch.scores_t + i, n_keys, scratch.row_max + i, scratch.row_sum + i, scratch.output_t + i, d);
     }
-    // output_t[c][i] += sum_j v_j[c] p[j][i], 8 dimensions at a time, then 4 if head_dim is 4 mod 8
+    // output_t[c][i] += sum_j v_j[c] p[j][i], 8 dimensions at a time, then 4 if head_dim is 4 mod 8,
+    // meanwhile fetching the next block's keys
     for (int64_t c = 0; c < full_dims; c += kRows) {
+      if (has_next_block) prefetch_fraction(keys + block_floats, block_floats, c, c + kRows, full_dims);
       product_over_lanes<kRows, true>(values_t + c * kAttentionKeyTile, kAttentionKeyTile, scratch.scores_t, n_keys,
                                       scratch.output_t + c * Q, lanes);
     }
