@@ -145,7 +145,7 @@ uint64_t stream_read(const ByteArray& data, int n_threads) {
 
 std::vector<std::string> available_isas() {
   std::vector<std::string> names;
-  for (qvl::Isa isa : {qvl::Isa::Scalar, qvl::Isa::Avx2, qvl::Isa::Avx512, qvl::Isa::Neon}) {
+  for (qvl::Isa isa : {qvl::Isa::Scalar, qvl::Isa::Avx2, qvl::Isa::Avx512, qvl::Isa::Amx, qvl::Isa::Neon}) {
     if (qvl::isa_available(isa)) names.emplace_back(qvl::isa_name(isa));
   }
   return names;
@@ -162,7 +162,7 @@ void register_ops(py::module_& m) {
         py::arg("precision"), py::arg("n_threads"),
         "x @ W.T for W given as (data, type, rows, cols) and float32 x of shape (n, cols); "
         "precision 'exact' or 'fast'; n_threads <= 0 uses the default pool.");
-  m.def("set_isa", &qvl::set_isa, py::arg("name"), "Force the kernel ISA path: 'scalar', 'avx2', 'avx512' or 'neon'.");
+  m.def("set_isa", &qvl::set_isa, py::arg("name"), "Force the kernel ISA path: 'scalar', 'avx2', 'avx512', 'amx' or 'neon'.");
   m.def("active_isa", [] { return std::string(qvl::isa_name(qvl::active_isa())); }, "The ISA path in use.");
   m.def("available_isas", &available_isas, "ISA paths this build and CPU can run.");
   m.def("stream_read", &stream_read, py::arg("data"), py::arg("n_threads"),

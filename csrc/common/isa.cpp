@@ -8,6 +8,11 @@
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
 #endif
+#if defined(QVL_HAVE_AMX_BUILD) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace qvl {
 
@@ -32,6 +37,23 @@ bool cpu_has_avx512_vnni() {
 #endif
 }
 
+// AMX needs the CPU's tile unit and the kernel's leave to use its 8 KiB of tile state, which Linux
+// grants per process (arch_prctl ARCH_REQ_XCOMP_PERM); asked once, the first time anyone checks.
+bool cpu_has_amx_int8() {
+#if defined(QVL_HAVE_AMX_BUILD) && defined(__linux__)
+  static const bool usable = [] {
+    unsigned eax, ebx, ecx, edx;
+    if (!cpu_has_avx512_vnni() || !__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool tile = (edx >> 24) & 1, int8 = (edx >> 25) & 1;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureTileData = 18;
+    return tile && int8 && syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureTileData) == 0;
+  }();
+  return usable;
+#else
+  return false;
+#endif
+}
+
 bool cpu_has_neon_dotprod() {
 #if defined(QVL_HAVE_NEON_BUILD) && defined(__aarch64__)
 #if defined(__linux__)
@@ -49,11 +71,13 @@ Isa parse_isa(const std::string& name) {
   if (name == "scalar") return Isa::Scalar;
   if (name == "avx2") return Isa::Avx2;
   if (name == "avx512") return Isa::Avx512;
+  if (name == "amx") return Isa::Amx;
   if (name == "neon") return Isa::Neon;
-  throw std::invalid_argument("unknown ISA '" + name + "' (expected scalar, avx2, avx512 or neon)");
+  throw std::invalid_argument("unknown ISA '" + name + "' (expected scalar, avx2, avx512, amx or neon)");
 }
 
 Isa best_isa() {
+  if (cpu_has_amx_int8()) return Isa::Amx;
   if (cpu_has_avx512_vnni()) return Isa::Avx512;
   if (cpu_has_avx2_fma_f16c()) return Isa::Avx2;
   if (cpu_has_neon_dotprod()) return Isa::Neon;
@@ -81,6 +105,7 @@ const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512";
+    case Isa::Amx: return "amx";
     case Isa::Neon: return "neon";
     default: return "scalar";
   }
@@ -91,6 +116,7 @@ bool isa_available(Isa isa) {
     case Isa::Scalar: return true;
     case Isa::Avx2: return cpu_has_avx2_fma_f16c();
     case Isa::Avx512: return cpu_has_avx512_vnni();
+    case Isa::Amx: return cpu_has_amx_int8();
     case Isa::Neon: return cpu_has_neon_dotprod();
   }
   return false;

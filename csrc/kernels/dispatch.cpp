@@ -37,10 +37,13 @@ IsaKernels build_table(Isa isa) {
   }
 #endif
 #if defined(QVL_HAVE_AVX512_BUILD)
-  if (isa == Isa::Avx512) {
+  if (runs_avx512_kernels(isa)) {
     avx512::add_gemm(table);
     avx512::add_float(table);
   }
+#endif
+#if defined(QVL_HAVE_AMX_BUILD)
+  if (isa == Isa::Amx) amx::add_gemm(table);
 #endif
 #if defined(QVL_HAVE_NEON_BUILD)
   if (isa == Isa::Neon) {
@@ -63,10 +66,12 @@ const IsaKernels& isa_kernels(Isa isa) {
   static const IsaKernels scalar_table = build_table(Isa::Scalar);
   static const IsaKernels avx2_table = build_table(Isa::Avx2);
   static const IsaKernels avx512_table = build_table(Isa::Avx512);
+  static const IsaKernels amx_table = build_table(Isa::Amx);
   static const IsaKernels neon_table = build_table(Isa::Neon);
   switch (isa) {
     case Isa::Avx2: return avx2_table;
     case Isa::Avx512: return avx512_table;
+    case Isa::Amx: return amx_table;
     case Isa::Neon: return neon_table;
     default: return scalar_table;
   }

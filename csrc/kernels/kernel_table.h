@@ -100,6 +100,12 @@ void add_float(IsaKernels& table);
 }  // namespace avx512
 #endif
 
+#if defined(QVL_HAVE_AMX_BUILD)
+namespace amx {  // laid over the avx512 table
+void add_gemm(IsaKernels& table);
+}  // namespace amx
+#endif
+
 #if defined(QVL_HAVE_NEON_BUILD)
 namespace neon {
 void add_float(IsaKernels& table);

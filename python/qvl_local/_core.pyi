@@ -104,7 +104,7 @@ def quantize(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], type: s
     """
 def set_isa(name: str) -> None:
     """
-    Force the kernel ISA path: 'scalar', 'avx2', 'avx512' or 'neon'.
+    Force the kernel ISA path: 'scalar', 'avx2', 'avx512', 'amx' or 'neon'.
     """
 def stream_read(data: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], n_threads: typing.SupportsInt | typing.SupportsIndex) -> int:
     """

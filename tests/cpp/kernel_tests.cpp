@@ -128,7 +128,7 @@ std::vector<std::string> isas_to_test() {
   const char* forced = std::getenv("QVL_ISA");
   if (forced != nullptr && *forced != '\0') return {forced};
   std::vector<std::string> names;
-  for (qvl::Isa isa : {qvl::Isa::Scalar, qvl::Isa::Avx2, qvl::Isa::Avx512, qvl::Isa::Neon}) {
+  for (qvl::Isa isa : {qvl::Isa::Scalar, qvl::Isa::Avx2, qvl::Isa::Avx512, qvl::Isa::Amx, qvl::Isa::Neon}) {
     if (qvl::isa_available(isa)) names.emplace_back(qvl::isa_name(isa));
   }
   return names;
