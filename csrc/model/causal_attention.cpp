@@ -8,13 +8,6 @@
 
 namespace qvl {
 
-#if defined(QVL_HAVE_AVX2_BUILD)
-namespace avx2 {
-void attend_one_query(const float* query, const float* keys, const float* values, int64_t n_keys, int64_t head_dim,
-                      float scale, float* scores, float* out);
-}  // namespace avx2
-#endif
-
 namespace {
 
 // The reference: scores, softmax, weighted sum of values, in plain loops.
@@ -37,25 +30,37 @@ void attend_one_query_scalar(const float* query, const float* keys, const float*
 
 }  // namespace
 
+int64_t causal_attention_scratch_floats(int64_t capacity, int64_t head_dim) {
+  return (capacity + head_dim) * kGroupLanes;  // a group's scores and its transposed queries
+}
+
 void causal_attention(const float* q, int64_t n, int64_t first, KvCache& cache, int64_t layer, const AttentionShape& shape,
                       float* out, float* scratch, ThreadPool& pool) {
   const int64_t hd = shape.head_dim;
   const int64_t width = shape.n_heads * hd;
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  [[maybe_unused]] const bool use_avx2 = runs_avx2_kernels(active_isa()) && hd % 64 == 0;
+  const int64_t thread_floats = causal_attention_scratch_floats(cache.capacity(), hd);
+#if defined(QVL_HAVE_AVX2_BUILD)
+  if (runs_avx2_kernels(active_isa()) && group <= kGroupLanes && hd % 8 == 0) {
+    // Tasks: (block of positions, key/value head); a block holds as many positions as fill the lanes.
+    const int64_t positions = kGroupLanes / group, n_blocks = (n + positions - 1) / positions;
+    pool.run(n_blocks * shape.n_kv_heads, [&](int64_t task, int thread) {
+      const int64_t first_row = (task / shape.n_kv_heads) * positions, kv_head = task % shape.n_kv_heads;
+      const int64_t offset = first_row * width + kv_head * group * hd;
+      QueryGroup queries{q + offset, out + offset, width, std::min(positions, n - first_row), group, hd,
+                         first + first_row + 1};
+      avx2::attend_query_group(queries, cache.keys(layer, kv_head), cache.values(layer, kv_head), scale,
+                               scratch + static_cast<int64_t>(thread) * thread_floats);
+    });
+    return;
+  }
+#endif
   pool.run(n * shape.n_heads, [&](int64_t task, int thread) {
     const int64_t i = task / shape.n_heads, head = task % shape.n_heads;
-    const int64_t n_keys = first + i + 1;
-    const float* query = q + i * width + head * hd;
-    const float* keys = cache.keys(layer, head / group);
-    const float* values = cache.values(layer, head / group);
-    float* scores = scratch + static_cast<int64_t>(thread) * cache.capacity();
-    float* result = out + i * width + head * hd;
-#if defined(QVL_HAVE_AVX2_BUILD)
-    if (use_avx2) return avx2::attend_one_query(query, keys, values, n_keys, hd, scale, scores, result);
-#endif
-    attend_one_query_scalar(query, keys, values, n_keys, hd, scale, scores, result);
+    attend_one_query_scalar(q + i * width + head * hd, cache.keys(layer, head / group), cache.values(layer, head / group),
+                            first + i + 1, hd, scale, scratch + static_cast<int64_t>(thread) * thread_floats,
+                            out + i * width + head * hd);
   });
 }
 

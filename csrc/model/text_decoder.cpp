@@ -62,7 +62,8 @@ TextDecoder::TextDecoder(std::shared_ptr<GgufFile> file, const TextHyperParams& 
   projected_.resize(rows * hidden);
   gate_.resize(rows * inter);
   up_.resize(rows * inter);
-  scores_.resize(static_cast<size_t>(pool_.size()) * static_cast<size_t>(n_ctx));
+  scores_.resize(static_cast<size_t>(pool_.size()) *
+                 static_cast<size_t>(causal_attention_scratch_floats(n_ctx, params.head_dim)));
 }
 
 WeightView TextDecoder::matrix(const std::string& name, int64_t rows, int64_t cols) const {
