@@ -27,6 +27,26 @@ AttentionScratch::AttentionScratch(float* base, int64_t head_dim)
       row_max(output_t + kAttentionQueryTile * head_dim),
       row_sum(row_max + kAttentionQueryTile) {}
 
+#if defined(QVL_HAVE_AVX512_BUILD)
+int64_t Int8AttentionScratch::floats_needed(int64_t head_dim) {
+  constexpr int64_t Q = kAttentionQueryTile;
+  const int64_t float_part = Q * kAttentionKeyTile + Q * head_dim + 5 * Q;
+  const int64_t byte_part = Q * head_dim + Q * kAttentionKeyTile;
+  return float_part + (byte_part + sizeof(float) - 1) / sizeof(float);
+}
+
+Int8AttentionScratch::Int8AttentionScratch(float* base, int64_t head_dim)
+    : scores_t(base),
+      output_t(scores_t + kAttentionQueryTile * kAttentionKeyTile),
+      query_scales(output_t + kAttentionQueryTile * head_dim),
+      row_max(query_scales + kAttentionQueryTile),
+      row_sum(row_max + kAttentionQueryTile),
+      correction(row_sum + kAttentionQueryTile),
+      block_scale(correction + kAttentionQueryTile),
+      queries(reinterpret_cast<uint8_t*>(block_scale + kAttentionQueryTile)),
+      probabilities(queries + kAttentionQueryTile * head_dim) {}
+#endif
+
 SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::vector<int64_t> segment_bounds,
                                        int n_threads)
     : n_heads_(n_heads), head_dim_(head_dim), bounds_(std::move(segment_bounds)) {
@@ -44,8 +64,12 @@ SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::v
   }
   keys_.assign(static_cast<size_t>(n_heads_ * head_dim_ * padded_keys_), 0.0f);
   values_t_.assign(keys_.size(), 0.0f);
+  int64_t scratch_floats = AttentionScratch::floats_needed(head_dim_);
+#if defined(QVL_HAVE_AVX512_BUILD)
+  scratch_floats = std::max(scratch_floats, Int8AttentionScratch::floats_needed(head_dim_));
+#endif
   thread_scratch_.resize(n_threads);
-  for (auto& scratch : thread_scratch_) scratch.resize(AttentionScratch::floats_needed(head_dim_));
+  for (auto& scratch : thread_scratch_) scratch.resize(scratch_floats);
 }
 
 // Copies each head's keys and values out of the strided rows into contiguous memory (rows
@@ -70,11 +94,22 @@ void SegmentedAttention::pack_keys_and_values(const float* k, const float* v, in
 }
 
 void SegmentedAttention::run(const float* q, const float* k, const float* v, int64_t row_stride, float* out,
-                             ThreadPool& pool) {
+                             Precision precision, ThreadPool& pool) {
   if (static_cast<size_t>(pool.size()) > thread_scratch_.size()) {
     throw std::invalid_argument("attention: the pool has more threads than scratch was made for");
   }
+#if defined(QVL_HAVE_AVX512_BUILD)
+  if (precision == Precision::Int8 && runs_avx512_kernels(active_isa())) {
+    pack_int8_keys_and_values(k, v, row_stride, pool);
+    run_int8(q, row_stride, out, pool);
+    return;
+  }
+#endif
   pack_keys_and_values(k, v, row_stride, pool);
+  run_float(q, row_stride, out, pool);
+}
+
+void SegmentedAttention::run_float(const float* q, int64_t row_stride, float* out, ThreadPool& pool) {
   const Isa isa = active_isa();
   const int64_t n_blocks = static_cast<int64_t>(blocks_.size());
   pool.run(n_blocks * n_heads_, [&](int64_t task, int thread) {
@@ -93,7 +128,7 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
     tile.out = out + block.first_row * row_stride + head * head_dim_;
     AttentionScratch scratch(thread_scratch_[thread].data(), head_dim_);
 #if defined(QVL_HAVE_AVX512_BUILD)
-    if (isa == Isa::Avx512) {
+    if (runs_avx512_kernels(isa)) {
       avx512::attend_tile(tile, scratch);
       return;
     }
@@ -107,6 +142,93 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
     attend_tile_scalar(tile, scratch);
   });
 }
+
+#if defined(QVL_HAVE_AVX512_BUILD)
+namespace {
+
+// Symmetric 8-bit rounding: x = scale * q, |q| <= 127; an all-zero input gets scale 0.
+float int8_scale(float max_abs) { return max_abs / 127.0f; }
+int8_t to_int8(float x, float inverse_scale) { return static_cast<int8_t>(std::lrint(x * inverse_scale)); }
+float inverse_of(float scale) { return scale > 0.0f ? 1.0f / scale : 0.0f; }
+
+}  // namespace
+
+// The int8 twin of pack_keys_and_values: each key rounded with its own scale, each value channel with
+// one scale over its segment (a channel's range is what the output product has to cover). Buffers are
+// made on the first int8 run; padding stays zero (a padded key scores 0, its value adds nothing).
+void SegmentedAttention::pack_int8_keys_and_values(const float* k, const float* v, int64_t row_stride,
+                                                   ThreadPool& pool) {
+  const int64_t n_segments = static_cast<int64_t>(bounds_.size()) - 1;
+  if (int8_keys_.empty()) {
+    int8_keys_.assign(keys_.size(), 0);
+    int8_values_t_.assign(keys_.size(), 0);
+    key_scales_.assign(static_cast<size_t>(n_heads_ * padded_keys_), 0.0f);
+    key_offsets_.assign(key_scales_.size(), 0);
+    value_scales_.assign(static_cast<size_t>(n_heads_ * n_segments * head_dim_), 0.0f);
+  }
+  pool.run(n_heads_, [&](int64_t head, int) {
+    int8_t* head_keys = int8_keys_.data() + head * head_dim_ * padded_keys_;
+    int8_t* head_values = int8_values_t_.data() + head * head_dim_ * padded_keys_;
+    std::vector<float> inverse_value_scales(head_dim_);
+    for (int64_t s = 0; s < n_segments; ++s) {
+      float* value_scales = value_scales_.data() + (head * n_segments + s) * head_dim_;
+      std::fill(value_scales, value_scales + head_dim_, 0.0f);
+      for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
+        const float* value = v + row * row_stride + head * head_dim_;
+        for (int64_t c = 0; c < head_dim_; ++c) value_scales[c] = std::max(value_scales[c], std::fabs(value[c]));
+      }
+      for (int64_t c = 0; c < head_dim_; ++c) {
+        value_scales[c] = int8_scale(value_scales[c]);
+        inverse_value_scales[c] = inverse_of(value_scales[c]);
+      }
+      for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
+        const float* key = k + row * row_stride + head * head_dim_;
+        const float* value = v + row * row_stride + head * head_dim_;
+        const int64_t column = key_columns_[s] + (row - bounds_[s]);
+        float key_max = 0.0f;
+        for (int64_t c = 0; c < head_dim_; ++c) key_max = std::max(key_max, std::fabs(key[c]));
+        const float key_scale = int8_scale(key_max);
+        const float inverse_key_scale = inverse_of(key_scale);
+        int32_t key_sum = 0;
+        for (int64_t c = 0; c < head_dim_; ++c) {
+          const int8_t element = to_int8(key[c], inverse_key_scale);
+          head_keys[column * head_dim_ + c] = element;
+          key_sum += element;
+        }
+        key_scales_[head * padded_keys_ + column] = key_scale;
+        key_offsets_[head * padded_keys_ + column] = 128 * key_sum;
+        int8_t* block = head_values + (column / kAttentionKeyTile) * head_dim_ * kAttentionKeyTile;
+        for (int64_t c = 0; c < head_dim_; ++c) {
+          block[c * kAttentionKeyTile + column % kAttentionKeyTile] = to_int8(value[c], inverse_value_scales[c]);
+        }
+      }
+    }
+  });
+}
+
+void SegmentedAttention::run_int8(const float* q, int64_t row_stride, float* out, ThreadPool& pool) {
+  const int64_t n_blocks = static_cast<int64_t>(blocks_.size());
+  const int64_t n_segments = static_cast<int64_t>(bounds_.size()) - 1;
+  pool.run(n_blocks * n_heads_, [&](int64_t task, int thread) {
+    const QueryBlock& block = blocks_[task / n_heads_];
+    const int64_t head = task % n_heads_;
+    const int64_t first_key = head * padded_keys_ + key_columns_[block.segment];
+    Int8AttentionTile tile;
+    tile.q = q + block.first_row * row_stride + head * head_dim_;
+    tile.n_queries = block.n_rows;
+    tile.keys = int8_keys_.data() + first_key * head_dim_;
+    tile.key_scales = key_scales_.data() + first_key;
+    tile.key_offsets = key_offsets_.data() + first_key;
+    tile.values_t = int8_values_t_.data() + first_key * head_dim_;
+    tile.value_scales = value_scales_.data() + (head * n_segments + block.segment) * head_dim_;
+    tile.n_keys = bounds_[block.segment + 1] - bounds_[block.segment];
+    tile.row_stride = row_stride;
+    tile.head_dim = head_dim_;
+    tile.out = out + block.first_row * row_stride + head * head_dim_;
+    avx512::attend_tile_int8(tile, Int8AttentionScratch(thread_scratch_[thread].data(), head_dim_));
+  });
+}
+#endif
 
 // The reference tile routine: for each block of keys, scores = k q^T, then the online softmax update
 // (rescale each query's running output and sum by exp(old max - new max)), then output += v^T p.

@@ -216,7 +216,7 @@ void VisionEncoder::run_block(const Block& block, Activations& a, Precision prec
       a.rope.apply(a.k + i * d, i, params_.num_heads);
     }
   });
-  a.attention.run(a.q, a.k, a.v, d, a.context, pool);
+  a.attention.run(a.q, a.k, a.v, d, a.context, precision, pool);
   block.out.forward(a.context, n, normed, precision, pool);
   add_normed_to_residual();
 
