@@ -9,6 +9,9 @@
 #include "kernels/avx2_common.h"
 #include "kernels/half.h"
 #include "kernels/kernel_table.h"
+#include "kernels/panel_avx2.h"
+#include "kernels/q8_0_encode_avx2.h"
+#include "kernels/vnni_panel.h"
 
 namespace qvl::avx2 {
 namespace {
@@ -185,7 +188,30 @@ void float_gemm(int64_t k, const float* w, size_t w_stride, int64_t n_rows, cons
   }
 }
 
+// Panel levels for the Int8 precision: each block of 32 values encoded on the fly exactly as the
+// Q8_0 encoder stores it (signed levels, the fp16-rounded scale), straight from the float weight.
+template <typename Load>
+struct Q8_0EncodedPanel {
+  static constexpr int kBlock = 32, kUnit = 32, kFlush = 1;
+  static constexpr bool kSigned = true, kOffset = false;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float*) {
+    __m256 x[4];
+    for (int i = 0; i < 4; ++i) x[i] = Load::eight(row, unit * kBlock32 + 8 * i);
+    scales[0] = _cvtsh_ss(encode_q8_0_block(x, levels));
+  }
+};
+
 }  // namespace
+
+void pack_vnni_f32(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q8_0EncodedPanel<LoadF32>, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
+void pack_vnni_f16(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q8_0EncodedPanel<LoadF16>, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
+void pack_vnni_bf16(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  pack_panel<Q8_0EncodedPanel<LoadBF16>, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
+}
 
 void add_float(IsaKernels& table) {
   table.float_gemm = float_gemm;
@@ -194,6 +220,10 @@ void add_float(IsaKernels& table) {
   table.f32.dot_tile = dot_tile_tiled<FloatDot<LoadF32>>;
   table.f16.dot_tile = dot_tile_tiled<FloatDot<LoadF16>>;
   table.bf16.dot_tile = dot_tile_tiled<FloatDot<LoadBF16>>;
+  // Only the Int8 precision reaches these (float weights are float math otherwise).
+  table.f32.gemm_tile = gemm_tile<Q8_0EncodedPanel<LoadF32>>;
+  table.f16.gemm_tile = gemm_tile<Q8_0EncodedPanel<LoadF16>>;
+  table.bf16.gemm_tile = gemm_tile<Q8_0EncodedPanel<LoadBF16>>;
 }
 
 }  // namespace qvl::avx2

@@ -179,6 +179,9 @@ void add_gemm(IsaKernels& table) {
   table.q5_1.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_1>;
   table.q4_k.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_k>;
   table.q5_k.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_k>;
+  table.f32.gemm_tile = gemm_tile<32, avx2::pack_vnni_f32>;
+  table.f16.gemm_tile = gemm_tile<32, avx2::pack_vnni_f16>;
+  table.bf16.gemm_tile = gemm_tile<32, avx2::pack_vnni_bf16>;
   // Q6_K keeps the VNNI kernel: with its 16-value blocks the per-block float work doubles per
   // product and the tile path measured slower (233 against 285 GOP/s, 1536^2 x 512, one thread).
 }

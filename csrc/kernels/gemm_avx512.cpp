@@ -131,6 +131,9 @@ void add_gemm(IsaKernels& table) {
   table.q5_1.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_1>;
   table.q4_k.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_k>;
   table.q5_k.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_k>;
+  table.f32.gemm_tile = gemm_tile<32, avx2::pack_vnni_f32>;
+  table.f16.gemm_tile = gemm_tile<32, avx2::pack_vnni_f16>;
+  table.bf16.gemm_tile = gemm_tile<32, avx2::pack_vnni_bf16>;
   table.q6_k.gemm_tile = gemm_tile<16, avx2::pack_vnni_q6_k>;
 }
 

@@ -36,7 +36,8 @@ struct TypeKernels {
   QuantizeRowFn quantize_row = nullptr;  // weight encoder (Q8_0's also runs on the fly: Precision::Int8)
   ActFormat act_format = ActFormat::Float;
   DotTileFn dot_tile = nullptr;  // against act_format rows
-  // Matrix-matrix variant for many activation rows (Fast only; null where the ISA has none): converts
+  // Matrix-matrix variant for many activation rows (Fast, and for float weights Int8 only: they are
+  // encoded as Q8_0 blocks on the fly; null where the ISA has none): converts
   // the weight rows once into an interleaved int8 panel, then runs a register-tiled GEMM against all
   // n_act rows given (it tiles them itself).
   DotTileFn gemm_tile = nullptr;

@@ -184,16 +184,15 @@ void fast_gemm(const IsaKernels& table, const TypeKernels& kernels, const Weight
       kGemmRowGranule);
 }
 
-// Int8 precision on float weights (n >= kGemmMinActRows): each chunk of weight rows is encoded as Q8_0 (exactly what the
-// Q8_0 weight encoder would store) in the thread's scratch, then multiplied on Q8_0's Fast path, so
-// the result equals a Fast matmul of the Q8_0-quantized weight up to float summation order.
+// Int8 precision on float weights (n >= kGemmMinActRows) where the ISA has no panels that encode them
+// (scalar, NEON): each chunk of weight rows is encoded as Q8_0 (exactly what the Q8_0 weight encoder
+// stores) in the thread's scratch, then multiplied by Q8_0's Fast row dots, so the result equals a
+// Fast matmul of the Q8_0-quantized weight up to float summation order.
 void q8_0_encoded_matmul(const IsaKernels& table, const TypeKernels& kernels, const WeightView& w, const float* x,
                          int64_t n, float* out, ThreadPool& pool) {
   const TypeKernels& q8_0 = table.q8_0;
-  const bool gemm = q8_0.gemm_tile != nullptr;  // the scalar table has none: row dots serve instead
-  const ActFormat format = gemm ? q8_0.gemm_act_format : q8_0.act_format;
-  const size_t act_stride = act_row_bytes(format, w.cols);
-  const uint8_t* act = quantize_activations(table, format, x, n, w.cols, pool);
+  const size_t act_stride = act_row_bytes(q8_0.act_format, w.cols);
+  const uint8_t* act = quantize_activations(table, q8_0.act_format, x, n, w.cols, pool);
   const size_t w_stride = row_bytes(w.type, w.cols), q8_stride = row_bytes(GgmlType::Q8_0, w.cols);
   auto encode_and_multiply = [&](int64_t first, int64_t count) {
     thread_local std::vector<float> row;
@@ -204,13 +203,9 @@ void q8_0_encoded_matmul(const IsaKernels& table, const TypeKernels& kernels, co
       kernels.dequantize_row(w.data + (first + r) * w_stride, values, w.cols);
       q8_0.quantize_row(values, q + r * q8_stride, w.cols);
     }
-    if (gemm) {
-      q8_0.gemm_tile(w.cols, q, q8_stride, count, act, act_stride, n, out + first, w.rows);
-    } else {
-      dot_chunk(q8_0.dot_tile, w.cols, q, q8_stride, count, act, act_stride, n, out + first, w.rows);
-    }
+    dot_chunk(q8_0.dot_tile, w.cols, q, q8_stride, count, act, act_stride, n, out + first, w.rows);
   };
-  run_row_chunks(pool, w.rows, kMaxChunkRows, encode_and_multiply, gemm ? kGemmRowGranule : kRowGranule);
+  run_row_chunks(pool, w.rows, kMaxChunkRows, encode_and_multiply);
 }
 
 }  // namespace
@@ -245,7 +240,11 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* out, Precisio
   // than the product it speeds up.
   if (precision == Precision::Int8 && kernels.act_format == ActFormat::Float && w.cols % kBlock32 == 0 &&
       n >= kGemmMinActRows) {
-    q8_0_encoded_matmul(table, kernels, w, x, n, out, pool);
+    if (kernels.gemm_tile != nullptr) {
+      fast_gemm(table, kernels, w, x, n, out, pool);  // panels encoded straight from the float rows
+    } else {
+      q8_0_encoded_matmul(table, kernels, w, x, n, out, pool);
+    }
     return;
   }
   bool float_math = precision == Precision::Exact || kernels.act_format == ActFormat::Float;

@@ -6,6 +6,7 @@
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
+#include "kernels/q8_0_encode_avx2.h"
 #include "kernels/vnni_panel.h"
 
 namespace qvl::avx2 {
@@ -51,40 +52,13 @@ void dequantize_q8_0(const uint8_t* src, float* dst, int64_t k) {
   }
 }
 
-// Rounds half away from zero, as std::round: truncate, then step away from zero where the dropped
-// fraction is at least one half (x - trunc(x) is exact, so the comparison is too).
-inline __m256i round_half_away(__m256 x) {
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
-  __m256 truncated = _mm256_round_ps(x, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  __m256 fraction = _mm256_andnot_ps(sign_bit, _mm256_sub_ps(x, truncated));
-  __m256 step = _mm256_or_ps(_mm256_and_ps(x, sign_bit), _mm256_set1_ps(1.0f));  // +-1 with x's sign
-  __m256 away = _mm256_and_ps(_mm256_cmp_ps(fraction, _mm256_set1_ps(0.5f), _CMP_GE_OQ), step);
-  return _mm256_cvttps_epi32(_mm256_add_ps(truncated, away));
-}
-
-// The Q8_0 weight encoder of q8_0.cpp byte for byte (d = amax / 127, level = round(x * (1 / d))), in
-// vectors: the Int8 precision encodes every float weight row with it on each call.
+// The Q8_0 weight encoder of q8_0.cpp byte for byte, in vectors (q8_0_encode_avx2.h).
 void quantize_q8_0(const float* src, uint8_t* dst, int64_t k) {
   auto* blocks = reinterpret_cast<BlockQ8_0*>(dst);
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
   for (int64_t b = 0; b < k / kBlock32; ++b) {
     __m256 x[4];
     for (int i = 0; i < 4; ++i) x[i] = _mm256_loadu_ps(src + b * kBlock32 + 8 * i);
-    __m256 amax8 = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_bit, x[0]), _mm256_andnot_ps(sign_bit, x[1])),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign_bit, x[2]), _mm256_andnot_ps(sign_bit, x[3])));
-    __m128 amax4 = _mm_max_ps(_mm256_castps256_ps128(amax8), _mm256_extractf128_ps(amax8, 1));
-    amax4 = _mm_max_ps(amax4, _mm_movehl_ps(amax4, amax4));
-    float amax = _mm_cvtss_f32(_mm_max_ss(amax4, _mm_movehdup_ps(amax4)));
-    float d = amax / 127.0f;
-    float inverse = d != 0.0f ? 1.0f / d : 0.0f;
-    blocks[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-    const __m256 scale = _mm256_set1_ps(inverse);
-    __m256i q[4];
-    for (int i = 0; i < 4; ++i) q[i] = round_half_away(_mm256_mul_ps(x[i], scale));
-    // packs interleave the 128-bit halves: lanes come out as dwords 0 4 1 5 2 6 3 7 of the wanted order.
-    __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-    bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(blocks[b].qs), bytes);
+    blocks[b].d = encode_q8_0_block(x, blocks[b].qs);
   }
 }
 
