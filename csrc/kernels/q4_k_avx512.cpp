@@ -1,0 +1,203 @@
+// Q4_K on AVX-512: the decode (row-dot) kernel against ActQ8_K, 4 weight rows x 1 or 2 activation rows
+// per register tile. Decode streams the weights once, so the kernel must cost fewer instructions per
+// byte than the AVX2 one for the loads to overlap with the work:
+// - 64 bytes of qs per vector: their low nibbles are sub-blocks 2j and 2j + 2 (one per 256-bit half),
+//   their high nibbles 2j + 1 and 2j + 3. The activation bytes are rearranged to match once per
+//   super-block and activation row, and shared by the four weight rows.
+// - levels x activations with VNNI (vpdpbusd: 4 products per int32 lane, at most 4 * 15 * 127 = 7620),
+//   the low- and high-nibble results packed to int16 (exact), then one vpdpwssd multiplies them by the
+//   sub-blocks' scales and accumulates: 3 multiply instructions per 128 weight bytes and activation
+//   row where maddubs + madd need 4.
+// - the four rows' 12 scale bytes are decoded together (one row per 128-bit lane), and the four rows'
+//   integer sums are folded into one vector before the conversion to float, as are their min terms.
+// The integer sums are those of the scalar reference; only the float summation order differs.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/avx2_common.h"
+#include "kernels/blocks.h"
+#include "kernels/k_quant_avx2.h"
+#include "kernels/kernel_table.h"
+
+namespace qvl::avx512 {
+namespace {
+
+constexpr int kTileRows = 4;
+
+// Lane pattern of four 128-bit lanes, all alike.
+inline __m512i per_lane(__m128i lane) { return _mm512_broadcast_i32x4(lane); }
+
+// The first 16 bytes of block `offset` (d, dmin, the 12 packed scale bytes) of rows 0..3, row r in
+// 128-bit lane r.
+inline __m512i load_heads(const uint8_t* const (&row)[kTileRows], size_t offset) {
+  auto head = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(row[r] + offset)); };
+  __m512i heads = _mm512_castsi128_si512(head(0));
+  heads = _mm512_inserti32x4(heads, head(1), 1);
+  heads = _mm512_inserti32x4(heads, head(2), 2);
+  return _mm512_inserti32x4(heads, head(3), 3);
+}
+
+// Per 128-bit lane (one row's head): bytes 0..7 = the 6-bit scales, 8..15 = the 6-bit mins. Packed bytes
+// (after d and dmin, so at 4..15): 4..7 = sc[0..3] | top bits of sc[4..7]; 8..11 = mn[0..3] | top bits
+// of mn[4..7]; 12..15 = low 4 bits of sc[4..7] | low 4 bits of mn[4..7] << 4.
+inline __m512i decode_scales_mins(__m512i heads) {
+  const __m512i low_source = per_lane(_mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+  const __m512i top_source = per_lane(_mm_setr_epi8(-128, -128, -128, -128, 4, 5, 6, 7, -128, -128, -128, -128, 8, 9, 10, 11));
+  const __m512i keep_low = per_lane(_mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+  const __m512i keep_shifted = per_lane(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+  __m512i low = _mm512_shuffle_epi8(heads, low_source);
+  // srli_epi16 moves the neighbour byte's bits into bits 4..7 (or 6..7) only; the masks drop them.
+  __m512i low_bits = _mm512_or_si512(_mm512_and_si512(low, keep_low),
+                                     _mm512_and_si512(_mm512_srli_epi16(low, 4), keep_shifted));
+  __m512i top_bits = _mm512_and_si512(_mm512_srli_epi16(_mm512_shuffle_epi8(heads, top_source), 2),
+                                      _mm512_set1_epi8(0x30));
+  return _mm512_or_si512(low_bits, top_bits);
+}
+
+// The fp16 field at half-word `field` (0: d, 1: dmin) of rows 0..3 as floats, lanes [r0 r1 r2 r3] x 4.
+inline __m512 four_row_factor(__m512i heads, int field) {
+  // Half-words 0, 8, 16, 24 (+ field): the field of each 128-bit lane's row.
+  const __m512i source = _mm512_set1_epi64(static_cast<int64_t>(0x0018001000080000ULL + field * 0x0001000100010001ULL));
+  __m512i halves = _mm512_permutexvar_epi16(source, heads);
+  return _mm512_cvtph_ps(_mm512_castsi512_si256(halves));
+}
+
+// The mins of rows 0..3 as int16, transposed so that 128-bit lane j holds sub-blocks 2j and 2j + 1 of
+// rows 0..3 (pairs for madd against the activation's sums laid out by spread_sub_block_sums).
+inline __m512i transposed_mins(__m512i decoded) {
+  const __m512i widen = per_lane(_mm_setr_epi8(8, -128, 9, -128, 10, -128, 11, -128, 12, -128, 13, -128, 14, -128, 15, -128));
+  const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_epi32(transpose, _mm512_shuffle_epi8(decoded, widen));
+}
+
+// 128-bit lane j = the activation's sums of sub-blocks 2j and 2j + 1, four times.
+inline __m512i spread_sub_block_sums(const ActQ8_K& a) {
+  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  return _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(avx2::sub_block_sums(a)));
+}
+
+// One activation super-block in the order of the weight vectors: [low half 0, high half 0, low half 1,
+// high half 1], where low half h pairs sub-blocks 4h and 4h + 2, high half h sub-blocks 4h + 1, 4h + 3.
+struct ActLevels {
+  __m512i v[4];
+};
+
+inline __m512i join(const int8_t* first, const int8_t* second) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(avx2::load32(first)), avx2::load32(second), 1);
+}
+
+inline ActLevels arrange_activation(const ActQ8_K& a) {
+  return {{join(a.qs, a.qs + 64), join(a.qs + 32, a.qs + 96), join(a.qs + 128, a.qs + 192),
+           join(a.qs + 160, a.qs + 224)}};
+}
+
+// sums[c] = 16 int32 lanes summing to sum_s sc[s] * (levels . activation c) over one row's super-block.
+// `scales` holds the row's decoded scale bytes in every 128-bit lane.
+template <int C>
+inline void row_sums(const uint8_t* qs, __m512i scales, const ActLevels (&a)[C], __m512i (&sums)[C]) {
+  const __m512i low_mask = _mm512_set1_epi8(0x0F);
+  // After the pack, 128-bit lanes 0, 1 hold sub-blocks 4h (int16 lanes 0..3) and 4h + 1 (4..7), lanes
+  // 2, 3 sub-blocks 4h + 2 and 4h + 3: each scale byte widened to the int16 lanes of its sub-block.
+  const __m512i scale_source[2] = {
+      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(
+                             _mm_setr_epi8(0, -128, 0, -128, 0, -128, 0, -128, 1, -128, 1, -128, 1, -128, 1, -128))),
+                         _mm256_broadcastsi128_si256(
+                             _mm_setr_epi8(2, -128, 2, -128, 2, -128, 2, -128, 3, -128, 3, -128, 3, -128, 3, -128)),
+                         1),
+      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(
+                             _mm_setr_epi8(4, -128, 4, -128, 4, -128, 4, -128, 5, -128, 5, -128, 5, -128, 5, -128))),
+                         _mm256_broadcastsi128_si256(
+                             _mm_setr_epi8(6, -128, 6, -128, 6, -128, 6, -128, 7, -128, 7, -128, 7, -128, 7, -128)),
+                         1)};
+  for (int c = 0; c < C; ++c) sums[c] = _mm512_setzero_si512();
+  for (int h = 0; h < 2; ++h) {
+    __m512i packed = _mm512_loadu_si512(qs + 64 * h);
+    __m512i low = _mm512_and_si512(packed, low_mask);
+    __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_mask);
+    __m512i sub_block_scales = _mm512_shuffle_epi8(scales, scale_source[h]);
+    for (int c = 0; c < C; ++c) {
+      __m512i low_dots = _mm512_dpbusd_epi32(_mm512_setzero_si512(), low, a[c].v[2 * h]);
+      __m512i high_dots = _mm512_dpbusd_epi32(_mm512_setzero_si512(), high, a[c].v[2 * h + 1]);
+      sums[c] = _mm512_dpwssd_epi32(sums[c], _mm512_packs_epi32(low_dots, high_dots), sub_block_scales);
+    }
+  }
+}
+
+// Rows 0..3's 16-lane sums folded into one vector whose 128-bit lanes each hold [r0 r1 r2 r3] partials.
+inline __m512i fold_four_rows(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
+  __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
+  __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+}
+
+// Rows 0..3 of the lanes [r0 r1 r2 r3] x 4 summed.
+inline __m128 four_row_totals(__m512 v) {
+  __m256 halves = _mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1));
+  return _mm_add_ps(_mm256_castps256_ps128(halves), _mm256_extractf128_ps(halves, 1));
+}
+
+// out[c * out_stride + r] = dot(weight row r, activation row c) for r < rows (1..4). A tile of fewer
+// than 4 rows repeats its last row in the rest (the matrix ends there) and stores only its own.
+template <int C>
+void run_tile(int64_t k, const uint8_t* w, size_t w_stride, int rows, const uint8_t* act, size_t act_stride,
+              float* out, size_t out_stride) {
+  const uint8_t* row[kTileRows];
+  for (int r = 0; r < kTileRows; ++r) row[r] = w + std::min(r, rows - 1) * w_stride;
+  __m512 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    const size_t offset = b * sizeof(BlockQ4_K);
+    ActLevels a[C];
+    __m512i a_sums[C];
+    float a_scale[C];
+    for (int c = 0; c < C; ++c) {
+      const ActQ8_K& block = reinterpret_cast<const ActQ8_K*>(act + c * act_stride)[b];
+      a[c] = arrange_activation(block);
+      a_sums[c] = spread_sub_block_sums(block);
+      a_scale[c] = block.d;
+    }
+    __m512i heads = load_heads(row, offset);
+    __m512i decoded = decode_scales_mins(heads);
+    __m512i sums[kTileRows][C];
+    for (int r = 0; r < kTileRows; ++r) {
+      avx2::prefetch_next_tile_row<kTileRows>(w, w_stride, r, b, sizeof(BlockQ4_K));
+      const __m512i row_scales = _mm512_permutexvar_epi32(
+          _mm512_add_epi32(_mm512_set1_epi32(4 * r), per_lane(_mm_setr_epi32(0, 1, 2, 3))), decoded);
+      row_sums<C>(reinterpret_cast<const BlockQ4_K*>(row[r] + offset)->qs, row_scales, a, sums[r]);
+    }
+    __m512i mins = transposed_mins(decoded);
+    __m512 d = four_row_factor(heads, 0), dmin = four_row_factor(heads, 1);
+    for (int c = 0; c < C; ++c) {
+      __m512 a_d = _mm512_set1_ps(a_scale[c]);
+      __m512i scaled = fold_four_rows(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
+      __m512i offsets = _mm512_madd_epi16(mins, a_sums[c]);
+      acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(d, a_d), _mm512_cvtepi32_ps(scaled), acc[c]);
+      acc[c] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, a_d), _mm512_cvtepi32_ps(offsets), acc[c]);
+    }
+  }
+  const __mmask8 stored = static_cast<__mmask8>((1u << rows) - 1);
+  for (int c = 0; c < C; ++c) _mm_mask_storeu_ps(out + c * out_stride, stored, four_row_totals(acc[c]));
+}
+
+// Tiles of 4 weight rows x 2 activation rows where the shape allows, smaller ones at the edges.
+void dot_tile_q4_k(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act,
+                   size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
+  for (int64_t r = 0; r < n_rows; r += kTileRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kTileRows, n_rows - r));
+    const uint8_t* tile = w + r * w_stride;
+    int64_t j = 0;
+    for (; j + 2 <= n_act; j += 2) {
+      run_tile<2>(k, tile, w_stride, rows, act + j * act_stride, act_stride, out + j * out_stride + r, out_stride);
+    }
+    for (; j < n_act; ++j) {
+      run_tile<1>(k, tile, w_stride, rows, act + j * act_stride, act_stride, out + j * out_stride + r, out_stride);
+    }
+  }
+}
+
+}  // namespace
+
+void add_q4_k(IsaKernels& table) { table.q4_k.dot_tile = dot_tile_q4_k; }
+
+}  // namespace qvl::avx512
