@@ -7,6 +7,12 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _available_isas() -> list[str]:
+    from qvl_local import ops
+
+    return ops.available_isas()
+
+
 def _fixtures_root() -> Path:
     return Path(os.environ.get("QVL_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
 
@@ -21,6 +27,17 @@ def fixtures() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return root
+
+
+@pytest.fixture(params=_available_isas())
+def isa(request: pytest.FixtureRequest):
+    """Runs the test once per kernel ISA path this machine has (scalar, avx2, avx512, amx, neon)."""
+    from qvl_local import ops
+
+    previous = ops.active_isa()
+    ops.set_isa(request.param)
+    yield request.param
+    ops.set_isa(previous)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -11,22 +11,11 @@ activation rows per tile, 96 per pass, 16 x 16 transposes when packing) and the 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-
 from qvl_local import ops
 
 EXACT_RELATIVE = 1e-5
-
-
-@pytest.fixture(params=ops.available_isas())
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    previous = ops.active_isa()
-    ops.set_isa(request.param)
-    yield request.param
-    ops.set_isa(previous)
 
 
 @pytest.mark.parametrize(

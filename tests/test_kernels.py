@@ -19,7 +19,6 @@ panels.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import gguf
@@ -28,7 +27,6 @@ import pytest
 from gguf import GGMLQuantizationType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from qvl_local import ops
 
 EXACT_RELATIVE = 1e-5
@@ -42,14 +40,6 @@ ACTIVATION_BLOCK = {t: (256 if t.endswith("_K") else 32) for t in QUANTIZED}
 # Byte offsets of the fp16 scale fields inside one block, to make random blocks decodable.
 SCALE_FIELDS = {"Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2),
                 "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
-
-
-@pytest.fixture(params=ops.available_isas())
-def isa(request: pytest.FixtureRequest) -> Iterator[str]:
-    previous = ops.active_isa()
-    ops.set_isa(request.param)
-    yield request.param
-    ops.set_isa(previous)
 
 
 def block_values(ggml_type: str) -> int:
