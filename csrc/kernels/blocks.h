@@ -3,6 +3,7 @@
 // so a padding mistake fails the build instead of silently misreading a model file.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 namespace qvl {
 
@@ -96,6 +97,10 @@ struct ActQ8_16 {
   int8_t qs[16];
 };
 static_assert(sizeof(ActQ8_16) == 24, "ActQ8_16 block must be 24 bytes");
+
+// The activation block a matrix-matrix panel block of B values (32, or 16 for Q6_K) meets.
+template <int B>
+using ActBlockOf = std::conditional_t<B == 32, ActQ8_32, ActQ8_16>;
 
 // Activation super-block for the K-quants: x ~= d * q; bsums[g] = sum of qs[16g .. 16g+15], the term
 // a K-quant's per-sub-block minimum (or Q6_K's offset of 32) multiplies.

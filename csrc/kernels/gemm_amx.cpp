@@ -27,8 +27,6 @@ namespace {
 constexpr int kTileRows = 16;                  // activation rows per tile (and weight rows per panel)
 constexpr size_t kActTileBytes = 256 * 1024;   // activation rows per pass over the panels: stays in L2
 
-template <int B>
-using ActBlockOf = std::conditional_t<B == 32, ActQ8_32, ActQ8_16>;
 
 // The layout of ldtilecfg's 64-byte operand (palette 1).
 struct TileConfig {
@@ -118,8 +116,9 @@ void panel_times_16_acts(int64_t blocks, const uint8_t* panel, const uint8_t* ac
   for (int r = 0; r < act_rows; ++r) _mm512_mask_storeu_ps(out + r * out_stride, row_mask, acc[r]);
 }
 
-// The calling thread's memory for panels and for a zero-padded tile of the last activation rows.
-uint8_t* thread_buffer(std::vector<uint8_t>& buffer, size_t bytes) {
+// The calling thread's zero-padded tile of the last activation rows.
+uint8_t* padded_tile_buffer(size_t bytes) {
+  thread_local std::vector<uint8_t> buffer;
   if (buffer.size() < bytes) buffer.resize(bytes);
   return buffer.data();
 }
@@ -127,13 +126,18 @@ uint8_t* thread_buffer(std::vector<uint8_t>& buffer, size_t bytes) {
 // A DotTileFn for many activation rows: packs the n_rows weight rows into 16-row panels, then runs
 // every panel against tiles of activation rows small enough to stay in L2 while the panels are reused.
 template <int B, VnniPackFn Pack>
-void gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
-               int64_t n_act, float* out, size_t out_stride) {
-  thread_local std::vector<uint8_t> panel_memory, padded_memory;
+struct TileGemm {
+  static void run(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
+                  int64_t n_act, float* out, size_t out_stride);
+};
+
+template <int B, VnniPackFn Pack>
+void TileGemm<B, Pack>::run(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act,
+                            size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
   const int64_t blocks = k / B;
   const size_t panel_bytes = static_cast<size_t>(blocks) * vnni_panel_block_bytes<B>();
   const int64_t n_panels = (n_rows + kVnniPanelRows - 1) / kVnniPanelRows;
-  uint8_t* panels = thread_buffer(panel_memory, panel_bytes * static_cast<size_t>(n_panels));
+  uint8_t* panels = vnni_panel_buffer(panel_bytes * static_cast<size_t>(n_panels));
   for (int64_t p = 0; p < n_panels; ++p) {
     int rows = static_cast<int>(std::min<int64_t>(kVnniPanelRows, n_rows - p * kVnniPanelRows));
     Pack(w + p * kVnniPanelRows * w_stride, w_stride, rows, k, panels + p * panel_bytes);
@@ -142,7 +146,7 @@ void gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, con
   const int64_t full_rows = n_act / kTileRows * kTileRows, left = n_act - full_rows;
   uint8_t* padded = nullptr;
   if (left > 0) {
-    padded = thread_buffer(padded_memory, kTileRows * act_stride);
+    padded = padded_tile_buffer(kTileRows * act_stride);
     std::memset(padded, 0, kTileRows * act_stride);
     std::memcpy(padded, act + full_rows * act_stride, static_cast<size_t>(left) * act_stride);
   }
@@ -171,19 +175,8 @@ void gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, con
 
 }  // namespace
 
-void add_gemm(IsaKernels& table) {
-  table.q8_0.gemm_tile = gemm_tile<32, avx2::pack_vnni_q8_0>;
-  table.q4_0.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_0>;
-  table.q4_1.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_1>;
-  table.q5_0.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_0>;
-  table.q5_1.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_1>;
-  table.q4_k.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_k>;
-  table.q5_k.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_k>;
-  table.f32.gemm_tile = gemm_tile<32, avx2::pack_vnni_f32>;
-  table.f16.gemm_tile = gemm_tile<32, avx2::pack_vnni_f16>;
-  table.bf16.gemm_tile = gemm_tile<32, avx2::pack_vnni_bf16>;
-  // Q6_K keeps the VNNI kernel: with its 16-value blocks the per-block float work doubles per
-  // product and the tile path measured slower (233 against 285 GOP/s, 1536^2 x 512, one thread).
-}
+// Q6_K keeps the VNNI kernel: with its 16-value blocks the per-block float work doubles per product
+// and the tile path measured slower (233 against 285 GOP/s, 1536^2 x 512, one thread).
+void add_gemm(IsaKernels& table) { set_vnni_gemms<TileGemm>(table, false); }
 
 }  // namespace qvl::amx

@@ -25,8 +25,6 @@ namespace {
 constexpr int kActRowsPerStep = 8;             // activation rows per register tile (2 x 8 of 32 zmm)
 constexpr size_t kActTileBytes = 256 * 1024;   // activation rows per pass over the panels: stays in L2
 
-template <int B>
-using ActBlockOf = std::conditional_t<B == 32, ActQ8_32, ActQ8_16>;
 
 inline __m512i broadcast4(const int8_t* p) {
   int32_t word;
@@ -79,23 +77,22 @@ PanelKernel<B> tail_kernel(int64_t rows_left) {
   }
 }
 
-// The calling thread's panel memory, reused across calls.
-uint8_t* panel_buffer(size_t bytes) {
-  thread_local std::vector<uint8_t> buffer;
-  if (buffer.size() < bytes) buffer.resize(bytes);
-  return buffer.data();
-}
-
 // A DotTileFn for many activation rows: packs the n_rows weight rows into 16-row panels, then runs
 // every panel against tiles of activation rows small enough to stay in L2 while the panels are reused.
 template <int B, VnniPackFn Pack>
-void gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
-               int64_t n_act, float* out, size_t out_stride) {
+struct PanelGemm {
+  static void run(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
+                  int64_t n_act, float* out, size_t out_stride);
+};
+
+template <int B, VnniPackFn Pack>
+void PanelGemm<B, Pack>::run(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act,
+                             size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
   constexpr int C = kActRowsPerStep;
   const int64_t blocks = k / B;
   const size_t panel_bytes = static_cast<size_t>(blocks) * vnni_panel_block_bytes<B>();
   const int64_t n_panels = (n_rows + kVnniPanelRows - 1) / kVnniPanelRows;
-  uint8_t* panels = panel_buffer(panel_bytes * static_cast<size_t>(n_panels));
+  uint8_t* panels = vnni_panel_buffer(panel_bytes * static_cast<size_t>(n_panels));
   for (int64_t p = 0; p < n_panels; ++p) {
     int rows = static_cast<int>(std::min<int64_t>(kVnniPanelRows, n_rows - p * kVnniPanelRows));
     Pack(w + p * kVnniPanelRows * w_stride, w_stride, rows, k, panels + p * panel_bytes);
@@ -123,18 +120,6 @@ void gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, con
 
 }  // namespace
 
-void add_gemm(IsaKernels& table) {
-  table.q8_0.gemm_tile = gemm_tile<32, avx2::pack_vnni_q8_0>;
-  table.q4_0.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_0>;
-  table.q4_1.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_1>;
-  table.q5_0.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_0>;
-  table.q5_1.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_1>;
-  table.q4_k.gemm_tile = gemm_tile<32, avx2::pack_vnni_q4_k>;
-  table.q5_k.gemm_tile = gemm_tile<32, avx2::pack_vnni_q5_k>;
-  table.f32.gemm_tile = gemm_tile<32, avx2::pack_vnni_f32>;
-  table.f16.gemm_tile = gemm_tile<32, avx2::pack_vnni_f16>;
-  table.bf16.gemm_tile = gemm_tile<32, avx2::pack_vnni_bf16>;
-  table.q6_k.gemm_tile = gemm_tile<16, avx2::pack_vnni_q6_k>;
-}
+void add_gemm(IsaKernels& table) { set_vnni_gemms<PanelGemm>(table, true); }
 
 }  // namespace qvl::avx512

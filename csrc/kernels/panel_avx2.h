@@ -31,8 +31,6 @@ constexpr size_t panel_block_bytes() {
   return Rows * B + 2 * Rows * sizeof(float);  // levels, scales, offsets
 }
 
-template <int B>
-using ActBlockOf = std::conditional_t<B == 32, ActQ8_32, ActQ8_16>;
 
 // The calling thread's panel memory, reused across calls.
 inline uint8_t* panel_buffer(size_t bytes) {

@@ -9,6 +9,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "kernels/kernel_table.h"
 
 namespace qvl {
 
@@ -21,6 +24,13 @@ constexpr size_t vnni_panel_block_bytes() {
 
 // Packs `rows` (<= 16) weight rows, w_stride bytes apart and k values long, into one panel.
 using VnniPackFn = void (*)(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
+
+// The calling thread's panel memory, reused across calls.
+inline uint8_t* vnni_panel_buffer(size_t bytes) {
+  thread_local std::vector<uint8_t> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
 
 #if defined(QVL_HAVE_AVX2_BUILD)
 namespace avx2 {
@@ -37,6 +47,23 @@ void pack_vnni_f32(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8
 void pack_vnni_f16(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
 void pack_vnni_bf16(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
 }  // namespace avx2
+
+// Sets gemm_tile to Gemm<B, packer>::run for every type with a packer (an ISA's panel GEMM); with
+// blocks_of_16 false, Q6_K is left as it was.
+template <template <int, VnniPackFn> class Gemm>
+void set_vnni_gemms(IsaKernels& table, bool blocks_of_16) {
+  table.q8_0.gemm_tile = Gemm<32, avx2::pack_vnni_q8_0>::run;
+  table.q4_0.gemm_tile = Gemm<32, avx2::pack_vnni_q4_0>::run;
+  table.q4_1.gemm_tile = Gemm<32, avx2::pack_vnni_q4_1>::run;
+  table.q5_0.gemm_tile = Gemm<32, avx2::pack_vnni_q5_0>::run;
+  table.q5_1.gemm_tile = Gemm<32, avx2::pack_vnni_q5_1>::run;
+  table.q4_k.gemm_tile = Gemm<32, avx2::pack_vnni_q4_k>::run;
+  table.q5_k.gemm_tile = Gemm<32, avx2::pack_vnni_q5_k>::run;
+  table.f32.gemm_tile = Gemm<32, avx2::pack_vnni_f32>::run;
+  table.f16.gemm_tile = Gemm<32, avx2::pack_vnni_f16>::run;
+  table.bf16.gemm_tile = Gemm<32, avx2::pack_vnni_bf16>::run;
+  if (blocks_of_16) table.q6_k.gemm_tile = Gemm<16, avx2::pack_vnni_q6_k>::run;
+}
 #endif
 
 }  // namespace qvl
