@@ -39,6 +39,29 @@ inline uint8_t* panel_buffer(size_t bytes) {
   return buffer.data();
 }
 
+// The 32 levels of 8 rows (row_stride bytes apart) as 8 groups of 4 levels per row: group g of row r
+// goes to out + 4 * Rows * g + 4 * r. An 8 x 8 transpose of 32-bit words in registers.
+template <int Rows>
+inline void interleave_8_rows(const int8_t* rows, int row_stride, uint8_t* out) {
+  __m256i r[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i) r[i] = load32(rows + i * row_stride);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);      // per half: words 0, 1 (4, 5) of rows i, i + 1
+    t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);  // words 2, 3 (6, 7)
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);      // word 0 (4) of rows i .. i + 3
+    u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);  // word 1 (5)
+    u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int g = 0; g < 4; ++g) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 4 * Rows * g), _mm256_permute2x128_si256(u[g], u[g + 4], 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 4 * Rows * (g + 4)),
+                        _mm256_permute2x128_si256(u[g], u[g + 4], 0x31));
+  }
+}
+
 // Packs `rows` (<= Rows) weight rows into one panel of Rows rows; missing rows get zero levels and
 // scales. Decoder::decode(row, unit, levels, scales, offsets) yields the kUnit levels of one decoding
 // unit (a block or a super-block) and the scale and offset of each of its kUnit / kBlock panel blocks.
@@ -63,8 +86,12 @@ void pack_panel(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t*
     }
     for (int j = 0; j < blocks_per_unit; ++j) {
       uint8_t* block = panel + (unit * blocks_per_unit + j) * panel_block_bytes<B, Rows>();
-      for (int g = 0; g < B / 4; ++g) {
-        for (int r = 0; r < Rows; ++r) std::memcpy(block + 4 * Rows * g + 4 * r, &levels[r][j * B + 4 * g], 4);
+      if constexpr (B == 32) {
+        for (int r = 0; r < Rows; r += 8) interleave_8_rows<Rows>(&levels[r][j * B], U, block + 4 * r);
+      } else {
+        for (int g = 0; g < B / 4; ++g) {
+          for (int r = 0; r < Rows; ++r) std::memcpy(block + 4 * Rows * g + 4 * r, &levels[r][j * B + 4 * g], 4);
+        }
       }
       auto* scale_out = reinterpret_cast<float*>(block + Rows * B);
       for (int r = 0; r < Rows; ++r) {
