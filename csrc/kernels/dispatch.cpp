@@ -40,6 +40,8 @@ IsaKernels build_table(Isa isa) {
   if (runs_avx512_kernels(isa)) {
     avx512::add_gemm(table);
     avx512::add_float(table);
+    avx512::add_q4_0(table);
+    avx512::add_q4_k(table);
   }
 #endif
 #if defined(QVL_HAVE_AMX_BUILD)
