@@ -42,6 +42,7 @@ IsaKernels build_table(Isa isa) {
     avx512::add_float(table);
     avx512::add_q4_0(table);
     avx512::add_q4_k(table);
+    avx512::add_q6_k(table);
   }
 #endif
 #if defined(QVL_HAVE_AMX_BUILD)

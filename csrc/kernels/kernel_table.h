@@ -100,6 +100,7 @@ void add_gemm(IsaKernels& table);
 void add_float(IsaKernels& table);
 void add_q4_0(IsaKernels& table);  // decode (row-dot) kernels
 void add_q4_k(IsaKernels& table);
+void add_q6_k(IsaKernels& table);
 }  // namespace avx512
 #endif
 
