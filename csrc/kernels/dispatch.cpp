@@ -41,6 +41,7 @@ IsaKernels build_table(Isa isa) {
     avx512::add_gemm(table);
     avx512::add_float(table);
     avx512::add_q4_0(table);
+    avx512::add_q8_0(table);
     avx512::add_q4_k(table);
     avx512::add_q6_k(table);
   }

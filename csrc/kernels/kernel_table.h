@@ -99,6 +99,7 @@ namespace avx512 {  // laid over the avx2 table
 void add_gemm(IsaKernels& table);
 void add_float(IsaKernels& table);
 void add_q4_0(IsaKernels& table);  // decode (row-dot) kernels
+void add_q8_0(IsaKernels& table);
 void add_q4_k(IsaKernels& table);
 void add_q6_k(IsaKernels& table);
 }  // namespace avx512
