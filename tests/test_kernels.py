@@ -220,6 +220,22 @@ def test_streamed_decode_split_matches_scalar_reference(isa: str, ggml_type: str
     assert np.array_equal(out, ops.matmul(w, x, precision="fast", n_threads=2))
 
 
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize(("ggml_type", "k"), [("Q8_0", 1312), ("Q4_0", 1312), ("Q4_K", 1280), ("Q6_K", 1280)])
+def test_decode_kernels_over_long_rows_match_scalar_reference(isa: str, ggml_type: str, k: int, n: int) -> None:
+    """Rows of 41 blocks (the AVX-512 kernels' 4-block groups and a leftover block) or 5 super-blocks,
+    1029 rows (their 4- and 8-row streams and the leftover rows)."""
+    rng = np.random.default_rng(k + n)
+    w = ops.quantize((0.1 * rng.standard_normal((1029, k))).astype(np.float32), ggml_type)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    out = ops.matmul(w, x, precision="fast", n_threads=2)
+    ops.set_isa("scalar")
+    scalar = ops.matmul(w, x, precision="fast", n_threads=1)
+    ops.set_isa(isa)
+    _, scale = reference_and_scale(w, x)
+    assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
+
+
 @pytest.mark.parametrize("ggml_type", ["F16", "Q8_0", "Q4_K", "Q6_K"])
 def test_matrix_matrix_paths_over_long_rows(isa: str, ggml_type: str) -> None:
     """k = 1280: the Exact GEMM's several k-slices (of 256) and a Q6_K row of 80 panel blocks."""
