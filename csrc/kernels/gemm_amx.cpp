@@ -24,8 +24,7 @@
 namespace qvl::amx {
 namespace {
 
-constexpr int kTileRows = 16;                  // activation rows per tile (and weight rows per panel)
-constexpr size_t kActTileBytes = 256 * 1024;   // activation rows per pass over the panels: stays in L2
+constexpr int kTileRows = 16;  // activation rows per tile (and weight rows per panel)
 
 
 // The layout of ldtilecfg's 64-byte operand (palette 1).
@@ -136,12 +135,7 @@ void TileGemm<B, Pack>::run(int64_t k, const uint8_t* w, size_t w_stride, int64_
                             size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
   const int64_t blocks = k / B;
   const size_t panel_bytes = static_cast<size_t>(blocks) * vnni_panel_block_bytes<B>();
-  const int64_t n_panels = (n_rows + kVnniPanelRows - 1) / kVnniPanelRows;
-  uint8_t* panels = vnni_panel_buffer(panel_bytes * static_cast<size_t>(n_panels));
-  for (int64_t p = 0; p < n_panels; ++p) {
-    int rows = static_cast<int>(std::min<int64_t>(kVnniPanelRows, n_rows - p * kVnniPanelRows));
-    Pack(w + p * kVnniPanelRows * w_stride, w_stride, rows, k, panels + p * panel_bytes);
-  }
+  const uint8_t* panels = pack_vnni_panels(Pack, w, w_stride, n_rows, k, panel_bytes);
   // The last n_act % 16 rows, copied into a zeroed tile so that the tile loads stay inside memory we own.
   const int64_t full_rows = n_act / kTileRows * kTileRows, left = n_act - full_rows;
   uint8_t* padded = nullptr;
@@ -151,25 +145,16 @@ void TileGemm<B, Pack>::run(int64_t k, const uint8_t* w, size_t w_stride, int64_
     std::memcpy(padded, act + full_rows * act_stride, static_cast<size_t>(left) * act_stride);
   }
   configure_tiles<B>();
-  const int64_t act_tile = std::max<int64_t>(kTileRows, static_cast<int64_t>(kActTileBytes / act_stride) / kTileRows * kTileRows);
-  for (int64_t j0 = 0; j0 < n_act; j0 += act_tile) {
-    const int64_t j_end = std::min(n_act, j0 + act_tile);
-    for (int64_t p = 0; p < n_panels; ++p) {
-      int rows = static_cast<int>(std::min<int64_t>(kVnniPanelRows, n_rows - p * kVnniPanelRows));
-      const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);
-      const uint8_t* panel = panels + p * panel_bytes;
-      float* out_p = out + p * kVnniPanelRows;
-      for (int64_t j = j0; j < j_end; j += kTileRows) {
-        if (j + kTileRows <= full_rows) {
-          panel_times_16_acts<B>(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride,
-                                 kTileRows, row_mask);
-        } else {
-          panel_times_16_acts<B>(blocks, panel, padded, act_stride, out_p + j * out_stride, out_stride,
-                                 static_cast<int>(left), row_mask);
-        }
-      }
+  for_each_panel_and_act_tile(n_rows, n_act, act_stride, kTileRows, [&](int64_t p, int rows, int64_t j, int64_t j_end) {
+    const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);
+    const uint8_t* panel = panels + p * panel_bytes;
+    float* out_p = out + p * kVnniPanelRows;
+    for (; j < j_end; j += kTileRows) {
+      const bool full = j + kTileRows <= full_rows;
+      panel_times_16_acts<B>(blocks, panel, full ? act + j * act_stride : padded, act_stride, out_p + j * out_stride,
+                             out_stride, full ? kTileRows : static_cast<int>(left), row_mask);
     }
-  }
+  });
   _tile_release();  // no tile state for the kernel to save at every context switch
 }
 

@@ -22,8 +22,7 @@
 namespace qvl::avx512 {
 namespace {
 
-constexpr int kActRowsPerStep = 8;             // activation rows per register tile (2 x 8 of 32 zmm)
-constexpr size_t kActTileBytes = 256 * 1024;   // activation rows per pass over the panels: stays in L2
+constexpr int kActRowsPerStep = 8;  // activation rows per register tile (2 x 8 of 32 zmm)
 
 
 inline __m512i broadcast4(const int8_t* p) {
@@ -91,31 +90,20 @@ void PanelGemm<B, Pack>::run(int64_t k, const uint8_t* w, size_t w_stride, int64
   constexpr int C = kActRowsPerStep;
   const int64_t blocks = k / B;
   const size_t panel_bytes = static_cast<size_t>(blocks) * vnni_panel_block_bytes<B>();
-  const int64_t n_panels = (n_rows + kVnniPanelRows - 1) / kVnniPanelRows;
-  uint8_t* panels = vnni_panel_buffer(panel_bytes * static_cast<size_t>(n_panels));
-  for (int64_t p = 0; p < n_panels; ++p) {
-    int rows = static_cast<int>(std::min<int64_t>(kVnniPanelRows, n_rows - p * kVnniPanelRows));
-    Pack(w + p * kVnniPanelRows * w_stride, w_stride, rows, k, panels + p * panel_bytes);
-  }
-  const int64_t act_tile = std::max<int64_t>(C, static_cast<int64_t>(kActTileBytes / act_stride) / C * C);
-  for (int64_t j0 = 0; j0 < n_act; j0 += act_tile) {
-    const int64_t j_end = std::min(n_act, j0 + act_tile);
-    for (int64_t p = 0; p < n_panels; ++p) {
-      int rows = static_cast<int>(std::min<int64_t>(kVnniPanelRows, n_rows - p * kVnniPanelRows));
-      const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);
-      const uint8_t* panel = panels + p * panel_bytes;
-      float* out_p = out + p * kVnniPanelRows;
-      int64_t j = j0;
-      for (; j + C <= j_end; j += C) {
-        panel_times_acts<B, C>(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride,
-                               row_mask);
-      }
-      if (j < j_end) {
-        tail_kernel<B>(j_end - j)(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride,
-                                  row_mask);
-      }
+  const uint8_t* panels = pack_vnni_panels(Pack, w, w_stride, n_rows, k, panel_bytes);
+  for_each_panel_and_act_tile(n_rows, n_act, act_stride, C, [&](int64_t p, int rows, int64_t j, int64_t j_end) {
+    const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);
+    const uint8_t* panel = panels + p * panel_bytes;
+    float* out_p = out + p * kVnniPanelRows;
+    for (; j + C <= j_end; j += C) {
+      panel_times_acts<B, C>(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride,
+                             row_mask);
     }
-  }
+    if (j < j_end) {
+      tail_kernel<B>(j_end - j)(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride,
+                                row_mask);
+    }
+  });
 }
 
 }  // namespace
