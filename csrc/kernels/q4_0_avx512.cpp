@@ -1,30 +1,26 @@
-// Q4_0 on AVX-512: the decode (row-dot) kernel, against ActQ8_32 activation blocks.
+// Q4_0 on AVX-512: the decode (row-dot) kernel, against ActQ8_32 activation blocks; the shared
+// machinery (row streams, tiles, the bias taken out through the accumulator's start value, the
+// four-row reduction) is in block32_dot_avx512.h.
 //
 // Four consecutive blocks of a row go into one 512-bit vector, one block per 128-bit lane: a 64-byte
 // and an 8-byte load take the 72 bytes, and one word permute drops the four fp16 scales, leaving the
-// 64 bytes of nibbles. The nibbles are split once (one shift, two ands for 128 values) and meet the
-// activations in two VNNI dpbusd (unsigned levels 0..15 times signed activations). The zero point of
-// 8 enters as the accumulator's start value, -8 * sum(activations) per block, formed once per
-// activation group for all rows, so every block's integer sum is exactly the scalar reference's.
-// The four int32 partial sums a block leaves are reduced for four rows at once (unpacks and adds, no
-// horizontal sums): one vector then holds rows 0..3 x blocks 0..3, and the float work (conversion,
-// fp16 scales of all 16 row-blocks converted together, one FMA) is done once per 16 row-blocks.
+// 64 bytes of nibbles. The nibbles are split once (one shift, two ands for 128 values) into unsigned
+// levels 0..15 for VNNI dpbusd; their zero point of 8 is the bias the header takes out.
 #include "kernels/strict_fp.h"
 
 #include <immintrin.h>
 
-#include <cstring>
-
+#include "kernels/block32_dot_avx512.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 
 namespace qvl::avx512 {
 namespace {
 
-constexpr int kQuadRows = 4;
-constexpr int kGroupBlocks = 4;  // blocks per vector: one per 128-bit lane
-constexpr size_t kGroupBytes = kGroupBlocks * sizeof(BlockQ4_0);  // 72
-constexpr int kBlockWords = sizeof(BlockQ4_0) / 2;                // 9: the scale, then 8 words of nibbles
+using block32::kQuadRows;
+using block32::QuadGroup;
+
+constexpr int kBlockWords = sizeof(BlockQ4_0) / 2;  // 9: the scale, then 8 words of nibbles
 
 // Word w of the group's nibbles (block w / 8, word w % 8 of its 16 bytes) from the 36 words loaded:
 // 0..31 from the 64-byte load, 32..35 from the 8-byte one.
@@ -43,174 +39,37 @@ __m512i scale_word_index() {
 }
 constexpr __mmask32 kRows23 = 0xCCCC;
 
-// One activation row's group of 4 blocks, laid out as the weights: lane j of `low` = values 0..15 of
-// block j, of `high` = values 16..31; `start` = -8 * the block's sum of levels (its 4 lanes together);
-// `scale` lanes 4j..4j+3 = block j's d.
-struct ActGroup {
-  __m512i low, high, start;
-  __m512 scale;
-};
+struct Q4_0Levels {
+  using Block = BlockQ4_0;
+  static constexpr int kLevelBias = 8;  // the zero point: levels 0..15 are already unsigned
+  // Both ends of the 72-byte group: a 72-byte step can skip a line in between.
+  static constexpr size_t kPrefetchOffsets[] = {0, block32::kGroupBlocks * sizeof(BlockQ4_0) - 1};
 
-inline ActGroup load_act_group(const ActQ8_32* a) {
-  auto levels = [&](int j) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[j].qs)); };
-  __m512i blocks01 = _mm512_inserti64x4(_mm512_castsi256_si512(levels(0)), levels(1), 1);
-  __m512i blocks23 = _mm512_inserti64x4(_mm512_castsi256_si512(levels(2)), levels(3), 1);
-  ActGroup g;
-  g.low = _mm512_shuffle_i64x2(blocks01, blocks23, _MM_SHUFFLE(2, 0, 2, 0));
-  g.high = _mm512_shuffle_i64x2(blocks01, blocks23, _MM_SHUFFLE(3, 1, 3, 1));
-  const __m512i eight = _mm512_set1_epi8(8);
-  __m512i eight_sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, g.low), eight, g.high);
-  g.start = _mm512_sub_epi32(_mm512_setzero_si512(), eight_sums);
-  __m128 d = _mm_setr_ps(a[0].d, a[1].d, a[2].d, a[3].d);
-  g.scale = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                                  _mm512_castps128_ps512(d));
-  return g;
-}
+  struct Indices {
+    __m512i nibble, scale;
+  };
+  static Indices indices() { return {nibble_word_index(), scale_word_index()}; }
 
-// Rows 0..3's 16-lane sums (lanes 4j..4j+3: block j) -> lane 4j + r = row r's sum of block j.
-inline __m512i reduce_four_rows(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
-  __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
-  __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
-  return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
-}
-
-// Weight rows in quads of 4 and C activation rows; acc[q][c] lane 4j + r collects row 4q + r.
-template <int Quads, int C>
-struct Q4_0Tile {
-  static constexpr int kRows = kQuadRows * Quads;
-  const uint8_t* rows[kRows];
-  const ActQ8_32* acts[C];
-  __m512 acc[Quads][C];
-
-  // Blocks 4g..4g+3 of every row against the same blocks of every activation row (offsets in groups).
-  inline void step(int64_t g, __m512i nibble_index, __m512i scale_index) {
+  static inline QuadGroup load_quad(const uint8_t* const (&group)[kQuadRows], const Indices& index) {
     const __m512i low_mask = _mm512_set1_epi8(0x0F);
-    ActGroup a[C];
-    for (int c = 0; c < C; ++c) a[c] = load_act_group(acts[c] + g * kGroupBlocks);
-    for (int q = 0; q < Quads; ++q) {
-      __m512i head[kQuadRows], low[kQuadRows], high[kQuadRows];
-      for (int r = 0; r < kQuadRows; ++r) {
-        const uint8_t* group = rows[kQuadRows * q + r] + g * kGroupBytes;
-        head[r] = _mm512_loadu_si512(group);
-        __m512i tail = _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(group + 64)));
-        __m512i nibbles = _mm512_permutex2var_epi16(head[r], nibble_index, tail);
-        low[r] = _mm512_and_si512(nibbles, low_mask);
-        high[r] = _mm512_and_si512(_mm512_srli_epi16(nibbles, 4), low_mask);
-      }
-      __m512i scales01 = _mm512_permutex2var_epi16(head[0], scale_index, head[1]);
-      __m512i scales23 = _mm512_permutex2var_epi16(head[2], scale_index, head[3]);
-      __m512 w_scale = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_mask_blend_epi16(kRows23, scales01, scales23)));
-      for (int c = 0; c < C; ++c) {
-        __m512i sums[kQuadRows];
-        for (int r = 0; r < kQuadRows; ++r) {
-          sums[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(a[c].start, low[r], a[c].low), high[r], a[c].high);
-        }
-        __m512i block_sums = reduce_four_rows(sums[0], sums[1], sums[2], sums[3]);
-        acc[q][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(block_sums), _mm512_mul_ps(w_scale, a[c].scale), acc[q][c]);
-      }
+    QuadGroup w;
+    __m512i head[kQuadRows];
+    for (int r = 0; r < kQuadRows; ++r) {
+      head[r] = _mm512_loadu_si512(group[r]);
+      __m512i tail = _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(group[r] + 64)));
+      __m512i nibbles = _mm512_permutex2var_epi16(head[r], index.nibble, tail);
+      w.low[r] = _mm512_and_si512(nibbles, low_mask);
+      w.high[r] = _mm512_and_si512(_mm512_srli_epi16(nibbles, 4), low_mask);
     }
-  }
-
-  // The 1..3 blocks past the last whole group, through zero-padded copies (zero levels and scales add
-  // nothing): no load reaches past a row's end.
-  inline void step_tail(int64_t g, int blocks, __m512i nibble_index, __m512i scale_index) {
-    alignas(64) uint8_t w_copy[kRows][kGroupBytes + 64] = {};
-    alignas(64) ActQ8_32 a_copy[C][kGroupBlocks] = {};
-    Q4_0Tile padded = *this;
-    for (int r = 0; r < kRows; ++r) {
-      std::memcpy(w_copy[r], rows[r] + g * kGroupBytes, blocks * sizeof(BlockQ4_0));
-      padded.rows[r] = w_copy[r];
-    }
-    for (int c = 0; c < C; ++c) {
-      std::memcpy(a_copy[c], acts[c] + g * kGroupBlocks, blocks * sizeof(ActQ8_32));
-      padded.acts[c] = a_copy[c];
-    }
-    padded.step(0, nibble_index, scale_index);
-    std::memcpy(acc, padded.acc, sizeof(acc));
-  }
-
-  // out[c * out_stride + 4q + r] for the first n_valid rows: the sum of lanes r, r + 4, r + 8, r + 12.
-  inline void store(float* out, size_t out_stride, int64_t row_step, int n_valid) const {
-    for (int q = 0; q < Quads; ++q) {
-      for (int c = 0; c < C; ++c) {
-        alignas(64) float lanes[16];
-        _mm512_store_ps(lanes, acc[q][c]);
-        for (int r = 0; r < kQuadRows && kQuadRows * q + r < n_valid; ++r) {
-          out[c * out_stride + (kQuadRows * q + r) * row_step] = (lanes[r] + lanes[r + 8]) + (lanes[r + 4] + lanes[r + 12]);
-        }
-      }
-    }
+    __m512i scales01 = _mm512_permutex2var_epi16(head[0], index.scale, head[1]);
+    __m512i scales23 = _mm512_permutex2var_epi16(head[2], index.scale, head[3]);
+    w.scale = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_mask_blend_epi16(kRows23, scales01, scales23)));
+    return w;
   }
 };
-
-// One tile of Quads * 4 weight rows, row_step rows apart (the first n_valid real; the rest repeat the
-// last real row), and C activation rows. Block group g of each row prefetches the same bytes `ahead`
-// further on.
-template <int Quads, int C>
-void run_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, int n_valid, size_t ahead,
-              const uint8_t* act, size_t act_stride, float* out, size_t out_stride) {
-  Q4_0Tile<Quads, C> tile;
-  constexpr int kRows = Q4_0Tile<Quads, C>::kRows;
-  for (int r = 0; r < kRows; ++r) tile.rows[r] = w + (r < n_valid ? r : n_valid - 1) * row_step * w_stride;
-  for (int c = 0; c < C; ++c) tile.acts[c] = reinterpret_cast<const ActQ8_32*>(act + c * act_stride);
-  for (int q = 0; q < Quads; ++q) {
-    for (int c = 0; c < C; ++c) tile.acc[q][c] = _mm512_setzero_ps();
-  }
-  const __m512i nibble_index = nibble_word_index(), scale_index = scale_word_index();
-  int64_t n_blocks = k / kBlock32, groups = n_blocks / kGroupBlocks;
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int r = 0; r < kRows; ++r) {  // both ends: a 72-byte step can skip a line in between
-      const char* next = reinterpret_cast<const char*>(tile.rows[r] + ahead + g * kGroupBytes);
-      _mm_prefetch(next, _MM_HINT_T1);
-      _mm_prefetch(next + kGroupBytes - 1, _MM_HINT_T1);
-    }
-    tile.step(g, nibble_index, scale_index);
-  }
-  if (int rest = static_cast<int>(n_blocks % kGroupBlocks); rest > 0) tile.step_tail(groups, rest, nibble_index, scale_index);
-  tile.store(out, out_stride, row_step, n_valid);
-}
-
-template <int Quads>
-void run_rows(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, int n_valid, size_t ahead,
-              const uint8_t* act, size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
-  int64_t j = 0;
-  for (; j + 2 <= n_act; j += 2) {
-    run_tile<Quads, 2>(k, w, w_stride, row_step, n_valid, ahead, act + j * act_stride, act_stride,
-                       out + j * out_stride, out_stride);
-  }
-  if (j < n_act) {
-    run_tile<Quads, 1>(k, w, w_stride, row_step, n_valid, ahead, act + j * act_stride, act_stride,
-                       out + j * out_stride, out_stride);
-  }
-}
-
-// The rows are cut into kTileRows streams of consecutive rows and a tile takes row t of every stream,
-// so each stream is read in address order: the L2 streamer follows 8 sequential streams, where 8
-// adjacent short rows read side by side (several per 4 KiB page) leave it nothing to lock on to and
-// every line must come through a software prefetch, each holding an L1 fill buffer for a whole memory
-// trip. The prefetches fetch the same bytes of each stream's next row. Out of cache on 2 threads
-// (8960x1536, 1536x8960): adjacent-row tiles, next tile prefetched 22.6 / 22.4 GB/s; streams, no
-// software prefetch 23.2 / 23.9; streams with it 30.8 / 26.7-29.2 (read bandwidth 34.5).
-// The remaining n_rows % kTileRows rows run as quads of adjacent rows.
-constexpr int kTileQuads = 2;  // 8 rows: the activation groups are shared by twice the rows of a quad
-constexpr int kTileRows = kQuadRows * kTileQuads;
-
-void dot_tile_q4_0(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
-                   int64_t n_act, float* out, size_t out_stride) {
-  int64_t stream_rows = n_rows / kTileRows;
-  for (int64_t r = 0; r < stream_rows; ++r) {
-    run_rows<kTileQuads>(k, w + r * w_stride, w_stride, stream_rows, kTileRows, w_stride, act, act_stride, n_act,
-                         out + r, out_stride);
-  }
-  for (int64_t r = stream_rows * kTileRows; r < n_rows; r += kQuadRows) {
-    int n_valid = static_cast<int>(n_rows - r < kQuadRows ? n_rows - r : kQuadRows);
-    run_rows<1>(k, w + r * w_stride, w_stride, 1, n_valid, kQuadRows * w_stride, act, act_stride, n_act, out + r,
-                out_stride);
-  }
-}
 
 }  // namespace
 
-void add_q4_0(IsaKernels& table) { table.q4_0.dot_tile = dot_tile_q4_0; }
+void add_q4_0(IsaKernels& table) { table.q4_0.dot_tile = block32::dot_tile<Q4_0Levels>; }
 
 }  // namespace qvl::avx512
