@@ -14,20 +14,19 @@
 // Measured (2-core VM, read bandwidth ~34 GB/s on 2 threads): in L2 on 1 thread 1024x1536 runs at
 // 27-29 GB/s (AVX2: 18-20); out of cache on 2 threads only 5-10% ahead of AVX2 (8960x1536 21-22 vs
 // 19-21 GB/s, 1536x8960 23-24 vs 22) with tiles of 4 adjacent rows; tiles of 4 row streams (see
-// dot_tile_q4_k) lift that to 28 GB/s (80-81% of read bandwidth) and 25.6-26.2 (73-76%).
+// k_quant_dot_avx512.h) lift that to 28 GB/s (80-81% of read bandwidth) and 25.6-26.2 (73-76%).
 #include <immintrin.h>
-
-#include <algorithm>
 
 #include "kernels/avx2_common.h"
 #include "kernels/blocks.h"
 #include "kernels/k_quant_avx2.h"
+#include "kernels/k_quant_dot_avx512.h"
 #include "kernels/kernel_table.h"
 
 namespace qvl::avx512 {
 namespace {
 
-constexpr int kTileRows = 4;
+constexpr int kTileRows = 4;  // the four rows of a head load (one per 128-bit lane)
 
 // Lane pattern of four 128-bit lanes, all alike.
 inline __m512i per_lane(__m128i lane) { return _mm512_broadcast_i32x4(lane); }
@@ -128,52 +127,35 @@ inline void row_sums(const uint8_t* qs, __m512i scales, const ActLevels (&a)[C],
   }
 }
 
-// Rows 0..3's 16-lane sums folded into one vector whose 128-bit lanes each hold [r0 r1 r2 r3] partials.
-inline __m512i fold_four_rows(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
-  __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
-  __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
-  return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
-}
-
-// Prefetches one super-block into L2, its last byte too: a 144-byte block can straddle 4 lines.
-inline void prefetch_block(const uint8_t* block) {
-  const char* bytes = reinterpret_cast<const char*>(block);
-  for (size_t offset = 0; offset < sizeof(BlockQ4_K); offset += 64) _mm_prefetch(bytes + offset, _MM_HINT_T1);
-  _mm_prefetch(bytes + sizeof(BlockQ4_K) - 1, _MM_HINT_T1);
-}
-
 // Rows 0..3 of the lanes [r0 r1 r2 r3] x 4 summed.
 inline __m128 four_row_totals(__m512 v) {
   __m256 halves = _mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1));
   return _mm_add_ps(_mm256_castps256_ps128(halves), _mm256_extractf128_ps(halves, 1));
 }
 
-// out[c * out_stride + r * row_step] = dot(weight row r, activation row c) for r < rows (1..4), the
-// tile's rows being row_step rows apart. A tile of fewer than 4 rows repeats its last row in the rest
-// (the matrix ends there) and stores only its own. Each row prefetches its block's bytes `ahead` further.
-template <int C>
-void run_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, int rows, size_t ahead,
-              const uint8_t* act, size_t act_stride, float* out, size_t out_stride) {
-  const uint8_t* row[kTileRows];
-  for (int r = 0; r < kTileRows; ++r) row[r] = w + std::min(r, rows - 1) * row_step * w_stride;
-  __m512 acc[C];
-  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < k / kBlockK; ++b) {
-    const size_t offset = b * sizeof(BlockQ4_K);
+// The Q4_K part of a tile for k_quant_dot_avx512.h.
+struct Policy {
+  using Block = BlockQ4_K;
+  static constexpr int kTileRows = avx512::kTileRows;
+  using Acc = __m512;  // lanes [r0 r1 r2 r3] x 4
+  struct Constants {};  // none: the compiler hoists this kernel's lookup tables out of the loop itself
+
+  template <int C>
+  static void add_super_block(const uint8_t* const (&row)[kTileRows], size_t offset, size_t ahead,
+                              const ActQ8_K* const (&act)[C], const Constants&, __m512 (&acc)[C]) {
     ActLevels a[C];
     __m512i a_sums[C];
     float a_scale[C];
     for (int c = 0; c < C; ++c) {
-      const ActQ8_K& block = reinterpret_cast<const ActQ8_K*>(act + c * act_stride)[b];
-      a[c] = arrange_activation(block);
-      a_sums[c] = spread_sub_block_sums(block);
-      a_scale[c] = block.d;
+      a[c] = arrange_activation(*act[c]);
+      a_sums[c] = spread_sub_block_sums(*act[c]);
+      a_scale[c] = act[c]->d;
     }
     __m512i heads = load_heads(row, offset);
     __m512i decoded = decode_scales_mins(heads);
     __m512i sums[kTileRows][C];
     for (int r = 0; r < kTileRows; ++r) {
-      prefetch_block(row[r] + ahead + offset);
+      k_quant::prefetch_block<BlockQ4_K>(row[r] + ahead + offset);
       const __m512i row_scales = _mm512_permutexvar_epi32(
           _mm512_add_epi32(_mm512_set1_epi32(4 * r), per_lane(_mm_setr_epi32(0, 1, 2, 3))), decoded);
       row_sums<C>(reinterpret_cast<const BlockQ4_K*>(row[r] + offset)->qs, row_scales, a, sums[r]);
@@ -182,52 +164,18 @@ void run_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, in
     __m512 d = four_row_factor(heads, 0), dmin = four_row_factor(heads, 1);
     for (int c = 0; c < C; ++c) {
       __m512 a_d = _mm512_set1_ps(a_scale[c]);
-      __m512i scaled = fold_four_rows(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
+      __m512i scaled = k_quant::fold_four_rows(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
       __m512i offsets = _mm512_madd_epi16(mins, a_sums[c]);
       acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(d, a_d), _mm512_cvtepi32_ps(scaled), acc[c]);
       acc[c] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, a_d), _mm512_cvtepi32_ps(offsets), acc[c]);
     }
   }
-  for (int c = 0; c < C; ++c) {
-    alignas(16) float totals[kTileRows];
-    _mm_store_ps(totals, four_row_totals(acc[c]));
-    for (int r = 0; r < rows; ++r) out[c * out_stride + r * row_step] = totals[r];
-  }
-}
 
-void run_rows(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, int rows, size_t ahead,
-              const uint8_t* act, size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
-  int64_t j = 0;
-  for (; j + 2 <= n_act; j += 2) {
-    run_tile<2>(k, w, w_stride, row_step, rows, ahead, act + j * act_stride, act_stride, out + j * out_stride,
-                out_stride);
-  }
-  for (; j < n_act; ++j) {
-    run_tile<1>(k, w, w_stride, row_step, rows, ahead, act + j * act_stride, act_stride, out + j * out_stride,
-                out_stride);
-  }
-}
-
-// As in the Q4_0 kernel: the rows are cut into kTileRows streams of consecutive rows and a tile takes
-// row t of every stream, so each stream is read in address order and the L2 streamer can follow it
-// (4 adjacent short rows read side by side leave it little to lock on to, and software prefetches
-// alone cannot keep enough lines in flight). Each row prefetches the same bytes of its stream's next
-// row. The remaining n_rows % kTileRows rows run as one tile of adjacent rows.
-void dot_tile_q4_k(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act,
-                   size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
-  const int64_t stream_rows = n_rows / kTileRows;
-  for (int64_t r = 0; r < stream_rows; ++r) {
-    run_rows(k, w + r * w_stride, w_stride, stream_rows, kTileRows, w_stride, act, act_stride, n_act, out + r,
-             out_stride);
-  }
-  if (const int64_t r = stream_rows * kTileRows; r < n_rows) {
-    run_rows(k, w + r * w_stride, w_stride, 1, static_cast<int>(n_rows - r), kTileRows * w_stride, act, act_stride,
-             n_act, out + r, out_stride);
-  }
-}
+  static void row_totals(__m512 acc, float* totals) { _mm_store_ps(totals, four_row_totals(acc)); }
+};
 
 }  // namespace
 
-void add_q4_k(IsaKernels& table) { table.q4_k.dot_tile = dot_tile_q4_k; }
+void add_q4_k(IsaKernels& table) { table.q4_k.dot_tile = k_quant::dot_tile<Policy>; }
 
 }  // namespace qvl::avx512

@@ -12,8 +12,8 @@
 // - the integer sums of 8 rows are reduced to one int32 total per row before the conversion to float,
 //   so each super-block's total is exactly the scalar reference's; only the float summation differs
 //   (one fused multiply-add per super-block).
-// Stream order as in q4_0_avx512.cpp: a tile takes one row from each of 8 blocks of consecutive rows
-// and prefetches the same bytes of each stream's next row.
+// Stream order, tiles and prefetches: k_quant_dot_avx512.h (a tile takes one row from each of 8 blocks
+// of consecutive rows and prefetches the same bytes of each stream's next row).
 // Measured out of cache on 2 threads (2-core VM, read bandwidth ~34 GB/s, quiet machine): 8960x1536
 // 29.5-30.6 GB/s (87-90%; the AVX2 kernel 20.8-22.3), 1536x8960 28.4-28.8 (84-85%; AVX2 24.3-25.9).
 #include "kernels/strict_fp.h"
@@ -21,6 +21,7 @@
 #include <immintrin.h>
 
 #include "kernels/blocks.h"
+#include "kernels/k_quant_dot_avx512.h"
 #include "kernels/kernel_table.h"
 
 namespace qvl::avx512 {
@@ -86,13 +87,6 @@ inline void row_sums(const BlockQ6_K& block, const ActSuperBlock (&a)[C], const 
   }
 }
 
-// Rows 0..3's 16-lane sums folded into one vector whose 128-bit lanes each hold [r0 r1 r2 r3] partials.
-inline __m512i fold_four_rows(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
-  __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
-  __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
-  return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
-}
-
 // Lane r = the integer total of row r (0..7) from the two folds of rows 0..3 and 4..7.
 inline __m256i eight_row_totals(__m512i rows03, __m512i rows47) {
   // Lanes [rows03 L0 + L1, rows03 L2 + L3, rows47 L0 + L1, rows47 L2 + L3].
@@ -109,36 +103,30 @@ inline __m256 eight_row_d(const uint8_t* const (&row)[kTileRows], size_t offset)
   return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d)));
 }
 
-// All lines of the super-block at `block` (210 bytes: up to 5 lines).
-inline void prefetch_block(const uint8_t* block) {
-  const char* bytes = reinterpret_cast<const char*>(block);
-  for (size_t offset = 0; offset < sizeof(BlockQ6_K); offset += 64) _mm_prefetch(bytes + offset, _MM_HINT_T1);
-  _mm_prefetch(bytes + sizeof(BlockQ6_K) - 1, _MM_HINT_T1);
-}
+// The Q6_K part of a tile for k_quant_dot_avx512.h: the rows in two quads of 4, each quad's sums folded
+// into one vector, the two folds then reduced to one int32 total per row.
+struct Policy {
+  using Block = BlockQ6_K;
+  static constexpr int kTileRows = avx512::kTileRows;
+  using Acc = __m256;  // lane r: row r
+  using Constants = avx512::Constants;
 
-// One tile of 8 weight rows, row_step rows apart (the first n_valid real; the rest repeat the last
-// real row), and C activation rows. Super-block b of each row prefetches the same bytes `ahead` further.
-template <int C>
-void run_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, int n_valid, size_t ahead,
-              const uint8_t* act, size_t act_stride, float* out, size_t out_stride) {
-  const uint8_t* row[kTileRows];
-  for (int r = 0; r < kTileRows; ++r) row[r] = w + (r < n_valid ? r : n_valid - 1) * row_step * w_stride;
-  const Constants constants;
-  __m256 acc[C];
-  for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < k / kBlockK; ++b) {
-    const size_t offset = b * sizeof(BlockQ6_K);
+  template <int C>
+  static void add_super_block(const uint8_t* const (&row)[kTileRows], size_t offset, size_t ahead,
+                              const ActQ8_K* const (&act)[C], const Constants& constants, __m256 (&acc)[C]) {
     ActSuperBlock a[C];
-    for (int c = 0; c < C; ++c) a[c] = load_act(reinterpret_cast<const ActQ8_K*>(act + c * act_stride)[b]);
+    for (int c = 0; c < C; ++c) a[c] = load_act(*act[c]);
     __m512i folds[2][C];
     for (int quad = 0; quad < 2; ++quad) {
       __m512i sums[4][C];
       for (int r = 0; r < 4; ++r) {
         const uint8_t* block = row[4 * quad + r] + offset;
-        prefetch_block(block + ahead);
+        k_quant::prefetch_block<BlockQ6_K>(block + ahead);
         row_sums<C>(*reinterpret_cast<const BlockQ6_K*>(block), a, constants, sums[r]);
       }
-      for (int c = 0; c < C; ++c) folds[quad][c] = fold_four_rows(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
+      for (int c = 0; c < C; ++c) {
+        folds[quad][c] = k_quant::fold_four_rows(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
+      }
     }
     __m256 d = eight_row_d(row, offset);
     for (int c = 0; c < C; ++c) {
@@ -146,45 +134,12 @@ void run_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, in
       acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[c].d)), totals, acc[c]);
     }
   }
-  for (int c = 0; c < C; ++c) {
-    alignas(32) float sums[kTileRows];
-    _mm256_store_ps(sums, acc[c]);
-    for (int r = 0; r < n_valid; ++r) out[c * out_stride + r * row_step] = sums[r];
-  }
-}
 
-void run_rows(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, int n_valid, size_t ahead,
-              const uint8_t* act, size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
-  int64_t j = 0;
-  for (; j + 2 <= n_act; j += 2) {
-    run_tile<2>(k, w, w_stride, row_step, n_valid, ahead, act + j * act_stride, act_stride, out + j * out_stride,
-                out_stride);
-  }
-  if (j < n_act) {
-    run_tile<1>(k, w, w_stride, row_step, n_valid, ahead, act + j * act_stride, act_stride, out + j * out_stride,
-                out_stride);
-  }
-}
-
-// The rows are cut into 8 streams of consecutive rows and a tile takes row t of every stream, so each
-// stream is read in address order and the L2 streamer can follow it (see q4_0_avx512.cpp); the
-// prefetches fetch the same bytes of each stream's next row. The n_rows % 8 rows left run as one tile
-// of adjacent rows.
-void dot_tile_q6_k(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
-                   int64_t n_act, float* out, size_t out_stride) {
-  int64_t stream_rows = n_rows / kTileRows;
-  for (int64_t r = 0; r < stream_rows; ++r) {
-    run_rows(k, w + r * w_stride, w_stride, stream_rows, kTileRows, w_stride, act, act_stride, n_act, out + r,
-             out_stride);
-  }
-  if (int rest = static_cast<int>(n_rows % kTileRows); rest > 0) {
-    int64_t r = stream_rows * kTileRows;
-    run_rows(k, w + r * w_stride, w_stride, 1, rest, rest * w_stride, act, act_stride, n_act, out + r, out_stride);
-  }
-}
+  static void row_totals(__m256 acc, float* totals) { _mm256_store_ps(totals, acc); }
+};
 
 }  // namespace
 
-void add_q6_k(IsaKernels& table) { table.q6_k.dot_tile = dot_tile_q6_k; }
+void add_q6_k(IsaKernels& table) { table.q6_k.dot_tile = k_quant::dot_tile<Policy>; }
 
 }  // namespace qvl::avx512

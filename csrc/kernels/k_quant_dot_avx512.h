@@ -1,0 +1,96 @@
+// The AVX-512 row-dot kernel (decode) machinery shared by the K-quant types (Q4_K, Q6_K) against ActQ8_K
+// activations: the stream order of the rows, the tiles of weight rows x 1 or 2 activation rows, the
+// prefetch of each row's next super-block, and the four-row fold. Include only from *_avx512.cpp.
+//
+// Policy provides:
+//   using Block (the super-block); static constexpr int kTileRows (weight rows per tile);
+//   using Acc (a tile's float accumulator per activation row) and struct Constants (built once per tile);
+//   template <int C> static void add_super_block(const uint8_t* const (&row)[kTileRows], size_t offset,
+//       size_t ahead, const ActQ8_K* const (&act)[C], const Constants&, Acc (&acc)[C]): the super-block
+//       at byte `offset` of every row against act[c], into acc[c]; each row prefetches its block's bytes
+//       `ahead` further on (prefetch_block);
+//   static void row_totals(Acc acc, float* totals): totals[r] = row r's dot product, for r < kTileRows
+//       (totals is aligned to 32 bytes).
+#pragma once
+#include <immintrin.h>
+
+#include "kernels/blocks.h"
+
+namespace qvl::avx512::k_quant {
+
+// Rows 0..3's 16-lane sums folded into one vector whose 128-bit lanes each hold [r0 r1 r2 r3] partials.
+inline __m512i fold_four_rows(__m512i s0, __m512i s1, __m512i s2, __m512i s3) {
+  __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
+  __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+}
+
+// Prefetches one super-block into L2, its last byte too: a block that is no multiple of 64 bytes
+// (144 for Q4_K, 210 for Q6_K) can straddle one line more than its size suggests.
+template <typename Block>
+inline void prefetch_block(const uint8_t* block) {
+  const char* bytes = reinterpret_cast<const char*>(block);
+  for (size_t offset = 0; offset < sizeof(Block); offset += 64) _mm_prefetch(bytes + offset, _MM_HINT_T1);
+  _mm_prefetch(bytes + sizeof(Block) - 1, _MM_HINT_T1);
+}
+
+// out[c * out_stride + r * row_step] = dot(weight row r, activation row c) for r < n_valid, the tile's
+// rows being row_step rows apart. A tile of fewer than kTileRows rows repeats its last row in the rest
+// (the matrix ends there) and stores only its own. Each row prefetches its block's bytes `ahead` further.
+template <typename Policy, int C>
+void run_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, int n_valid, size_t ahead,
+              const uint8_t* act, size_t act_stride, float* out, size_t out_stride) {
+  constexpr int kRows = Policy::kTileRows;
+  const uint8_t* row[kRows];
+  for (int r = 0; r < kRows; ++r) row[r] = w + (r < n_valid ? r : n_valid - 1) * row_step * w_stride;
+  const typename Policy::Constants constants;
+  typename Policy::Acc acc[C] = {};
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    const ActQ8_K* a[C];
+    for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
+    Policy::template add_super_block<C>(row, b * sizeof(typename Policy::Block), ahead, a, constants, acc);
+  }
+  for (int c = 0; c < C; ++c) {
+    alignas(32) float totals[kRows];
+    Policy::row_totals(acc[c], totals);
+    for (int r = 0; r < n_valid; ++r) out[c * out_stride + r * row_step] = totals[r];
+  }
+}
+
+template <typename Policy>
+void run_rows(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, int n_valid, size_t ahead,
+              const uint8_t* act, size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
+  int64_t j = 0;
+  for (; j + 2 <= n_act; j += 2) {
+    run_tile<Policy, 2>(k, w, w_stride, row_step, n_valid, ahead, act + j * act_stride, act_stride,
+                        out + j * out_stride, out_stride);
+  }
+  if (j < n_act) {
+    run_tile<Policy, 1>(k, w, w_stride, row_step, n_valid, ahead, act + j * act_stride, act_stride,
+                        out + j * out_stride, out_stride);
+  }
+}
+
+// As in block32_dot_avx512.h: the rows are cut into kTileRows streams of consecutive rows and a tile
+// takes row t of every stream, so each stream is read in address order and the L2 streamer can follow
+// it (adjacent short rows read side by side leave it little to lock on to, and software prefetches
+// alone cannot keep enough lines in flight). Each row prefetches the same bytes of its stream's next
+// row. The n_rows % kTileRows rows left run as one tile of adjacent rows (prefetching the rows after
+// it, past the matrix: prefetches do not fault).
+template <typename Policy>
+void dot_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
+              int64_t n_act, float* out, size_t out_stride) {
+  constexpr int kRows = Policy::kTileRows;
+  const int64_t stream_rows = n_rows / kRows;
+  for (int64_t r = 0; r < stream_rows; ++r) {
+    run_rows<Policy>(k, w + r * w_stride, w_stride, stream_rows, kRows, w_stride, act, act_stride, n_act, out + r,
+                     out_stride);
+  }
+  if (const int rest = static_cast<int>(n_rows % kRows); rest > 0) {
+    const int64_t r = stream_rows * kRows;
+    run_rows<Policy>(k, w + r * w_stride, w_stride, 1, rest, rest * w_stride, act, act_stride, n_act, out + r,
+                     out_stride);
+  }
+}
+
+}  // namespace qvl::avx512::k_quant
