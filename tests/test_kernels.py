@@ -141,6 +141,15 @@ def activation_rounding_bound(ggml_type: str, q: ops.QTensor, x: np.ndarray) -> 
     return half_step @ np.abs(ops.dequantize(q).astype(np.float64)).T
 
 
+def assert_fast_matches_scalar(isa: str, w: ops.QTensor, x: np.ndarray, out: np.ndarray) -> None:
+    """`out` (Fast on `isa`) equals the scalar Fast reference up to float summation order."""
+    ops.set_isa("scalar")
+    scalar = ops.matmul(w, x, precision="fast", n_threads=1)
+    ops.set_isa(isa)
+    _, scale = reference_and_scale(w, x)
+    assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
+
+
 def random_case(ggml_type: str, rows: int, n: int, seed: int) -> tuple[ops.QTensor, np.ndarray]:
     rng = np.random.default_rng(seed)
     k = 256 if ggml_type.endswith("_K") else 96
@@ -174,12 +183,7 @@ def test_fast_matmul_within_activation_rounding(isa: str, ggml_type: str, n: int
 @pytest.mark.parametrize("ggml_type", QUANTIZED)
 def test_fast_matches_scalar_reference(isa: str, ggml_type: str, n: int) -> None:
     w, x = random_case(ggml_type, 257, n, seed=n + 7)
-    out = ops.matmul(w, x, precision="fast")
-    ops.set_isa("scalar")
-    scalar = ops.matmul(w, x, precision="fast")
-    ops.set_isa(isa)
-    _, scale = reference_and_scale(w, x)
-    assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
+    assert_fast_matches_scalar(isa, w, x, ops.matmul(w, x, precision="fast"))
 
 
 @pytest.mark.parametrize("n", [16, 40])
@@ -212,11 +216,7 @@ def test_streamed_decode_split_matches_scalar_reference(isa: str, ggml_type: str
     """1029 rows: the decode path's per-thread regions (>= 512 rows), with pieces past the last row."""
     w, x = random_case(ggml_type, 1029, 3, seed=29)
     out = ops.matmul(w, x, precision="fast", n_threads=3)
-    ops.set_isa("scalar")
-    scalar = ops.matmul(w, x, precision="fast", n_threads=1)
-    ops.set_isa(isa)
-    _, scale = reference_and_scale(w, x)
-    assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
+    assert_fast_matches_scalar(isa, w, x, out)
     assert np.array_equal(out, ops.matmul(w, x, precision="fast", n_threads=2))
 
 
@@ -228,12 +228,7 @@ def test_decode_kernels_over_long_rows_match_scalar_reference(isa: str, ggml_typ
     rng = np.random.default_rng(k + n)
     w = ops.quantize((0.1 * rng.standard_normal((1029, k))).astype(np.float32), ggml_type)
     x = rng.standard_normal((n, k)).astype(np.float32)
-    out = ops.matmul(w, x, precision="fast", n_threads=2)
-    ops.set_isa("scalar")
-    scalar = ops.matmul(w, x, precision="fast", n_threads=1)
-    ops.set_isa(isa)
-    _, scale = reference_and_scale(w, x)
-    assert np.all(np.abs(out - scalar) <= FAST_VS_SCALAR_RELATIVE * scale)
+    assert_fast_matches_scalar(isa, w, x, ops.matmul(w, x, precision="fast", n_threads=2))
 
 
 @pytest.mark.parametrize("ggml_type", ["F16", "Q8_0", "Q4_K", "Q6_K"])

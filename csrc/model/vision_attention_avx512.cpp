@@ -1,12 +1,7 @@
 // The attention tile routine with AVX-512: the AVX2 routine's blocks and online softmax with 16 query
 // lanes per vector, so a whole 48-query tile is 3 vectors. With 32 registers the register-blocked
 // product grows to 8 rows x 48 queries (24 accumulators), which halves the loads per FMA.
-// GCC 12's AVX-512 headers set off -Wmaybe-uninitialized at every inlined intrinsic (GCC bug 105593,
-// fixed in 13); the warning is silenced for the header alone.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
-#pragma GCC diagnostic pop
 
 #include <algorithm>
 #include <cmath>

@@ -3,14 +3,7 @@
 // per instruction, 4x the multiplies of an FMA). Queries stay along the vector lanes: each 32-bit lane
 // holds 4 consecutive dimensions (scores) or 4 consecutive keys (output) of one query, and the
 // broadcast operand is 4 bytes of one key (scores) or of one value channel (output).
-// GCC 12's AVX-512 headers set off -Wmaybe-uninitialized at every inlined intrinsic (GCC bug 105593,
-// fixed in 13), and -Wuninitialized in some of this file's inlining contexts; both
-// are silenced for the header alone.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
-#pragma GCC diagnostic pop
 
 #include <algorithm>
 #include <cmath>
