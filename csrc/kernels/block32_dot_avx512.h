@@ -172,19 +172,23 @@ void run_rows(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, in
 // so each stream is read in address order: the L2 streamer follows 8 sequential streams, where 8
 // adjacent short rows read side by side (several per 4 KiB page) leave it nothing to lock on to and
 // every line must come through a software prefetch, each holding an L1 fill buffer for a whole memory
-// trip. The prefetches fetch the same bytes of each stream's next row. Out of cache on 2 threads
-// (Q4_0, 8960x1536, 1536x8960): adjacent-row tiles, next tile prefetched 22.6 / 22.4 GB/s; streams, no
-// software prefetch 23.2 / 23.9; streams with it 30.8 / 26.7-29.2 (read bandwidth 34.5).
-// The remaining n_rows % kTileRows rows run as quads of adjacent rows.
+// trip. The prefetches fetch each stream's bytes kStreamPrefetchBytes further on. Out of cache on 2
+// threads (Q4_0, 8960x1536, 1536x8960): adjacent-row tiles, next tile prefetched 22.6 / 22.4 GB/s;
+// streams, no software prefetch 23.2 / 23.9; streams prefetching the next row 30.8 / 26.7-29.2 (read
+// bandwidth 34.5). The remaining n_rows % kTileRows rows run as quads of adjacent rows.
 constexpr int kTileQuads = 2;  // 8 rows: the activation groups are shared by twice the rows of a quad
 constexpr int kTileRows = kQuadRows * kTileQuads;
+// A fixed distance rather than one row: a whole long row ahead (5-10 KB at k = 8960) keeps too much in
+// flight. Out of cache on 2 threads, three runs, one row -> 1 KiB ahead: 1536x8960 Q8_0 91-95% -> 99-103%
+// of read bandwidth, Q4_0 87-89% -> 89-94%; 8960x1536 (rows of 864 / 1632 bytes) unchanged.
+constexpr size_t kStreamPrefetchBytes = 1024;
 
 template <typename Levels>
 void dot_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
               int64_t n_act, float* out, size_t out_stride) {
   int64_t stream_rows = n_rows / kTileRows;
   for (int64_t r = 0; r < stream_rows; ++r) {
-    run_rows<Levels, kTileQuads>(k, w + r * w_stride, w_stride, stream_rows, kTileRows, w_stride, act, act_stride,
+    run_rows<Levels, kTileQuads>(k, w + r * w_stride, w_stride, stream_rows, kTileRows, kStreamPrefetchBytes, act, act_stride,
                                  n_act, out + r, out_stride);
   }
   for (int64_t r = stream_rows * kTileRows; r < n_rows; r += kQuadRows) {
