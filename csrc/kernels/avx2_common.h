@@ -62,27 +62,24 @@ inline void store_levels32(__m256i levels, float scale, float offset, float* out
   store_levels16(_mm256_extracti128_si256(levels, 1), scale, offset, out + 16);
 }
 
-// Prefetches the share of block b of the next R-row tile (the R rows after these, contiguous in
-// memory): spread over the block loop, the next tile arrives while this one computes. Short rows give
-// the hardware prefetcher too little of each stream to lock on to; this does not depend on it.
-// Into L2 (T1), not L1: measured out of cache on 2 threads, T1 streams 5-20% faster than T0 (an L1
-// prefetch that misses to memory holds one of the core's few L1 fill buffers for the whole trip).
-template <int R>
-inline void prefetch_next_tile(const uint8_t* w, size_t w_stride, int64_t b, size_t block_bytes) {
-  const char* next = reinterpret_cast<const char*>(w + R * w_stride + b * R * block_bytes);
-  for (size_t offset = 0; offset < R * block_bytes; offset += 64) _mm_prefetch(next + offset, _MM_HINT_T1);
-}
+// Prefetches the bytes kStreamPrefetchBytes past block b of `row`: the row-dot kernels run in stream
+// order (tile_loop.h), so those bytes are the same stream's, due a little later. Blocks smaller than a
+// line prefetch only where a line starts, blocks larger all their lines and their last byte (a block
+// can straddle one more line than its size suggests). Called between the rows' work, the prefetches
+// come a few at a time rather than in bursts. Into L2 (T1), not L1: measured out of cache on 2 threads,
+// T1 streams 5-20% faster than T0 (an L1 prefetch that misses to memory holds one of the core's few L1
+// fill buffers for the whole trip).
+constexpr size_t kStreamPrefetchBytes = 1024;
 
-// Prefetches block b of row r of the next R-row tile, for the super-block kernels: called in the row
-// loop, the prefetches come a few at a time between the rows' work instead of one burst of 9-14 lines
-// per block. Measured out of cache on 2 threads, 8960x1536, medians of 3 alternating runs: Q6_K 21.3 ->
-// 24.9 GB/s, Q4_K 18.9 -> 20.7, Q5_K 17.6 -> 19.0 (in L2 unchanged). The last byte is prefetched too:
-// a block can straddle one more line than block_bytes / 64 rounds up to.
-template <int R>
-inline void prefetch_next_tile_row(const uint8_t* w, size_t w_stride, int r, int64_t b, size_t block_bytes) {
-  const char* block = reinterpret_cast<const char*>(w + (R + r) * w_stride + b * block_bytes);
-  for (size_t offset = 0; offset < block_bytes; offset += 64) _mm_prefetch(block + offset, _MM_HINT_T1);
-  _mm_prefetch(block + block_bytes - 1, _MM_HINT_T1);
+template <size_t BlockBytes>
+inline void prefetch_ahead(const uint8_t* row, int64_t b) {
+  const char* block = reinterpret_cast<const char*>(row + b * BlockBytes + kStreamPrefetchBytes);
+  if constexpr (BlockBytes < 64) {
+    if (reinterpret_cast<uintptr_t>(block) % 64 < BlockBytes) _mm_prefetch(block, _MM_HINT_T1);
+  } else {
+    for (size_t offset = 0; offset < BlockBytes; offset += 64) _mm_prefetch(block + offset, _MM_HINT_T1);
+    _mm_prefetch(block + BlockBytes - 1, _MM_HINT_T1);
+  }
 }
 
 // Writes out[c * out_stride + r] = horizontal sum of acc[r][c].

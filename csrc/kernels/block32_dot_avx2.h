@@ -48,7 +48,7 @@ struct Block32Dot {
     __m256 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < k / kBlock32; ++b) {
-      prefetch_next_tile<R>(w, w_stride, b, sizeof(Block));
+      for (int r = 0; r < R; ++r) prefetch_ahead<sizeof(Block)>(w + r * w_stride, b);
       __m256i a_levels[C];
       typename Levels::Prepared prepared[C];
       float a_scale[C];

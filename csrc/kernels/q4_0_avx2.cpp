@@ -43,7 +43,7 @@ struct Q4_1Dot {
     __m256 acc[R][C] = {};
     float offsets[R][C] = {};
     for (int64_t b = 0; b < k / kBlock32; ++b) {
-      prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ4_1));
+      for (int r = 0; r < R; ++r) prefetch_ahead<sizeof(BlockQ4_1)>(w + r * w_stride, b);
       __m256i a_levels[C];
       float a_scale[C], a_sum[C];
       for (int c = 0; c < C; ++c) {

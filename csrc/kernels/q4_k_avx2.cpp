@@ -109,7 +109,7 @@ struct Q4_KDot {
         __m256i sums[4][C], mins[2][C];
         __m256i row_mins[4];
         for (int r = 0; r < 4; ++r) {
-          prefetch_next_tile_row<R>(w, w_stride, r, b, sizeof(BlockQ4_K));
+          prefetch_ahead<sizeof(BlockQ4_K)>(w + r * w_stride, b);
           const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[b];
           __m256i scales_mins = decode_scales_mins(block.scales);
           row_mins[r] = widen_mins(scales_mins);
@@ -135,7 +135,7 @@ struct Q4_KDot {
           acc[c] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, a_scale), _mm256_cvtepi32_ps(min_rows), acc[c]);
         }
       } else {
-        prefetch_next_tile_row<R>(w, w_stride, 0, b, sizeof(BlockQ4_K));
+        prefetch_ahead<sizeof(BlockQ4_K)>(w, b);
         const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w)[b];
         __m256i scales_mins = decode_scales_mins(block.scales);
         __m128i mins = _mm256_castsi256_si128(widen_mins(scales_mins));

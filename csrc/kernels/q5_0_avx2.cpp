@@ -25,7 +25,7 @@ struct Q5_0Dot {
                   size_t out_stride) {
     __m256 acc[R][C] = {};
     for (int64_t b = 0; b < k / kBlock32; ++b) {
-      prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ5_0));
+      for (int r = 0; r < R; ++r) prefetch_ahead<sizeof(BlockQ5_0)>(w + r * w_stride, b);
       __m256i a_levels[C];
       float a_scale[C];
       for (int c = 0; c < C; ++c) {
@@ -55,7 +55,7 @@ struct Q5_1Dot {
     __m256 acc[R][C] = {};
     float offsets[R][C] = {};
     for (int64_t b = 0; b < k / kBlock32; ++b) {
-      prefetch_next_tile<R>(w, w_stride, b, sizeof(BlockQ5_1));
+      for (int r = 0; r < R; ++r) prefetch_ahead<sizeof(BlockQ5_1)>(w + r * w_stride, b);
       __m256i a_levels[C];
       float a_scale[C], a_sum[C];
       for (int c = 0; c < C; ++c) {

@@ -27,7 +27,7 @@ struct Q5_KDot {
         a_sums[c] = sub_block_sums(*a[c]);
       }
       for (int r = 0; r < R; ++r) {
-        prefetch_next_tile_row<R>(w, w_stride, r, b, sizeof(BlockQ5_K));
+        prefetch_ahead<sizeof(BlockQ5_K)>(w + r * w_stride, b);
         const BlockQ5_K& block = reinterpret_cast<const BlockQ5_K*>(w + r * w_stride)[b];
         __m256i scales_mins = unpack_scales_mins(block.scales);
         __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));

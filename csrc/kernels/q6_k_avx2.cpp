@@ -77,7 +77,7 @@ struct Q6_KDot {
         // Four rows' sums packed into one vector (block32_dot_avx2.h): one conversion and FMA per activation row.
         __m256i sums[4][C];
         for (int r = 0; r < 4; ++r) {
-          prefetch_next_tile_row<R>(w, w_stride, r, b, sizeof(BlockQ6_K));
+          prefetch_ahead<sizeof(BlockQ6_K)>(w + r * w_stride, b);
           row_sums<C>(reinterpret_cast<const BlockQ6_K*>(w + r * w_stride)[b], a, sums[r]);
         }
         __m256 d = four_row_halves<BlockQ6_K, &BlockQ6_K::d>(w, w_stride, b);
@@ -86,7 +86,7 @@ struct Q6_KDot {
           acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(a[c]->d)), _mm256_cvtepi32_ps(packed), acc[c]);
         }
       } else {
-        prefetch_next_tile_row<R>(w, w_stride, 0, b, sizeof(BlockQ6_K));
+        prefetch_ahead<sizeof(BlockQ6_K)>(w, b);
         const BlockQ6_K& block = reinterpret_cast<const BlockQ6_K*>(w)[b];
         __m256i sums[C];
         row_sums<C>(block, a, sums);
