@@ -244,6 +244,16 @@ def test_matrix_matrix_paths_over_long_rows(isa: str, ggml_type: str) -> None:
         assert np.all(np.abs(ops.matmul(w, x, precision="fast") - reference) <= limit)
 
 
+@pytest.mark.parametrize("ggml_type", ["Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K"])
+def test_matrix_matrix_fast_matches_scalar_reference_over_long_rows(isa: str, ggml_type: str) -> None:
+    """k = 1280 (5 super-blocks: the AMX Q4_K kernel scales one while the tile unit works on the next),
+    37 rows (a partial panel), 40 activation rows (two full tiles of 16 and a padded one of 8)."""
+    rng = np.random.default_rng(41)
+    w = ops.quantize((0.1 * rng.standard_normal((37, 1280))).astype(np.float32), ggml_type)
+    x = rng.standard_normal((40, 1280)).astype(np.float32)
+    assert_fast_matches_scalar(isa, w, x, ops.matmul(w, x, precision="fast", n_threads=2))
+
+
 @pytest.mark.parametrize("n", [9, 40])  # 40: the matrix-matrix (panel) path of the Fast kernels
 @pytest.mark.parametrize("precision", ["exact", "fast"])
 def test_matmul_is_the_same_on_any_thread_count(precision: str, n: int) -> None:

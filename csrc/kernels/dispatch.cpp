@@ -47,7 +47,10 @@ IsaKernels build_table(Isa isa) {
   }
 #endif
 #if defined(QVL_HAVE_AMX_BUILD)
-  if (isa == Isa::Amx) amx::add_gemm(table);
+  if (isa == Isa::Amx) {
+    amx::add_gemm(table);
+    amx::add_q4_k(table);
+  }
 #endif
 #if defined(QVL_HAVE_NEON_BUILD)
   if (isa == Isa::Neon) {

@@ -17,39 +17,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/amx_tiles.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/vnni_panel.h"
 
 namespace qvl::amx {
 namespace {
-
-constexpr int kTileRows = 16;  // activation rows per tile (and weight rows per panel)
-
-
-// The layout of ldtilecfg's 64-byte operand (palette 1).
-struct TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t bytes_per_row[16] = {};
-  uint8_t rows[16] = {};
-};
-static_assert(sizeof(TileConfig) == 64, "ldtilecfg reads 64 bytes");
-
-// Tiles 0, 1 and 6, 7: int32 sums of two pairs of blocks (one pair is stored while the tile unit
-// works on the next); 2, 3: a pair's activation levels; 4, 5: its panel levels.
-template <int B>
-void configure_tiles() {
-  TileConfig config;
-  for (int t : {0, 1, 6, 7}) config.rows[t] = kTileRows, config.bytes_per_row[t] = kTileRows * sizeof(int32_t);
-  for (int t : {2, 3}) config.rows[t] = kTileRows, config.bytes_per_row[t] = B;
-  for (int t : {4, 5}) config.rows[t] = B / 4, config.bytes_per_row[t] = 4 * kVnniPanelRows;
-  // GCC 12 models ldtilecfg as reading only the first bytes of its operand and drops the other
-  // stores (the tile unit then faults on a config of empty tiles): make them all happen first.
-  __asm__ volatile("" : : "r"(&config) : "memory");
-  _tile_loadconfig(&config);
-}
 
 // acc[r] += the block's 16 weight rows' contributions for activation row r, from its int32 sums.
 template <int B>
@@ -115,13 +89,6 @@ void panel_times_16_acts(int64_t blocks, const uint8_t* panel, const uint8_t* ac
   for (int r = 0; r < act_rows; ++r) _mm512_mask_storeu_ps(out + r * out_stride, row_mask, acc[r]);
 }
 
-// The calling thread's zero-padded tile of the last activation rows.
-uint8_t* padded_tile_buffer(size_t bytes) {
-  thread_local std::vector<uint8_t> buffer;
-  if (buffer.size() < bytes) buffer.resize(bytes);
-  return buffer.data();
-}
-
 // A DotTileFn for many activation rows: packs the n_rows weight rows into 16-row panels, then runs
 // every panel against tiles of activation rows small enough to stay in L2 while the panels are reused.
 template <int B, VnniPackFn Pack>
@@ -136,14 +103,8 @@ void TileGemm<B, Pack>::run(int64_t k, const uint8_t* w, size_t w_stride, int64_
   const int64_t blocks = k / B;
   const size_t panel_bytes = static_cast<size_t>(blocks) * vnni_panel_block_bytes<B>();
   const uint8_t* panels = pack_vnni_panels(Pack, w, w_stride, n_rows, k, panel_bytes);
-  // The last n_act % 16 rows, copied into a zeroed tile so that the tile loads stay inside memory we own.
   const int64_t full_rows = n_act / kTileRows * kTileRows, left = n_act - full_rows;
-  uint8_t* padded = nullptr;
-  if (left > 0) {
-    padded = padded_tile_buffer(kTileRows * act_stride);
-    std::memset(padded, 0, kTileRows * act_stride);
-    std::memcpy(padded, act + full_rows * act_stride, static_cast<size_t>(left) * act_stride);
-  }
+  const uint8_t* padded = padded_last_rows(act, act_stride, full_rows, left);
   configure_tiles<B>();
   for_each_panel_and_act_tile(n_rows, n_act, act_stride, kTileRows, [&](int64_t p, int rows, int64_t j, int64_t j_end) {
     const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);

@@ -108,6 +108,7 @@ void add_q6_k(IsaKernels& table);
 #if defined(QVL_HAVE_AMX_BUILD)
 namespace amx {  // laid over the avx512 table
 void add_gemm(IsaKernels& table);
+void add_q4_k(IsaKernels& table);  // its own super-block GEMM, over add_gemm's
 }  // namespace amx
 #endif
 

@@ -207,6 +207,38 @@ void pack_vnni_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
   pack_panel<Q4_KPanel, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
 }
 
+void pack_amx_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  alignas(32) int8_t levels[kVnniPanelRows][kBlockK] = {};  // rows past `rows` stay zero
+  const __m256i low_mask = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+  for (int64_t unit = 0; unit < k / kBlockK; ++unit) {
+    auto& out = reinterpret_cast<Q4_KTilePanel*>(panel)[unit];
+    std::memset(&out.scales, 0, sizeof(out.scales) + sizeof(out.d) + sizeof(out.offsets));
+    for (int r = 0; r < rows; ++r) {
+      const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[unit];
+      for (int j = 0; j < 4; ++j) {
+        __m256i packed = load32(block.qs + 32 * j);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(&levels[r][64 * j]),
+                           _mm256_sub_epi8(_mm256_and_si256(packed, low_mask), eight));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(&levels[r][64 * j + 32]),
+                           _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask), eight));
+      }
+      const float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
+      out.d[r] = d;
+      for (int s = 0; s < 8; ++s) {
+        uint8_t scale, min;
+        unpack_scale_min_k(block.scales, s, &scale, &min);
+        out.scales[s][r] = scale;
+        out.offsets[s][r] = 8.0f * d * scale - dmin * min;
+      }
+    }
+    for (int s = 0; s < 8; ++s) {
+      for (int r = 0; r < kVnniPanelRows; r += 8) {
+        interleave_8_rows<kVnniPanelRows>(&levels[r][32 * s], kBlockK, reinterpret_cast<uint8_t*>(out.levels[s]) + 4 * r);
+      }
+    }
+  }
+}
+
 void add_q4_k(IsaKernels& table) {
   table.q4_k.dequantize_row = dequantize_q4_k;
   table.q4_k.dot_tile = dot_tile_tiled<Q4_KDot>;

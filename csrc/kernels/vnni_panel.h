@@ -61,6 +61,18 @@ inline void for_each_panel_and_act_tile(int64_t n_rows, int64_t n_act, size_t ac
   }
 }
 
+// The AMX Q4_K panel (q4_k_amx.cpp), one per super-block of 16 weight rows: the levels minus 8, signed,
+// so that a sub-block's 32-deep product with 8-bit activations stays within int16 (|sum| <= 32 * 8 * 127)
+// and the sub-block scales can multiply it as int16 (vpdpwssd); the constant 8 moves into the offset.
+// x = d * sc[s] * (level - 8) + offsets[s] with offsets[s] = 8 * d * sc[s] - dmin * mn[s].
+struct Q4_KTilePanel {
+  int8_t levels[8][kVnniPanelRows * 32];  // per sub-block, TDPBSSD's B layout (4 levels of each row per 64 bytes)
+  int32_t scales[8][kVnniPanelRows];      // sc[s] of each row in the low int16 of its lane, 0 above
+  float d[kVnniPanelRows];
+  float offsets[8][kVnniPanelRows];
+};
+static_assert(sizeof(Q4_KTilePanel) % 64 == 0, "super-block panels stay 64-byte aligned one after another");
+
 #if defined(QVL_HAVE_AVX2_BUILD)
 namespace avx2 {
 void pack_vnni_q8_0(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
@@ -71,6 +83,7 @@ void pack_vnni_q5_1(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 void pack_vnni_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
 void pack_vnni_q5_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
 void pack_vnni_q6_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);  // blocks of 16
+void pack_amx_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);  // Q4_KTilePanel per super-block
 // Float weights encoded as Q8_0 blocks on the fly (the Int8 precision).
 void pack_vnni_f32(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
 void pack_vnni_f16(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
