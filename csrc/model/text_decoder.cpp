@@ -13,10 +13,6 @@ namespace {
 
 std::string block(int64_t index, const char* name) { return "blk." + std::to_string(index) + "." + name; }
 
-void add_bias_rows(float* rows, const float* bias, int64_t count, int64_t width) {
-  for (int64_t i = 0; i < count; ++i) add_in_place(rows + i * width, bias, width);
-}
-
 }  // namespace
 
 TextDecoder::TextDecoder(std::shared_ptr<GgufFile> file, const TextHyperParams& params, int64_t n_ctx, int64_t n_batch,
@@ -153,43 +149,48 @@ void TextDecoder::attention_block(const Layer& layer, int64_t index, const Token
                                   int64_t count, Precision precision) {
   const int64_t hidden = params_.hidden_size, hd = params_.head_dim;
   const int64_t q_width = params_.num_heads * hd, kv_width = params_.num_kv_heads * hd;
-  for (int64_t i = 0; i < count; ++i) {
+  for_each_row(count, [&](int64_t i) {
     rms_norm(x_.data() + i * hidden, layer.attn_norm, hidden, params_.rms_norm_eps, normed_.data() + i * hidden);
-  }
+  });
   matmul(layer.q, normed_.data(), count, q_.data(), precision, pool_);
   matmul(layer.k, normed_.data(), count, k_.data(), precision, pool_);
   matmul(layer.v, normed_.data(), count, v_.data(), precision, pool_);
-  add_bias_rows(q_.data(), layer.q_bias, count, q_width);
-  add_bias_rows(k_.data(), layer.k_bias, count, kv_width);
-  add_bias_rows(v_.data(), layer.v_bias, count, kv_width);
 
   // The cache already counts this chunk (forward grew it); its first position is:
   const int64_t first = cache_.size() - (batch.n - begin);
-  for (int64_t i = 0; i < count; ++i) {
+  for_each_row(count, [&](int64_t i) {
+    float *q = q_.data() + i * q_width, *k = k_.data() + i * kv_width, *v = v_.data() + i * kv_width;
+    add_in_place(q, layer.q_bias, q_width);
+    add_in_place(k, layer.k_bias, kv_width);
+    add_in_place(v, layer.v_bias, kv_width);
     const int32_t position[3] = {batch.positions[begin + i], batch.positions[batch.n + begin + i],
                                  batch.positions[2 * batch.n + begin + i]};
-    rope_.apply(q_.data() + i * q_width, params_.num_heads, position);
-    rope_.apply(k_.data() + i * kv_width, params_.num_kv_heads, position);
+    rope_.apply(q, params_.num_heads, position);
+    rope_.apply(k, params_.num_kv_heads, position);
     for (int64_t h = 0; h < params_.num_kv_heads; ++h) {
-      std::memcpy(cache_.keys(index, h) + (first + i) * hd, k_.data() + i * kv_width + h * hd, hd * sizeof(float));
-      std::memcpy(cache_.values(index, h) + (first + i) * hd, v_.data() + i * kv_width + h * hd, hd * sizeof(float));
+      std::memcpy(cache_.keys(index, h) + (first + i) * hd, k + h * hd, hd * sizeof(float));
+      std::memcpy(cache_.values(index, h) + (first + i) * hd, v + h * hd, hd * sizeof(float));
     }
-  }
+  });
   causal_attention(q_.data(), count, first, cache_, index, attention_shape_, attended_.data(), scores_.data(), pool_);
   matmul(layer.o, attended_.data(), count, projected_.data(), precision, pool_);
-  for (int64_t i = 0; i < count; ++i) add_in_place(x_.data() + i * hidden, projected_.data() + i * hidden, hidden);
+  for_each_row(count, [&](int64_t i) { add_in_place(x_.data() + i * hidden, projected_.data() + i * hidden, hidden); });
 }
 
 void TextDecoder::mlp_block(const Layer& layer, int64_t count, Precision precision) {
   const int64_t hidden = params_.hidden_size, inter = params_.intermediate_size;
-  for (int64_t i = 0; i < count; ++i) {
+  for_each_row(count, [&](int64_t i) {
     rms_norm(x_.data() + i * hidden, layer.ffn_norm, hidden, params_.rms_norm_eps, normed_.data() + i * hidden);
-  }
+  });
   matmul(layer.gate, normed_.data(), count, gate_.data(), precision, pool_);
   matmul(layer.up, normed_.data(), count, up_.data(), precision, pool_);
-  silu_mul_in_place(gate_.data(), up_.data(), count * inter);
+  for_each_row(count, [&](int64_t i) { silu_mul_in_place(gate_.data() + i * inter, up_.data() + i * inter, inter); });
   matmul(layer.down, gate_.data(), count, projected_.data(), precision, pool_);
-  for (int64_t i = 0; i < count; ++i) add_in_place(x_.data() + i * hidden, projected_.data() + i * hidden, hidden);
+  for_each_row(count, [&](int64_t i) { add_in_place(x_.data() + i * hidden, projected_.data() + i * hidden, hidden); });
+}
+
+void TextDecoder::for_each_row(int64_t count, const std::function<void(int64_t row)>& row_fn) {
+  pool_.run(count, [&](int64_t row, int) { row_fn(row); });
 }
 
 }  // namespace qvl
