@@ -208,11 +208,14 @@ void pack_vnni_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void pack_amx_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
-  alignas(32) int8_t levels[kVnniPanelRows][kBlockK] = {};  // rows past `rows` stay zero
+  // Rows past `rows` stay zero: levels, scales and offsets alike.
+  alignas(32) int8_t levels[kVnniPanelRows][kBlockK] = {};
+  alignas(32) int32_t scales[kVnniPanelRows][8] = {};
+  alignas(32) float offsets[kVnniPanelRows][8] = {};
   const __m256i low_mask = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
   for (int64_t unit = 0; unit < k / kBlockK; ++unit) {
     auto& out = reinterpret_cast<Q4_KTilePanel*>(panel)[unit];
-    std::memset(&out.scales, 0, sizeof(out.scales) + sizeof(out.d) + sizeof(out.offsets));
+    std::memset(out.d, 0, sizeof(out.d));
     for (int r = 0; r < rows; ++r) {
       const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[unit];
       for (int j = 0; j < 4; ++j) {
@@ -224,14 +227,18 @@ void pack_amx_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8
       }
       const float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
       out.d[r] = d;
-      for (int s = 0; s < 8; ++s) {
-        uint8_t scale, min;
-        unpack_scale_min_k(block.scales, s, &scale, &min);
-        out.scales[s][r] = scale;
-        out.offsets[s][r] = 8.0f * d * scale - dmin * min;
-      }
+      const __m128i scales_mins = _mm256_castsi256_si128(decode_scales_mins(block.scales));
+      const __m256i scale = _mm256_cvtepu8_epi32(scales_mins), min = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(scales[r]), scale);
+      // 8 * d * scale and dmin * min are exact in float: one rounding, in the subtraction.
+      _mm256_store_ps(offsets[r], _mm256_fmsub_ps(_mm256_set1_ps(8.0f * d), _mm256_cvtepi32_ps(scale),
+                                                  _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(min))));
     }
     for (int s = 0; s < 8; ++s) {
+      for (int r = 0; r < kVnniPanelRows; ++r) {
+        out.scales[s][r] = scales[r][s];
+        out.offsets[s][r] = offsets[r][s];
+      }
       for (int r = 0; r < kVnniPanelRows; r += 8) {
         interleave_8_rows<kVnniPanelRows>(&levels[r][32 * s], kBlockK, reinterpret_cast<uint8_t*>(out.levels[s]) + 4 * r);
       }
