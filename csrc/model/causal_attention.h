@@ -22,9 +22,10 @@ void causal_attention(const float* q, int64_t n, int64_t first, KvCache& cache, 
                       float* out, float* scratch, ThreadPool& pool);
 
 // The queries the vectorised kernels attend together: the `heads` query heads sharing one key/value
-// head at n_positions consecutive positions (heads * n_positions <= kGroupLanes). Position p sees
-// keys [0, first_keys + p).
-constexpr int64_t kGroupLanes = 24;
+// head at n_positions consecutive positions (heads * n_positions <= the kernel's lanes: kGroupLanes
+// for avx2, kGroupLanesAvx512 for avx512). Position p sees keys [0, first_keys + p).
+constexpr int64_t kGroupLanes = 24;        // 3 AVX2 vectors
+constexpr int64_t kGroupLanesAvx512 = 48;  // 3 AVX-512 vectors
 struct QueryGroup {
   const float* q;        // first position's first head of the group; positions row_stride floats apart
   float* out;            // laid out as q
@@ -40,6 +41,12 @@ namespace avx2 {
 // scratch: causal_attention_scratch_floats(keys of the last position, head_dim) floats.
 void attend_query_group(const QueryGroup& group, const float* keys, const float* values, float scale, float* scratch);
 }  // namespace avx2
+#endif
+#if defined(QVL_HAVE_AVX512_BUILD)
+namespace avx512 {
+// As avx2::attend_query_group, with up to kGroupLanesAvx512 queries; bit-identical results.
+void attend_query_group(const QueryGroup& group, const float* keys, const float* values, float scale, float* scratch);
+}  // namespace avx512
 #endif
 
 }  // namespace qvl

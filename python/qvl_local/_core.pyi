@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['GgufFile', 'TextModel', 'VisionModel', 'active_isa', 'available_isas', 'default_threads', 'dequantize', 'matmul', 'quantize', 'set_isa', 'stream_read']
+__all__: list[str] = ['GgufFile', 'TextModel', 'VisionModel', 'active_isa', 'available_isas', 'causal_attention', 'default_threads', 'dequantize', 'matmul', 'quantize', 'set_isa', 'stream_read']
 class GgufFile:
     """
     A validated, memory-mapped GGUF file (raises ModelFormatError)
@@ -85,6 +85,10 @@ def active_isa() -> str:
 def available_isas() -> list[str]:
     """
     ISA paths this build and CPU can run.
+    """
+def causal_attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], keys: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], values: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], n_heads: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    The decoder's grouped-query causal attention: q (n, n_heads * head_dim) for the last n of n_keys positions, keys and values (n_kv_heads, n_keys, head_dim); returns float32 (n, n_heads * head_dim).
     """
 def default_threads() -> int:
     """
