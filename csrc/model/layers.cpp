@@ -20,6 +20,17 @@ void axpy(float a, const float* x, float* y, int64_t n);
 #define QVL_USE_AVX2(call)
 #endif
 
+#if defined(QVL_HAVE_AVX512_BUILD)
+namespace avx512 {
+void silu_mul_in_place(float* gate, const float* up, int64_t n);
+void quick_gelu_in_place(float* x, int64_t n);
+}  // namespace avx512
+#define QVL_USE_AVX512(call) \
+  if (runs_avx512_kernels(active_isa())) return avx512::call
+#else
+#define QVL_USE_AVX512(call)
+#endif
+
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
   double sum_squares = 0.0;
   for (int64_t i = 0; i < n; ++i) sum_squares += static_cast<double>(x[i]) * x[i];
@@ -43,11 +54,13 @@ void add_in_place(float* y, const float* x, int64_t n) {
 }
 
 void silu_mul_in_place(float* gate, const float* up, int64_t n) {
+  QVL_USE_AVX512(silu_mul_in_place(gate, up, n));
   QVL_USE_AVX2(silu_mul_in_place(gate, up, n));
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
 void quick_gelu_in_place(float* x, int64_t n) {
+  QVL_USE_AVX512(quick_gelu_in_place(x, n));
   QVL_USE_AVX2(quick_gelu_in_place(x, n));
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-1.702f * x[i]));
 }
