@@ -8,6 +8,7 @@ namespace qvl {
 
 #if defined(QVL_HAVE_AVX2_BUILD)
 namespace avx2 {
+void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out);
 void silu_mul_in_place(float* gate, const float* up, int64_t n);
 void quick_gelu_in_place(float* x, int64_t n);
 void gelu_in_place(float* x, int64_t n);
@@ -32,6 +33,7 @@ void quick_gelu_in_place(float* x, int64_t n);
 #endif
 
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+  QVL_USE_AVX2(rms_norm(x, weight, n, eps, out));
   double sum_squares = 0.0;
   for (int64_t i = 0; i < n; ++i) sum_squares += static_cast<double>(x[i]) * x[i];
   float inv_rms = static_cast<float>(1.0 / std::sqrt(sum_squares / n + eps));

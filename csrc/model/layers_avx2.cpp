@@ -43,6 +43,28 @@ inline float horizontal_sum(__m256 v) {
 
 }  // namespace
 
+// The squares summed in double like the scalar reference (each is exact there), four lanes at a time.
+void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+  __m256d low = _mm256_setzero_pd(), high = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m256d first = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), second = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    low = _mm256_fmadd_pd(first, first, low);
+    high = _mm256_fmadd_pd(second, second, high);
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(low, high));
+  double sum_squares = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  for (; i < n; ++i) sum_squares += static_cast<double>(x[i]) * x[i];
+  const float inv_rms = static_cast<float>(1.0 / std::sqrt(sum_squares / n + eps));
+  const __m256 scale = _mm256_set1_ps(inv_rms);
+  for (i = 0; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), scale), _mm256_loadu_ps(weight + i)));
+  }
+  for (; i < n; ++i) out[i] = x[i] * inv_rms * weight[i];
+}
+
 void silu_mul_in_place(float* gate, const float* up, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
