@@ -6,7 +6,8 @@
 // per-block float work (scales and offsets) stays on AVX-512 and is now the larger cost, so pairs of
 // blocks alternate between two sets of sum tiles: the tile unit works on one pair while the vector
 // units scale the previous one. Measured, one thread, 1536^2 x 512: Q4_K 354 -> 403, Q8_0 315 -> 336
-// GOP/s over the VNNI kernel; the float work per block, not the tile unit, is what bounds it.
+// GOP/s over the VNNI kernel; the float work per block, not the tile unit, is what bounds it. Q4_K now
+// has a kernel of its own that moves most of that work to once per super-block (q4_k_amx.cpp).
 //
 // Same integer sums as the other Fast kernels; only the float summation order differs.
 #include <immintrin.h>
