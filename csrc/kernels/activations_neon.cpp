@@ -51,11 +51,34 @@ void quantize_act_q8_k(const float* src, uint8_t* dst, int64_t k) {
   }
 }
 
+// Q8_K's levels (one scale per 256 values) written as blocks of 32 or 16, each with its own sum: the
+// same integers as quantize_act_q8_k, in the layout the matrix-matrix panels (panel_neon.h) read.
+template <typename Block, int Values>
+void quantize_act_q8_k_as(const float* src, uint8_t* dst, int64_t k) {
+  auto* blocks = reinterpret_cast<Block*>(dst);
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    const float* x = src + b * kBlockK;
+    ActivationScale scale = activation_scale(max_magnitude(x, kBlockK));
+    float32x4_t inverse = vdupq_n_f32(scale.inverse);
+    for (int i = 0; i < kBlockK / Values; ++i) {
+      Block& block = blocks[b * (kBlockK / Values) + i];
+      int sum = 0;
+      for (int part = 0; part < Values / 16; ++part) {
+        sum += levels16(x + Values * i + 16 * part, inverse, block.qs + 16 * part);
+      }
+      block.d = scale.d;
+      block.sum = scale.d * static_cast<float>(sum);
+    }
+  }
+}
+
 }  // namespace
 
 void add_activations(IsaKernels& table) {
   table.quantize_act_q8_32 = quantize_act_q8_32;
   table.quantize_act_q8_k = quantize_act_q8_k;
+  table.quantize_act_q8_k_as_32 = quantize_act_q8_k_as<ActQ8_32, 32>;
+  table.quantize_act_q8_k_as_16 = quantize_act_q8_k_as<ActQ8_16, 16>;
 }
 
 }  // namespace qvl::neon

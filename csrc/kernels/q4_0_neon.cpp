@@ -1,9 +1,11 @@
-// Q4_0 and Q4_1 on NEON: the Fast dot products (vdotq_s32), register-tiled over weight and activation rows.
+// Q4_0 and Q4_1 on NEON: the Fast dot products (vdotq_s32), register-tiled over weight and activation
+// rows, and the matrix-matrix panels (panel_neon.h).
 #include "kernels/strict_fp.h"
 
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/neon_common.h"
+#include "kernels/panel_neon.h"
 
 namespace qvl::neon {
 namespace {
@@ -63,11 +65,29 @@ struct Q4_1Dot {
   }
 };
 
+// Panel levels: Q4_0's nibbles minus its zero point of 8 (no offset), Q4_1's nibbles with the min as offset.
+template <typename Block, bool HasMin>
+struct Q4Panel {
+  static constexpr int kBlock = 32, kUnit = 32;
+  static constexpr bool kOffset = HasMin;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float* offsets) {
+    const Block& block = reinterpret_cast<const Block*>(row)[unit];
+    int8x16_t first, second;
+    nibble_levels(block.qs, HasMin ? 0 : 8, &first, &second);
+    vst1q_s8(levels, first);
+    vst1q_s8(levels + 16, second);
+    scales[0] = fp16(block.d);
+    if constexpr (HasMin) offsets[0] = fp16(block.m);
+  }
+};
+
 }  // namespace
 
 void add_q4_0_q4_1(IsaKernels& table) {
   table.q4_0.dot_tile = dot_tile_tiled<Q4_0Dot>;
   table.q4_1.dot_tile = dot_tile_tiled<Q4_1Dot>;
+  table.q4_0.gemm_tile = gemm_tile<Q4Panel<BlockQ4_0, false>>;
+  table.q4_1.gemm_tile = gemm_tile<Q4Panel<BlockQ4_1, true>>;
 }
 
 }  // namespace qvl::neon

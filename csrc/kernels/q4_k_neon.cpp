@@ -1,11 +1,13 @@
 // Q4_K and Q5_K on NEON: the Fast dot products against ActQ8_K (vdotq_s32). Each weight row's
 // super-block is decoded once into 16 vectors of levels in value order, then dotted with every
-// activation row of the tile; the mins meet the activation's 16-value sums.
+// activation row of the tile; the mins meet the activation's 16-value sums. Also their matrix-matrix
+// panels (panel_neon.h).
 #include "kernels/strict_fp.h"
 
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/neon_common.h"
+#include "kernels/panel_neon.h"
 
 namespace qvl::neon {
 namespace {
@@ -70,9 +72,40 @@ struct KQuantDot {
   }
 };
 
+// Panel levels: sub-block s's unsigned levels with scale d * sc[s] and offset -dmin * mn[s] (both
+// exact in float: an fp16 times a 6-bit integer).
+template <typename Block, bool kFiveBits>
+struct KQuantPanel {
+  static constexpr int kBlock = 32, kUnit = kBlockK;
+  static constexpr bool kOffset = true;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float* offsets) {
+    const Block& block = reinterpret_cast<const Block*>(row)[unit];
+    uint8x16_t values[16];
+    nibble_levels_k(block.qs, values);
+    if constexpr (kFiveBits) add_fifth_bits(block.qh, values);
+    for (int g = 0; g < 16; ++g) vst1q_s8(levels + 16 * g, vreinterpretq_s8_u8(values[g]));
+    float d = fp16(block.d), dmin = fp16(block.dmin);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t scale, min;
+      unpack_scale_min_k(block.scales, s, &scale, &min);
+      scales[s] = d * scale;
+      offsets[s] = -(dmin * min);
+    }
+  }
+};
+
 }  // namespace
 
-void add_q4_k(IsaKernels& table) { table.q4_k.dot_tile = dot_tile_tiled<KQuantDot<BlockQ4_K, false>>; }
-void add_q5_k(IsaKernels& table) { table.q5_k.dot_tile = dot_tile_tiled<KQuantDot<BlockQ5_K, true>>; }
+void add_q4_k(IsaKernels& table) {
+  table.q4_k.dot_tile = dot_tile_tiled<KQuantDot<BlockQ4_K, false>>;
+  table.q4_k.gemm_tile = gemm_tile<KQuantPanel<BlockQ4_K, false>>;
+  table.q4_k.gemm_act_format = ActFormat::Q8_K_AS_32;
+}
+
+void add_q5_k(IsaKernels& table) {
+  table.q5_k.dot_tile = dot_tile_tiled<KQuantDot<BlockQ5_K, true>>;
+  table.q5_k.gemm_tile = gemm_tile<KQuantPanel<BlockQ5_K, true>>;
+  table.q5_k.gemm_act_format = ActFormat::Q8_K_AS_32;
+}
 
 }  // namespace qvl::neon

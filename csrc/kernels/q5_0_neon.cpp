@@ -1,9 +1,11 @@
-// Q5_0 and Q5_1 on NEON: the Fast dot products (vdotq_s32), register-tiled over weight and activation rows.
+// Q5_0 and Q5_1 on NEON: the Fast dot products (vdotq_s32), register-tiled over weight and activation
+// rows, and the matrix-matrix panels (panel_neon.h).
 #include "kernels/strict_fp.h"
 
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/neon_common.h"
+#include "kernels/panel_neon.h"
 
 namespace qvl::neon {
 namespace {
@@ -65,11 +67,29 @@ struct Q5_1Dot {
   }
 };
 
+// Panel levels: Q5_0's levels minus its zero point of 16 (no offset), Q5_1's levels with the min as offset.
+template <typename Block, bool HasMin>
+struct Q5Panel {
+  static constexpr int kBlock = 32, kUnit = 32;
+  static constexpr bool kOffset = HasMin;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float* offsets) {
+    const Block& block = reinterpret_cast<const Block*>(row)[unit];
+    int8x16_t first, second;
+    levels5(block.qs, block.qh, HasMin ? 0 : 16, &first, &second);
+    vst1q_s8(levels, first);
+    vst1q_s8(levels + 16, second);
+    scales[0] = fp16(block.d);
+    if constexpr (HasMin) offsets[0] = fp16(block.m);
+  }
+};
+
 }  // namespace
 
 void add_q5_0_q5_1(IsaKernels& table) {
   table.q5_0.dot_tile = dot_tile_tiled<Q5_0Dot>;
   table.q5_1.dot_tile = dot_tile_tiled<Q5_1Dot>;
+  table.q5_0.gemm_tile = gemm_tile<Q5Panel<BlockQ5_0, false>>;
+  table.q5_1.gemm_tile = gemm_tile<Q5Panel<BlockQ5_1, true>>;
 }
 
 }  // namespace qvl::neon

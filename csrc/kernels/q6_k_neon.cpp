@@ -1,11 +1,13 @@
 // Q6_K on NEON: the Fast dot product against ActQ8_K (vdotq_s32). Each weight row's super-block is
 // decoded once into 16 vectors of signed levels (q - 32) in value order, then dotted with every
-// activation row of the tile, each 16-value group times its int8 scale.
+// activation row of the tile, each 16-value group times its int8 scale. Also its matrix-matrix panels
+// (panel_neon.h).
 #include "kernels/strict_fp.h"
 
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/neon_common.h"
+#include "kernels/panel_neon.h"
 
 namespace qvl::neon {
 namespace {
@@ -56,8 +58,27 @@ struct Q6_KDot {
   }
 };
 
+// Panel levels: the signed levels q - 32 in blocks of 16 (one scale each), scale d * sc (exact in
+// float: an fp16 times an int8), no offset.
+struct Q6_KPanel {
+  static constexpr int kBlock = 16, kUnit = kBlockK;
+  static constexpr bool kOffset = false;
+  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float*) {
+    const BlockQ6_K& block = reinterpret_cast<const BlockQ6_K*>(row)[unit];
+    int8x16_t values[16];
+    levels6(block, values);
+    for (int g = 0; g < 16; ++g) vst1q_s8(levels + 16 * g, values[g]);
+    float d = fp16(block.d);
+    for (int g = 0; g < 16; ++g) scales[g] = d * static_cast<float>(block.scales[g]);
+  }
+};
+
 }  // namespace
 
-void add_q6_k(IsaKernels& table) { table.q6_k.dot_tile = dot_tile_tiled<Q6_KDot>; }
+void add_q6_k(IsaKernels& table) {
+  table.q6_k.dot_tile = dot_tile_tiled<Q6_KDot>;
+  table.q6_k.gemm_tile = gemm_tile<Q6_KPanel>;
+  table.q6_k.gemm_act_format = ActFormat::Q8_K_AS_16;
+}
 
 }  // namespace qvl::neon

@@ -5,6 +5,9 @@
 //   Exact matmul: |out - ref| <= 1e-5 * sum|x||w| (ref in double on the dequantized weights);
 //   Fast matmul: |out - ref| <= sum_i |w_i| * amax(block of x_i) / 254 + 1e-5 * sum|x||w|;
 //   Fast on an ISA vs Fast on scalar: <= 2e-6 * sum|x||w| (same integers, other summation order).
+// The matrix-matrix (panel GEMM) path, which Fast takes from 16 activation rows on, gets cases of its
+// own (partial panels, several blocks) and a check that every non-scalar ISA has it for every
+// quantized type, so those cases cannot silently fall back to the row-dot kernels.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -17,6 +20,7 @@
 #include "common/ggml_types.h"
 #include "common/isa.h"
 #include "common/thread_pool.h"
+#include "kernels/kernel_table.h"
 #include "kernels/kernels.h"
 
 namespace {
@@ -43,7 +47,9 @@ bool is_float_type(qvl::GgmlType type) {
   return type == qvl::GgmlType::F32 || type == qvl::GgmlType::F16 || type == qvl::GgmlType::BF16;
 }
 
-int64_t activation_block(qvl::GgmlType type) { return qvl::type_geometry(type)->block_elems == 256 ? 256 : 32; }
+bool is_k_quant(qvl::GgmlType type) { return qvl::type_geometry(type)->block_elems == 256; }
+
+int64_t activation_block(qvl::GgmlType type) { return is_k_quant(type) ? 256 : 32; }
 
 std::vector<float> random_floats(size_t count, float scale, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.0f, scale);
@@ -61,8 +67,8 @@ struct Case {
   qvl::WeightView view() const { return {type, rows, k, weight.data()}; }
 };
 
-Case make_case(qvl::GgmlType type, int64_t rows, int64_t n, std::mt19937& rng) {
-  Case c{type, rows, qvl::type_geometry(type)->block_elems == 256 ? 512 : 96, n, {}, {}, {}};
+Case make_case(qvl::GgmlType type, int64_t rows, int64_t k, int64_t n, std::mt19937& rng) {
+  Case c{type, rows, k, n, {}, {}, {}};
   std::vector<float> w = random_floats(static_cast<size_t>(rows * c.k), 0.1f, rng);
   c.weight.resize(static_cast<size_t>(rows) * qvl::row_bytes(type, c.k));
   qvl::set_isa("scalar");
@@ -134,6 +140,31 @@ std::vector<std::string> isas_to_test() {
   return names;
 }
 
+void check_case_on_isas(const Case& c, const std::vector<std::string>& isas, qvl::ThreadPool& pool) {
+  std::vector<float> scalar_fast = scalar_fast_result(c, pool);
+  for (const std::string& isa : isas) {
+    qvl::set_isa(isa);
+    std::string label = std::string(qvl::type_name(c.type)) + " " + isa + " rows=" + std::to_string(c.rows) +
+                        " k=" + std::to_string(c.k) + " n=" + std::to_string(c.n);
+    check_dequantize(c, label);
+    check_matmul(c, pool, label, isa == "scalar" ? std::vector<float>() : scalar_fast);
+  }
+}
+
+// Every quantized type has a matrix-matrix kernel on each ISA but scalar.
+void check_gemm_coverage(const std::vector<std::string>& isas) {
+  for (const std::string& isa : isas) {
+    if (isa == "scalar") continue;
+    qvl::set_isa(isa);
+    const qvl::IsaKernels& table = qvl::isa_kernels(qvl::active_isa());
+    for (qvl::GgmlType type : kTypes) {
+      if (is_float_type(type)) continue;
+      check(qvl::type_kernels(table, type).gemm_tile != nullptr,
+            std::string(qvl::type_name(type)) + " " + isa + " has a matrix-matrix kernel");
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -147,19 +178,19 @@ int main() {
   std::mt19937 rng(1234);
   qvl::ThreadPool pool(3);  // more threads than small matrices have chunks: exercises the edges
   for (qvl::GgmlType type : kTypes) {
+    const int64_t k = is_k_quant(type) ? 512 : 96;
     for (int64_t rows : {37, 257}) {
-      for (int64_t n : {1, 7, 33}) {
-        Case c = make_case(type, rows, n, rng);
-        std::vector<float> scalar_fast = scalar_fast_result(c, pool);
-        for (const std::string& isa : isas) {
-          qvl::set_isa(isa);
-          std::string label = std::string(qvl::type_name(type)) + " " + isa + " rows=" + std::to_string(rows) +
-                              " n=" + std::to_string(n);
-          check_dequantize(c, label);
-          check_matmul(c, pool, label, isa == "scalar" ? std::vector<float>() : scalar_fast);
-        }
-      }
+      for (int64_t n : {1, 7, 33}) check_case_on_isas(make_case(type, rows, k, n, rng), isas, pool);
     }
+  }
+  // The matrix-matrix path: chunks of 13, 16 + 16 + 13 and 16 x 4 + 6 rows (panels of 8 left partly
+  // empty), activation rows a multiple of the register tile and not, k of several (super-)blocks.
+  check_gemm_coverage(isas);
+  const int64_t gemm_shapes[][2] = {{13, 16}, {45, 23}, {70, 40}};  // rows, n
+  for (qvl::GgmlType type : kTypes) {
+    if (is_float_type(type)) continue;
+    const int64_t k = is_k_quant(type) ? 3 * 256 : 7 * 32;
+    for (const auto& shape : gemm_shapes) check_case_on_isas(make_case(type, shape[0], k, shape[1], rng), isas, pool);
   }
   std::printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;

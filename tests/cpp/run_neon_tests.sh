@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds tests/cpp/kernel_tests.cpp natively and cross-compiled for aarch64, then runs the native binary
 # and the aarch64 one under qemu-user (NEON path, then forced scalar). Needs g++-aarch64-linux-gnu and
-# qemu-user (apt-get install -y g++-aarch64-linux-gnu qemu-user). Build folders: build/kernel-tests-*.
+# qemu-user (apt-get install -y g++-aarch64-linux-gnu qemu-user). Build folders: build/kernel-tests-*, or
+# kernel-tests-* under QVL_KERNEL_TEST_BUILD_ROOT (so that a second checkout or user builds apart).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -17,9 +18,10 @@ configure_and_build() {  # build_dir, extra cmake arguments...
   cmake --build "$build_dir" -j "$jobs" --target qvl_kernel_tests
 }
 
-native="$repo/build/kernel-tests-native"
-arm64="$repo/build/kernel-tests-aarch64"
-mkdir -p "$repo/build"
+build_root="${QVL_KERNEL_TEST_BUILD_ROOT:-$repo/build}"
+native="$build_root/kernel-tests-native"
+arm64="$build_root/kernel-tests-aarch64"
+mkdir -p "$build_root"
 
 echo "== native build"
 configure_and_build "$native"
