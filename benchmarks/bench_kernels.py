@@ -35,11 +35,11 @@ class Measurement:
 
 
 def best_of(action: Callable[[], object], repeats: int) -> Measurement:
-    """The fastest of `repeats` timed runs (after one warm-up), with the noise seen during it."""
+    """The fastest of `repeats` timed runs (after one warm-up), with the noise seen over all of them:
+    /proc/stat counts in 10 ms ticks, too coarse to tell what others did during one run of a few ms."""
     action()
-    runs = [timed(action)[0] for _ in range(repeats)]
-    best = min(runs, key=lambda run: run.seconds)
-    return Measurement(best.seconds, best.others_cores)
+    all_runs, runs = timed(lambda: [timed(action)[0] for _ in range(repeats)])
+    return Measurement(min(run.seconds for run in runs), all_runs.others_cores)
 
 
 def read_bandwidth(n_threads: int) -> tuple[float, Measurement]:
