@@ -30,8 +30,10 @@ bool cpu_has_avx2_fma_f16c() {
 bool cpu_has_avx512_vnni() {
 #if defined(QVL_HAVE_AVX512_BUILD) && (defined(__x86_64__) || defined(_M_X64))
   __builtin_cpu_init();
+  // Every extension the *_avx512.cpp files are compiled with (CMakeLists.txt's QVL_AVX512_OPTIONS).
   return cpu_has_avx2_fma_f16c() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vnni");
 #else
   return false;
 #endif
