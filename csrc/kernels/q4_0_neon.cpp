@@ -1,7 +1,8 @@
 // Q4_0 and Q4_1 on NEON: the Fast dot products (vdotq_s32), register-tiled over weight and activation
-// rows, and the matrix-matrix panels (panel_neon.h).
+// rows, and the matrix-matrix panels (block32_neon.h, panel_neon.h).
 #include "kernels/strict_fp.h"
 
+#include "kernels/block32_neon.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/neon_common.h"
@@ -17,77 +18,25 @@ inline void nibble_levels(const uint8_t* qs, int8_t offset, int8x16_t* first, in
   *second = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), vdupq_n_s8(offset));
 }
 
-struct Q4_0Dot {
-  template <int R, int C>
-  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
-                  size_t out_stride) {
-    float32x4_t acc[R][C];
-    zero(acc);
-    for (int64_t b = 0; b < k / kBlock32; ++b) {
-      for (int r = 0; r < R; ++r) {
-        const BlockQ4_0& block = reinterpret_cast<const BlockQ4_0*>(w + r * w_stride)[b];
-        int8x16_t first, second;
-        nibble_levels(block.qs, 8, &first, &second);
-        float scale = fp16(block.d);
-        for (int c = 0; c < C; ++c) {
-          const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
-          acc[r][c] = vfmaq_n_f32(acc[r][c], vcvtq_f32_s32(dot32(first, second, a.qs)), scale * a.d);
-        }
-      }
-    }
-    store_sums<R, C>(acc, out, out_stride);
+// Q4_0: nibbles minus the zero point 8; Q4_1: nibbles, with the min.
+template <typename BlockT, bool HasMin>
+struct Q4Levels {
+  using Block = BlockT;
+  static constexpr bool kHasMin = HasMin;
+  static void load(const Block& block, int8x16_t* first, int8x16_t* second) {
+    nibble_levels(block.qs, HasMin ? 0 : 8, first, second);
   }
 };
-
-struct Q4_1Dot {
-  template <int R, int C>
-  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
-                  size_t out_stride) {
-    float32x4_t acc[R][C];
-    zero(acc);
-    float offsets[R][C] = {};
-    for (int64_t b = 0; b < k / kBlock32; ++b) {
-      for (int r = 0; r < R; ++r) {
-        const BlockQ4_1& block = reinterpret_cast<const BlockQ4_1*>(w + r * w_stride)[b];
-        int8x16_t first, second;
-        nibble_levels(block.qs, 0, &first, &second);
-        float scale = fp16(block.d), min = fp16(block.m);
-        for (int c = 0; c < C; ++c) {
-          const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
-          acc[r][c] = vfmaq_n_f32(acc[r][c], vcvtq_f32_s32(dot32(first, second, a.qs)), scale * a.d);
-          offsets[r][c] += min * a.sum;
-        }
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      for (int c = 0; c < C; ++c) out[c * out_stride + r] = vaddvq_f32(acc[r][c]) + offsets[r][c];
-    }
-  }
-};
-
-// Panel levels: Q4_0's nibbles minus its zero point of 8 (no offset), Q4_1's nibbles with the min as offset.
-template <typename Block, bool HasMin>
-struct Q4Panel {
-  static constexpr int kBlock = 32, kUnit = 32;
-  static constexpr bool kOffset = HasMin;
-  static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float* offsets) {
-    const Block& block = reinterpret_cast<const Block*>(row)[unit];
-    int8x16_t first, second;
-    nibble_levels(block.qs, HasMin ? 0 : 8, &first, &second);
-    vst1q_s8(levels, first);
-    vst1q_s8(levels + 16, second);
-    scales[0] = fp16(block.d);
-    if constexpr (HasMin) offsets[0] = fp16(block.m);
-  }
-};
+using Q4_0Levels = Q4Levels<BlockQ4_0, false>;
+using Q4_1Levels = Q4Levels<BlockQ4_1, true>;
 
 }  // namespace
 
 void add_q4_0_q4_1(IsaKernels& table) {
-  table.q4_0.dot_tile = dot_tile_tiled<Q4_0Dot>;
-  table.q4_1.dot_tile = dot_tile_tiled<Q4_1Dot>;
-  table.q4_0.gemm_tile = gemm_tile<Q4Panel<BlockQ4_0, false>>;
-  table.q4_1.gemm_tile = gemm_tile<Q4Panel<BlockQ4_1, true>>;
+  table.q4_0.dot_tile = dot_tile_tiled<Block32Dot<Q4_0Levels>>;
+  table.q4_1.dot_tile = dot_tile_tiled<Block32Dot<Q4_1Levels>>;
+  table.q4_0.gemm_tile = gemm_tile<Block32Panel<Q4_0Levels>>;
+  table.q4_1.gemm_tile = gemm_tile<Block32Panel<Q4_1Levels>>;
 }
 
 }  // namespace qvl::neon
