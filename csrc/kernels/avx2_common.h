@@ -23,11 +23,6 @@ inline __m256i dot_u8_s8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
-// The same for two signed vectors: |a| times b with a's sign moved onto b (maddubs needs one unsigned).
-inline __m256i dot_s8_s8(__m256i a, __m256i b) {
-  return dot_u8_s8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-}
-
 // 16 packed bytes -> 32 values: the low nibbles (values 0..15) then the high nibbles (values 16..31).
 // The bytes are loaded into both halves and only the high half shifted, so the split costs one shift
 // and one and (the broadcast load is a plain load) instead of two of each plus an insert across halves.

@@ -83,4 +83,67 @@ struct Block32Dot {
   }
 };
 
+// Levels for Block32Dot of a type with signed levels: |w| times the activation with w's sign moved onto
+// it (maddubs needs one operand unsigned). Decoder provides using Block and
+// static __m256i levels(const Block&): the block's 32 signed levels.
+template <typename Decoder>
+struct SignedLevels {
+  using Block = typename Decoder::Block;
+  struct Weight {
+    __m256i levels, magnitude;
+  };
+  using Prepared = int;  // nothing to prepare per activation block
+  static Prepared prepare(__m256i) { return 0; }
+  static Weight load(const Block& block) {
+    __m256i levels = Decoder::levels(block);
+    return {levels, _mm256_sign_epi8(levels, levels)};
+  }
+  static __m256i products(const Weight& w, __m256i a_levels, Prepared) {
+    return dot_u8_s8(w.magnitude, _mm256_sign_epi8(a_levels, w.levels));
+  }
+  static __m256i four_row_sums(const Weight (&w)[4], __m256i a_levels, Prepared prepared) {
+    return pack_four_rows(products(w[0], a_levels, prepared), products(w[1], a_levels, prepared),
+                          products(w[2], a_levels, prepared), products(w[3], a_levels, prepared));
+  }
+};
+
+// The row-dot kernel of the types x = d * level + m (Q4_1, Q5_1): the unsigned levels go straight into
+// maddubs; m meets the activation block's sum. Decoder provides using Block (with fp16 d and m) and
+// static __m256i levels(const Block&): the block's 32 unsigned levels.
+template <typename Decoder>
+struct MinBlockDot {
+  using Block = typename Decoder::Block;
+
+  template <int R, int C>
+  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
+                  size_t out_stride) {
+    __m256 acc[R][C] = {};
+    float offsets[R][C] = {};
+    for (int64_t b = 0; b < k / kBlock32; ++b) {
+      for (int r = 0; r < R; ++r) prefetch_ahead<sizeof(Block)>(w + r * w_stride, b);
+      __m256i a_levels[C];
+      float a_scale[C], a_sum[C];
+      for (int c = 0; c < C; ++c) {
+        const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
+        a_levels[c] = load32(a.qs);
+        a_scale[c] = a.d;
+        a_sum[c] = a.sum;
+      }
+      for (int r = 0; r < R; ++r) {
+        const Block& block = reinterpret_cast<const Block*>(w + r * w_stride)[b];
+        __m256i levels = Decoder::levels(block);
+        float scale = _cvtsh_ss(block.d), min = _cvtsh_ss(block.m);
+        for (int c = 0; c < C; ++c) {
+          __m256i sums = dot_u8_s8(levels, a_levels[c]);
+          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a_scale[c]), _mm256_cvtepi32_ps(sums), acc[r][c]);
+          offsets[r][c] += min * a_sum[c];
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) out[c * out_stride + r] = horizontal_sum(acc[r][c]) + offsets[r][c];
+    }
+  }
+};
+
 }  // namespace qvl::avx2

@@ -35,38 +35,10 @@ struct Q4_0Levels {
   }
 };
 
-// x = d * q + m: the unsigned levels go straight into maddubs; m meets the activation block's sum.
-struct Q4_1Dot {
-  template <int R, int C>
-  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
-                  size_t out_stride) {
-    __m256 acc[R][C] = {};
-    float offsets[R][C] = {};
-    for (int64_t b = 0; b < k / kBlock32; ++b) {
-      for (int r = 0; r < R; ++r) prefetch_ahead<sizeof(BlockQ4_1)>(w + r * w_stride, b);
-      __m256i a_levels[C];
-      float a_scale[C], a_sum[C];
-      for (int c = 0; c < C; ++c) {
-        const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
-        a_levels[c] = load32(a.qs);
-        a_scale[c] = a.d;
-        a_sum[c] = a.sum;
-      }
-      for (int r = 0; r < R; ++r) {
-        const BlockQ4_1& block = reinterpret_cast<const BlockQ4_1*>(w + r * w_stride)[b];
-        __m256i levels = split_nibbles(block.qs);
-        float scale = _cvtsh_ss(block.d), min = _cvtsh_ss(block.m);
-        for (int c = 0; c < C; ++c) {
-          __m256i sums = dot_u8_s8(levels, a_levels[c]);
-          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a_scale[c]), _mm256_cvtepi32_ps(sums), acc[r][c]);
-          offsets[r][c] += min * a_sum[c];
-        }
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      for (int c = 0; c < C; ++c) out[c * out_stride + r] = horizontal_sum(acc[r][c]) + offsets[r][c];
-    }
-  }
+// Q4_1's unsigned nibbles (the row-dot kernel is block32_dot_avx2.h's MinBlockDot).
+struct Q4_1Decoder {
+  using Block = BlockQ4_1;
+  static __m256i levels(const Block& block) { return split_nibbles(block.qs); }
 };
 
 // Panel levels: the unsigned nibbles; the zero point of 8 (Q4_0) or the min (Q4_1) is the offset.
@@ -115,7 +87,7 @@ void add_q4_0_q4_1(IsaKernels& table) {
   table.q4_0.dequantize_row = dequantize_q4_0;
   table.q4_1.dequantize_row = dequantize_q4_1;
   table.q4_0.dot_tile = dot_tile_tiled<Block32Dot<Q4_0Levels>>;
-  table.q4_1.dot_tile = dot_tile_tiled<Q4_1Dot>;
+  table.q4_1.dot_tile = dot_tile_tiled<MinBlockDot<Q4_1Decoder>>;
   table.q4_0.gemm_tile = gemm_tile<Q4Panel<BlockQ4_0, false>>;
   table.q4_1.gemm_tile = gemm_tile<Q4Panel<BlockQ4_1, true>>;
 }

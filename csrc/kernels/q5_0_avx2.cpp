@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/avx2_common.h"
+#include "kernels/block32_dot_avx2.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
@@ -19,66 +20,17 @@ inline __m256i levels5(const uint8_t* qs, const uint8_t* qh) {
   return _mm256_or_si256(split_nibbles(qs), _mm256_and_si256(bits_to_bytes(high), _mm256_set1_epi8(0x10)));
 }
 
-struct Q5_0Dot {
-  template <int R, int C>
-  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
-                  size_t out_stride) {
-    __m256 acc[R][C] = {};
-    for (int64_t b = 0; b < k / kBlock32; ++b) {
-      for (int r = 0; r < R; ++r) prefetch_ahead<sizeof(BlockQ5_0)>(w + r * w_stride, b);
-      __m256i a_levels[C];
-      float a_scale[C];
-      for (int c = 0; c < C; ++c) {
-        const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
-        a_levels[c] = load32(a.qs);
-        a_scale[c] = a.d;
-      }
-      for (int r = 0; r < R; ++r) {
-        const BlockQ5_0& block = reinterpret_cast<const BlockQ5_0*>(w + r * w_stride)[b];
-        __m256i levels = _mm256_sub_epi8(levels5(block.qs, block.qh), _mm256_set1_epi8(16));
-        __m256i magnitude = _mm256_sign_epi8(levels, levels);
-        float scale = _cvtsh_ss(block.d);
-        for (int c = 0; c < C; ++c) {
-          __m256i sums = dot_u8_s8(magnitude, _mm256_sign_epi8(a_levels[c], levels));
-          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a_scale[c]), _mm256_cvtepi32_ps(sums), acc[r][c]);
-        }
-      }
-    }
-    store_sums<R, C>(acc, out, out_stride);
+// Q5_0's levels minus its zero point of 16, signed (Block32Dot, four rows at a time); Q5_1's unsigned
+// levels (MinBlockDot).
+struct Q5_0Decoder {
+  using Block = BlockQ5_0;
+  static __m256i levels(const Block& block) {
+    return _mm256_sub_epi8(levels5(block.qs, block.qh), _mm256_set1_epi8(16));
   }
 };
-
-struct Q5_1Dot {
-  template <int R, int C>
-  static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
-                  size_t out_stride) {
-    __m256 acc[R][C] = {};
-    float offsets[R][C] = {};
-    for (int64_t b = 0; b < k / kBlock32; ++b) {
-      for (int r = 0; r < R; ++r) prefetch_ahead<sizeof(BlockQ5_1)>(w + r * w_stride, b);
-      __m256i a_levels[C];
-      float a_scale[C], a_sum[C];
-      for (int c = 0; c < C; ++c) {
-        const ActQ8_32& a = reinterpret_cast<const ActQ8_32*>(act + c * act_stride)[b];
-        a_levels[c] = load32(a.qs);
-        a_scale[c] = a.d;
-        a_sum[c] = a.sum;
-      }
-      for (int r = 0; r < R; ++r) {
-        const BlockQ5_1& block = reinterpret_cast<const BlockQ5_1*>(w + r * w_stride)[b];
-        __m256i levels = levels5(block.qs, block.qh);
-        float scale = _cvtsh_ss(block.d), min = _cvtsh_ss(block.m);
-        for (int c = 0; c < C; ++c) {
-          __m256i sums = dot_u8_s8(levels, a_levels[c]);
-          acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(scale * a_scale[c]), _mm256_cvtepi32_ps(sums), acc[r][c]);
-          offsets[r][c] += min * a_sum[c];
-        }
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      for (int c = 0; c < C; ++c) out[c * out_stride + r] = horizontal_sum(acc[r][c]) + offsets[r][c];
-    }
-  }
+struct Q5_1Decoder {
+  using Block = BlockQ5_1;
+  static __m256i levels(const Block& block) { return levels5(block.qs, block.qh); }
 };
 
 // Panel levels: the unsigned 5-bit levels; the zero point of 16 (Q5_0) or the min (Q5_1) is the offset.
@@ -127,8 +79,8 @@ void pack_vnni_q5_1(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 void add_q5_0_q5_1(IsaKernels& table) {
   table.q5_0.dequantize_row = dequantize_q5_0;
   table.q5_1.dequantize_row = dequantize_q5_1;
-  table.q5_0.dot_tile = dot_tile_tiled<Q5_0Dot>;
-  table.q5_1.dot_tile = dot_tile_tiled<Q5_1Dot>;
+  table.q5_0.dot_tile = dot_tile_tiled<Block32Dot<SignedLevels<Q5_0Decoder>>>;
+  table.q5_1.dot_tile = dot_tile_tiled<MinBlockDot<Q5_1Decoder>>;
   table.q5_0.gemm_tile = gemm_tile<Q5Panel<BlockQ5_0, false>>;
   table.q5_1.gemm_tile = gemm_tile<Q5Panel<BlockQ5_1, true>>;
 }

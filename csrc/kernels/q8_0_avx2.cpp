@@ -12,26 +12,12 @@
 namespace qvl::avx2 {
 namespace {
 
-// Signed levels: |w| times the activation with w's sign moved onto it (maddubs needs one operand unsigned).
-struct Q8_0Levels {
+// The stored signed levels.
+struct Q8_0Decoder {
   using Block = BlockQ8_0;
-  struct Weight {
-    __m256i levels, magnitude;
-  };
-  using Prepared = int;  // nothing to prepare per activation block
-  static Prepared prepare(__m256i) { return 0; }
-  static Weight load(const BlockQ8_0& block) {
-    __m256i levels = load32(block.qs);
-    return {levels, _mm256_sign_epi8(levels, levels)};
-  }
-  static __m256i products(const Weight& w, __m256i a_levels, Prepared) {
-    return dot_u8_s8(w.magnitude, _mm256_sign_epi8(a_levels, w.levels));
-  }
-  static __m256i four_row_sums(const Weight (&w)[4], __m256i a_levels, Prepared prepared) {
-    return pack_four_rows(products(w[0], a_levels, prepared), products(w[1], a_levels, prepared),
-                          products(w[2], a_levels, prepared), products(w[3], a_levels, prepared));
-  }
+  static __m256i levels(const Block& block) { return load32(block.qs); }
 };
+using Q8_0Levels = SignedLevels<Q8_0Decoder>;
 
 // Panel levels for the matrix-matrix path: the stored signed levels and scale.
 struct Q8_0Panel {
