@@ -107,7 +107,7 @@ void TileGemm<B, Pack>::run(int64_t k, const uint8_t* w, size_t w_stride, int64_
   const int64_t full_rows = n_act / kTileRows * kTileRows, left = n_act - full_rows;
   const uint8_t* padded = padded_last_rows(act, act_stride, full_rows, left);
   configure_tiles<B>();
-  for_each_panel_and_act_tile(n_rows, n_act, act_stride, kTileRows, [&](int64_t p, int rows, int64_t j, int64_t j_end) {
+  for_each_panel_and_act_tile<kVnniPanelRows>(n_rows, n_act, act_stride, kTileRows, [&](int64_t p, int rows, int64_t j, int64_t j_end) {
     const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);
     const uint8_t* panel = panels + p * panel_bytes;
     float* out_p = out + p * kVnniPanelRows;

@@ -59,23 +59,6 @@ void panel_times_acts(int64_t blocks, const uint8_t* panel, const uint8_t* act, 
   for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(out + c * out_stride, row_mask, acc[c]);
 }
 
-template <int B>
-using PanelKernel = void (*)(int64_t, const uint8_t*, const uint8_t*, size_t, float*, size_t, __mmask16);
-
-// The kernel for the last 1 .. kActRowsPerStep - 1 activation rows.
-template <int B>
-PanelKernel<B> tail_kernel(int64_t rows_left) {
-  switch (rows_left) {
-    case 1: return panel_times_acts<B, 1>;
-    case 2: return panel_times_acts<B, 2>;
-    case 3: return panel_times_acts<B, 3>;
-    case 4: return panel_times_acts<B, 4>;
-    case 5: return panel_times_acts<B, 5>;
-    case 6: return panel_times_acts<B, 6>;
-    default: return panel_times_acts<B, 7>;
-  }
-}
-
 // A DotTileFn for many activation rows: packs the n_rows weight rows into 16-row panels, then runs
 // every panel against tiles of activation rows small enough to stay in L2 while the panels are reused.
 template <int B, VnniPackFn Pack>
@@ -91,18 +74,13 @@ void PanelGemm<B, Pack>::run(int64_t k, const uint8_t* w, size_t w_stride, int64
   const int64_t blocks = k / B;
   const size_t panel_bytes = static_cast<size_t>(blocks) * vnni_panel_block_bytes<B>();
   const uint8_t* panels = pack_vnni_panels(Pack, w, w_stride, n_rows, k, panel_bytes);
-  for_each_panel_and_act_tile(n_rows, n_act, act_stride, C, [&](int64_t p, int rows, int64_t j, int64_t j_end) {
+  for_each_panel_and_act_tile<kVnniPanelRows>(n_rows, n_act, act_stride, C, [&](int64_t p, int rows, int64_t j,
+                                                                                int64_t j_end) {
     const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);
-    const uint8_t* panel = panels + p * panel_bytes;
-    float* out_p = out + p * kVnniPanelRows;
-    for (; j + C <= j_end; j += C) {
-      panel_times_acts<B, C>(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride,
-                             row_mask);
-    }
-    if (j < j_end) {
-      tail_kernel<B>(j_end - j)(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride, out_stride,
-                                row_mask);
-    }
+    for_each_act_group<C>(j, j_end, [&](auto tile, int64_t first) {
+      panel_times_acts<B, decltype(tile)::value>(blocks, panels + p * panel_bytes, act + first * act_stride, act_stride,
+                                                 out + first * out_stride + p * kVnniPanelRows, out_stride, row_mask);
+    });
   });
 }
 

@@ -25,13 +25,13 @@
 #include <vector>
 
 #include "kernels/blocks.h"
+#include "kernels/panel_loop.h"
 #include "kernels/neon_common.h"
 
 namespace qvl::neon {
 
 constexpr int kPanelRows = 8;
 constexpr int kPanelQuads = kPanelRows / 4;    // one int32x4 of block sums per quad of rows
-constexpr size_t kActTileBytes = 256 * 1024;  // activation rows per pass over the panels: stays in L2
 
 template <int B>
 constexpr size_t panel_block_bytes() {
@@ -148,33 +148,15 @@ void gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, con
   const int64_t blocks = k / B;
   const size_t panel_bytes = static_cast<size_t>(blocks) * panel_block_bytes<B>();
   const int64_t n_panels = (n_rows + kPanelRows - 1) / kPanelRows;
-  auto panel_rows = [&](int64_t p) { return static_cast<int>(std::min<int64_t>(kPanelRows, n_rows - p * kPanelRows)); };
   uint8_t* panels = panel_buffer(panel_bytes * static_cast<size_t>(n_panels));
-  for (int64_t p = 0; p < n_panels; ++p) {
-    pack_panel<Decoder>(w + p * kPanelRows * w_stride, w_stride, panel_rows(p), k, panels + p * panel_bytes);
-  }
-  const int64_t act_tile = std::max<int64_t>(C, static_cast<int64_t>(kActTileBytes / act_stride) / C * C);
-  for (int64_t j0 = 0; j0 < n_act; j0 += act_tile) {
-    const int64_t j_end = std::min(n_act, j0 + act_tile);
-    for (int64_t p = 0; p < n_panels; ++p) {
-      const uint8_t* panel = panels + p * panel_bytes;
-      float* out_p = out + p * kPanelRows;
-      const int rows = panel_rows(p);
-      auto run = [&](auto acts, int64_t j) {
-        constexpr int tile = decltype(acts)::value;
-        panel_times_acts<Decoder, tile>(blocks, panel, act + j * act_stride, act_stride, out_p + j * out_stride,
-                                        out_stride, rows);
-      };
-      int64_t j = j0;
-      for (; j + C <= j_end; j += C) run(std::integral_constant<int, C>(), j);
-      switch (j_end - j) {
-        case 3: run(std::integral_constant<int, 3>(), j); break;
-        case 2: run(std::integral_constant<int, 2>(), j); break;
-        case 1: run(std::integral_constant<int, 1>(), j); break;
-        default: break;
-      }
-    }
-  }
+  pack_panels<kPanelRows>(pack_panel<Decoder>, panels, w, w_stride, n_rows, k, panel_bytes);
+  for_each_panel_and_act_tile<kPanelRows>(n_rows, n_act, act_stride, C, [&](int64_t p, int rows, int64_t j, int64_t j_end) {
+    for_each_act_group<C>(j, j_end, [&](auto tile, int64_t first) {
+      panel_times_acts<Decoder, decltype(tile)::value>(blocks, panels + p * panel_bytes, act + first * act_stride,
+                                                       act_stride, out + first * out_stride + p * kPanelRows,
+                                                       out_stride, rows);
+    });
+  });
 }
 
 }  // namespace qvl::neon

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/kernel_table.h"
+#include "kernels/panel_loop.h"
 
 namespace qvl {
 
@@ -39,26 +40,8 @@ inline uint8_t* pack_vnni_panels(VnniPackFn pack, const uint8_t* w, size_t w_str
                                  size_t panel_bytes) {
   const int64_t n_panels = (n_rows + kVnniPanelRows - 1) / kVnniPanelRows;
   uint8_t* panels = vnni_panel_buffer(panel_bytes * static_cast<size_t>(n_panels));
-  for (int64_t p = 0; p < n_panels; ++p) {
-    int rows = static_cast<int>(std::min<int64_t>(kVnniPanelRows, n_rows - p * kVnniPanelRows));
-    pack(w + p * kVnniPanelRows * w_stride, w_stride, rows, k, panels + p * panel_bytes);
-  }
+  pack_panels<kVnniPanelRows>(pack, panels, w, w_stride, n_rows, k, panel_bytes);
   return panels;
-}
-
-// The GEMMs' loop order: activation rows in tiles small enough to stay in L2 (a multiple of `step`
-// rows) while every panel meets them; visit(panel index, its real rows, first activation row, end).
-template <typename Visit>
-inline void for_each_panel_and_act_tile(int64_t n_rows, int64_t n_act, size_t act_stride, int64_t step, Visit visit) {
-  constexpr size_t kActTileBytes = 256 * 1024;
-  const int64_t n_panels = (n_rows + kVnniPanelRows - 1) / kVnniPanelRows;
-  const int64_t act_tile = std::max<int64_t>(step, static_cast<int64_t>(kActTileBytes / act_stride) / step * step);
-  for (int64_t j0 = 0; j0 < n_act; j0 += act_tile) {
-    const int64_t j_end = std::min(n_act, j0 + act_tile);
-    for (int64_t p = 0; p < n_panels; ++p) {
-      visit(p, static_cast<int>(std::min<int64_t>(kVnniPanelRows, n_rows - p * kVnniPanelRows)), j0, j_end);
-    }
-  }
 }
 
 // The AMX Q4_K panel (q4_k_amx.cpp), one per super-block of 16 weight rows: the levels minus 8, signed,

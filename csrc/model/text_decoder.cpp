@@ -15,6 +15,15 @@ std::string block(int64_t index, const char* name) { return "blk." + std::to_str
 
 }  // namespace
 
+template <typename RowFn>
+void TextDecoder::for_each_row(int64_t count, const RowFn& row_fn) {
+  if (count == 1) {
+    row_fn(0);
+  } else {
+    pool_.run(count, [&](int64_t row, int) { row_fn(row); });
+  }
+}
+
 TextDecoder::TextDecoder(std::shared_ptr<GgufFile> file, const TextHyperParams& params, int64_t n_ctx, int64_t n_batch,
                          int n_threads)
     : file_(std::move(file)),
@@ -189,8 +198,5 @@ void TextDecoder::mlp_block(const Layer& layer, int64_t count, Precision precisi
   for_each_row(count, [&](int64_t i) { add_in_place(x_.data() + i * hidden, projected_.data() + i * hidden, hidden); });
 }
 
-void TextDecoder::for_each_row(int64_t count, const std::function<void(int64_t row)>& row_fn) {
-  pool_.run(count, [&](int64_t row, int) { row_fn(row); });
-}
 
 }  // namespace qvl

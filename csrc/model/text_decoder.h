@@ -3,7 +3,6 @@
 // Weights are views into the mapped GGUF; the KV cache and every activation buffer are allocated once.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <vector>
 
@@ -72,9 +71,10 @@ class TextDecoder {
                        Precision precision);
   void mlp_block(const Layer& layer, int64_t count, Precision precision);
   void project_logits(const float* hidden_rows, int64_t count, float* logits, Precision precision);
-  // row_fn(i) for i < count, on the pool's threads (a single row runs on the calling thread): the
-  // per-token work between the matmuls (norms, biases, rope, activations, residuals) of a prompt.
-  void for_each_row(int64_t count, const std::function<void(int64_t row)>& row_fn);
+  // row_fn(i) for i < count, on the pool's threads (a single row, as in decode, runs on the calling
+  // thread): the per-token work between the matmuls (norms, biases, rope, activations, residuals).
+  template <typename RowFn>
+  void for_each_row(int64_t count, const RowFn& row_fn);
   const float* vector(const std::string& name, int64_t length);
   WeightView matrix(const std::string& name, int64_t rows, int64_t cols) const;
 
