@@ -57,7 +57,7 @@ def measure_ours_vision(spec: Spec) -> dict[str, Any]:
         rendered = render_chat(messages, template=model.tokenizer.chat_template)
         stream = model.generate(rendered.prompt, images=rendered.images, stream=True, max_new_tokens=1)
         next(iter(stream), None)  # a first token that ends the answer still took this long
-        question["prompt_tokens"] = len(model._cached_keys)
+        question["prompt_tokens"] = len(model._cache)
 
     ttft, _ = timed_quietly(first_token, prepare=model.reset)
     encodes = {}
