@@ -27,7 +27,7 @@ from .prompt_cache import PromptCache
 from .tokenizer import Tokenizer
 from .video import DEFAULT_FPS
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Model", "PreparedPrompt", "VisionUnavailableError", "find_mmproj", "load"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Model", "PreparedPrompt", "VisionUnavailableError", "load"]
 
 
 def load(
