@@ -18,7 +18,7 @@ from . import _core
 from .chat import render_chat
 from .config import Qwen2VLConfig
 from .decoding import Outcome, generate_tokens, stream_text
-from .errors import QvlError, VisionUnavailableError
+from .errors import ContextLengthError, QvlError, VisionUnavailableError
 from .generation import GenerationConfig, GenerationResult
 from .gguf_file import GGUFFile
 from .ops import PRECISIONS
@@ -227,7 +227,8 @@ class Model:
                        max_pixels: int | None = None) -> PreparedPrompt:
         """Tokenize the prompt and preprocess its media (no model compute): the step before
         `generate`, for callers that need the exact prompt length first (e.g. a server checking
-        the context). Reads only the model's configuration, so it may run beside a generation."""
+        the context). Reads only the model's configuration, so it may run beside a generation.
+        Text that cannot fit the context is refused before it is tokenized (ContextLengthError)."""
         return self.prompts.prepare(prompt, images, videos, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
 
     def generate(self, prompt: str | PreparedPrompt, *, images: Sequence[Any] = (), videos: Sequence[Any] = (),
@@ -244,7 +245,7 @@ class Model:
         prepared = prompt if isinstance(prompt, PreparedPrompt) else self.prepare_prompt(
             prompt, images, videos, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
         if len(prepared) + 1 > self.n_ctx:
-            raise ValueError(f"the prompt has {len(prepared)} tokens, more than the context of {self.n_ctx} allows")
+            raise ContextLengthError(f"the prompt has {len(prepared)} tokens, more than the context of {self.n_ctx} allows")
         outcome = self._outcome = Outcome()
         tokens = generate_tokens(
             self._decoder, self._cache, prepared, config, precision=self._precision(precision),

@@ -9,8 +9,9 @@ both are recognized when written in the text, as in HF and llama.cpp.
 from __future__ import annotations
 
 import codecs
+import math
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
@@ -31,6 +32,10 @@ QWEN2_SPLIT_PATTERN = (
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 SUPPORTED_PRE_TOKENIZERS = ("qwen2",)
+# NFC shrinks UTF-8 text by at most this factor (a Hangul L+V+T jamo triple, 9 bytes, composes to one
+# 3-byte syllable; U+0390 likewise has a 6-byte decomposition): what bounds the token count from the
+# raw text's size.
+NFC_MAX_CONTRACTION = 3
 
 
 class UnknownTokenError(QvlError, KeyError):
@@ -148,6 +153,22 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self._tokens)
+
+    @cached_property
+    def max_token_bytes(self) -> int:
+        """The most text bytes one token stands for (an upper bound: a vocabulary string's UTF-8
+        length is at least the bytes it stands for)."""
+        return max((len(token.encode("utf-8", "surrogatepass")) for token in self._tokens), default=1)
+
+    def max_text_bytes(self, n_tokens: int) -> int:
+        """The most UTF-8 bytes of text that can encode to `n_tokens` tokens or fewer."""
+        return n_tokens * NFC_MAX_CONTRACTION * self.max_token_bytes
+
+    def min_token_count(self, text: str) -> int:
+        """A lower bound on `len(self.encode(text))`, from the text's size alone: what refuses a
+        prompt that cannot fit a context without tokenizing all of it."""
+        size = len(text.encode("utf-8", "surrogatepass"))
+        return math.ceil(size / self.max_text_bytes(1))
 
     def token_id(self, text: str) -> int:
         """Id of the token whose vocabulary text is `text` (e.g. "<|im_end|>")."""
