@@ -194,6 +194,28 @@ def test_missing_tensor_is_named(tmp_path: Path, fixtures: Path) -> None:
         qvl_local.load(_write(tmp_path, data), mmproj=False)
 
 
+def test_corrupt_vocabulary_is_a_format_error_naming_the_file(tmp_path: Path, fixtures: Path) -> None:
+    """issue 16 item 3: a token the merges build ("Ġthe" from "Ġth e") changed in place."""
+    data = bytearray((fixtures / TEXT_Q8).read_bytes())
+    token = "Ġthe".encode()
+    at = data.find(struct.pack("<Q", len(token)) + token) + 8
+    data[at:at + len(token)] = "Ġq@z".encode()
+    path = _write(tmp_path, data)
+    with pytest.raises(qvl_local.ModelFormatError, match=f"{path}: BPE merge .* needs the token 'Ġthe'"):
+        qvl_local.load(path, mmproj=False)
+
+
+def test_truncated_files_say_so_with_the_sizes(tmp_path: Path, fixtures: Path, mmproj_bytes: bytes) -> None:
+    """issue 16 item 3: a cut inside the vocabulary was "absurd array length"; a cut in the tensor data
+    names the size the file should have."""
+    text = (fixtures / TEXT_Q8).read_bytes()
+    in_vocabulary = text.find(b"tokenizer.ggml.tokens") + 100_000
+    for data in (text[:in_vocabulary], mmproj_bytes[:len(mmproj_bytes) // 2], mmproj_bytes[:-1]):
+        expected = len(mmproj_bytes) if data.startswith(mmproj_bytes[:100]) else None
+        size = f"file is truncated: {len(data)} bytes, at least {expected or ''}"
+        _expect_format_error(_write(tmp_path, data), size, "expected")
+
+
 def _tiny_projector(path: Path, out_width: int) -> Path:
     """A small but complete qwen2vl_merger projector whose output width is `out_width`."""
     writer = gguf.GGUFWriter(str(path), "clip")

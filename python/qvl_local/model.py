@@ -111,6 +111,7 @@ class Model:
             eos_id=self.config.tokens.eos,
             pad_id=self.text_file.get("tokenizer.ggml.padding_token_id"),
             chat_template=self.text_file.get("tokenizer.chat_template"),
+            source=str(self.text_file.path),
         )
         self.n_threads = n_threads or len(os.sched_getaffinity(0))
         self.n_ctx = min(n_ctx, self.config.text.context_length)

@@ -130,21 +130,27 @@ class Tokenizer:
             eos_id=fields.integer("tokenizer.ggml.eos_token_id"),
             pad_id=fields.optional_integer("tokenizer.ggml.padding_token_id"),
             chat_template=fields.optional_string("tokenizer.chat_template"),
+            source=getattr(reader.data, "filename", None),
         )
 
     @classmethod
     def from_fields(cls, tokens: list[str], token_types: Sequence[int] | np.ndarray,
                     merges: list[str], *, eos_id: int, pad_id: int | None,
-                    chat_template: str | None) -> Tokenizer:
-        """Build from the GGUF field values (byte-level token strings, types, "a b" merges)."""
+                    chat_template: str | None, source: str | None = None) -> Tokenizer:
+        """Build from the GGUF field values (byte-level token strings, types, "a b" merges).
+        `source` (the file they came from) is named in the errors."""
+        where = f"{source}: " if source else ""
         types = np.asarray(token_types, dtype=np.int32)
         if len(types) != len(tokens):
             raise ModelFormatError(
-                f"{len(tokens)} tokens but {len(types)} token types in the tokenizer metadata")
+                f"{where}{len(tokens)} tokens but {len(types)} token types in the tokenizer metadata")
         for name, token_id in (("eos", eos_id), ("padding", pad_id)):
             if token_id is not None and not 0 <= token_id < len(tokens):
-                raise ModelFormatError(f"{name} token id {token_id} outside the vocabulary")
-        backend = _build_backend(tokens, types, merges)
+                raise ModelFormatError(f"{where}{name} token id {token_id} outside the vocabulary")
+        try:
+            backend = _build_backend(tokens, types, merges)
+        except ModelFormatError as error:
+            raise ModelFormatError(f"{where}{error}") from None
         return cls(backend, list(tokens), types, eos_id=eos_id, pad_id=pad_id,
                    chat_template=chat_template)
 
@@ -215,14 +221,12 @@ def _build_backend(tokens: list[str], types: np.ndarray, merges: list[str]) -> H
     vocab = {token: token_id for token_id, token in enumerate(tokens)}
     if len(vocab) != len(tokens):
         raise ModelFormatError("the tokenizer vocabulary holds duplicate tokens")
-    merge_pairs = []
-    for merge in merges:
-        pair = merge.split(" ")
-        if len(pair) != 2:
-            raise ModelFormatError(f"malformed BPE merge {merge!r} (expected 'left right')")
-        merge_pairs.append((pair[0], pair[1]))
-
-    backend = HFTokenizer(models.BPE(vocab, merge_pairs, ignore_merges=False))
+    merge_pairs = [_merge_pair(index, merge, vocab) for index, merge in enumerate(merges)]
+    try:
+        bpe = models.BPE(vocab, merge_pairs, ignore_merges=False)
+    except Exception as error:  # tokenizers raises a bare Exception for what it finds inconsistent
+        raise ModelFormatError(f"the tokenizer's vocabulary and merges are inconsistent: {error}") from None
+    backend = HFTokenizer(bpe)
     backend.normalizer = normalizers.NFC()
     backend.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated", invert=False),
@@ -237,6 +241,19 @@ def _build_backend(tokens: list[str], types: np.ndarray, merges: list[str]) -> H
         AddedToken(tokens[i], special=False, normalized=False)
         for i in np.flatnonzero(types == TOKEN_TYPE_USER_DEFINED)])
     return backend
+
+
+def _merge_pair(index: int, merge: str, vocab: dict[str, int]) -> tuple[str, str]:
+    """A merge "left right" as a pair whose parts and result are all vocabulary tokens: checked here
+    because the tokenizers library panics (an uncatchable-by-`except Exception` PanicException and a
+    Rust backtrace) on a merge whose result is not in the vocabulary."""
+    pair = merge.split(" ")
+    if len(pair) != 2:
+        raise ModelFormatError(f"malformed BPE merge {index} {merge!r} (expected 'left right')")
+    for token in (pair[0], pair[1], pair[0] + pair[1]):
+        if token not in vocab:
+            raise ModelFormatError(f"BPE merge {index} {merge!r} needs the token {token!r}, which is not in the vocabulary")
+    return pair[0], pair[1]
 
 
 class _GGUFTokenizerFields:
