@@ -52,6 +52,10 @@ class MediaTooLargeError(MediaError):
     """An image or video over a size limit (bytes or pixels)."""
 
 
+class MediaWarning(UserWarning):
+    """A media file was read, but not all of it (a truncated video)."""
+
+
 def smart_resize(
     height: int,
     width: int,
