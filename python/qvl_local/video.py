@@ -26,6 +26,7 @@ from qvl_local.preprocess import (
     ImageSource,
     MediaError,
     MediaWarning,
+    check_sizes,
     decode_data_uri,
     describe_source,
     load_image,
@@ -128,6 +129,8 @@ def load_video(
     given, which is what the reference did for the d_video case (the processor resizes later).
     """
     fps = check_fps(fps)
+    check_sizes(f"video {describe_source(source)}", min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels,
+                min_frames=min_frames, max_frames=max_frames, nframes=nframes)
     encoded = _encoded_video(source)
     if encoded is not None:
         return _load_video_file(
@@ -202,7 +205,10 @@ def _load_frame_list(
 
 
 def _resize(image: Image.Image, budget: tuple[int, float]) -> Image.Image:
-    height, width = smart_resize(image.height, image.width, IMAGE_FACTOR, *budget)
+    try:
+        height, width = smart_resize(image.height, image.width, IMAGE_FACTOR, *budget)
+    except ValueError as error:  # an extreme aspect ratio
+        raise MediaError(f"video frames of {image.width}x{image.height}: {error}") from None
     return image.resize((width, height), resample=Image.Resampling.BICUBIC)
 
 
