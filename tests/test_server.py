@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -619,3 +620,44 @@ def test_deeply_nested_json_is_400(server: RunningServer) -> None:
     response = post_raw(server, b"[" * 100_000 + b"]" * 100_000)
     assert response.status_code == 400
     assert_openai_error(response.json(), "invalid_json")
+
+
+# -- messages and data URIs (issue 16 item 8) -----------------------------------------------------------
+
+
+def test_a_prompt_over_the_context_gets_no_negative_count(client: openai.OpenAI) -> None:
+    """Without max_tokens the room left was reported as a negative max_tokens."""
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL_ID, messages=text_message("word " * N_CTX))
+    assert raised.value.code == "context_length_exceeded"
+    message = raised.value.body["message"]
+    assert "leaves no room for an answer" in message and not re.search(r"-\d", message), message
+
+
+@pytest.mark.parametrize("url", [
+    "data:image/png;base64," + base64.b64encode(b"plain text, not a picture").decode(),
+    "{file_server}/page.html",
+])
+def test_a_non_image_is_named_without_python_internals(client: openai.OpenAI, file_server: str, url: str) -> None:
+    error = image_error(client, url.format(file_server=file_server))
+    assert error.code == "invalid_image"
+    message = error.body["message"]
+    assert "object at 0x" not in message and "BytesIO" not in message, message
+    assert "messages[0].content[0]: cannot decode image <" in message and "bytes>" in message, message
+
+
+def test_a_video_data_uri_is_decoded_from_memory(model_files: tuple[Path, Path], reference: qvl_local.Model,
+                                                 media_dir: Path) -> None:
+    """A base64 video needs no media folder: it was refused as "this server reads no local files"."""
+    video = media_dir / "clip.mkv"
+    uri = "data:video/x-matroska;base64," + base64.b64encode(video.read_bytes()).decode()
+    messages = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": uri}},
+                                             {"type": "text", "text": "What happens?"}]}]
+    with running_server(model_files) as running:
+        reply = ask(running.client(), messages)
+        assert video_error(running.client(), "data:video/mp4;base64,@@@").code == "invalid_video_url"
+        assert video_error(running.client(), "https://example.com/clip.mp4").code == "invalid_video_url"
+    expected = expected_result(reference, [{"role": "user", "content": [{"type": "video", "video": str(video)},
+                                                                        {"type": "text", "text": "What happens?"}]}])
+    assert reply.choices[0].message.content == expected.text
+    assert reply.usage.prompt_tokens == expected.prompt_tokens

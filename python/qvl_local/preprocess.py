@@ -219,7 +219,9 @@ def _open_encoded(stream: io.BytesIO | Path, label: str, max_pixels: int | None)
             image = Image.open(stream)
     except Image.DecompressionBombError as exc:
         raise MediaTooLargeError(f"image {label} is too large to decode: {exc}") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except UnidentifiedImageError:  # its message names the stream object, not the input
+        raise MediaError(f"cannot decode image {label}: not a supported image format") from None
+    except (OSError, ValueError) as exc:
         raise MediaError(f"cannot decode image {label}: not a supported image format ({exc})") from exc
     width, height = image.size
     if width * height > MAX_DECODE_PIXELS:

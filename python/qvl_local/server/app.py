@@ -162,11 +162,14 @@ def prepare_chat(model: Model, settings: ServerSettings, chat: ChatRequest) -> P
     except (QvlError, ValueError) as error:  # an undecodable video, an extreme aspect ratio
         raise APIError(400, str(error), param="messages", code="invalid_media") from None
     prompt_tokens = len(prompt)
-    max_tokens = chat.max_tokens if chat.max_tokens is not None else model.n_ctx - prompt_tokens
-    if max_tokens < 1 or prompt_tokens + max_tokens > model.n_ctx:
-        raise APIError(400, f"this model's context is {model.n_ctx} tokens; the messages take {prompt_tokens} "
-                       f"and max_tokens asks for {max_tokens} more", param="messages",
-                       code="context_length_exceeded")
+    room = model.n_ctx - prompt_tokens
+    if room < 1:
+        raise ContextLengthError(f"this model's context is {model.n_ctx} tokens; the messages take {prompt_tokens}, "
+                                 "which leaves no room for an answer")
+    max_tokens = chat.max_tokens if chat.max_tokens is not None else room
+    if max_tokens > room:
+        raise ContextLengthError(f"this model's context is {model.n_ctx} tokens; the messages take {prompt_tokens} "
+                                 f"and max_tokens asks for {max_tokens} more")
     return PreparedChat(prompt, GenerationConfig(max_new_tokens=max_tokens, **chat.sampling))
 
 
