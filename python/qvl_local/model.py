@@ -18,7 +18,7 @@ from . import _core
 from .chat import render_chat
 from .config import Qwen2VLConfig
 from .decoding import Outcome, generate_tokens, stream_text
-from .errors import ContextLengthError, QvlError, VisionUnavailableError
+from .errors import ContextLengthError, ModelFormatError, QvlError, VisionUnavailableError
 from .generation import GenerationConfig, GenerationResult
 from .gguf_file import GGUFFile
 from .ops import PRECISIONS
@@ -113,6 +113,9 @@ class Model:
             chat_template=self.text_file.get("tokenizer.chat_template"),
             source=str(self.text_file.path),
         )
+        if self.config.text.context_length < 1:
+            raise ModelFormatError(f"{self.text_file.path}: its metadata gives a context length of "
+                                   f"{self.config.text.context_length} tokens")
         self.n_threads = n_threads or len(os.sched_getaffinity(0))
         self.n_ctx = min(n_ctx, self.config.text.context_length)
         self.precision = precision
