@@ -221,7 +221,7 @@ def _build_backend(tokens: list[str], types: np.ndarray, merges: list[str]) -> H
     vocab = {token: token_id for token_id, token in enumerate(tokens)}
     if len(vocab) != len(tokens):
         raise ModelFormatError("the tokenizer vocabulary holds duplicate tokens")
-    merge_pairs = [_merge_pair(index, merge, vocab) for index, merge in enumerate(merges)]
+    merge_pairs = _merge_pairs(merges, vocab)
     try:
         bpe = models.BPE(vocab, merge_pairs, ignore_merges=False)
     except Exception as error:  # tokenizers raises a bare Exception for what it finds inconsistent
@@ -243,17 +243,29 @@ def _build_backend(tokens: list[str], types: np.ndarray, merges: list[str]) -> H
     return backend
 
 
-def _merge_pair(index: int, merge: str, vocab: dict[str, int]) -> tuple[str, str]:
-    """A merge "left right" as a pair whose parts and result are all vocabulary tokens: checked here
-    because the tokenizers library panics (an uncatchable-by-`except Exception` PanicException and a
-    Rust backtrace) on a merge whose result is not in the vocabulary."""
-    pair = merge.split(" ")
-    if len(pair) != 2:
-        raise ModelFormatError(f"malformed BPE merge {index} {merge!r} (expected 'left right')")
-    for token in (pair[0], pair[1], pair[0] + pair[1]):
-        if token not in vocab:
-            raise ModelFormatError(f"BPE merge {index} {merge!r} needs the token {token!r}, which is not in the vocabulary")
-    return pair[0], pair[1]
+def _merge_pairs(merges: list[str], vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """The merges "left right" as pairs whose parts and result are all vocabulary tokens: checked here
+    because the tokenizers library raises a bare Exception for a missing part and panics (a
+    PanicException, which `except Exception` does not catch, and a Rust backtrace) for a missing
+    result."""
+    pairs = []
+    for merge in merges:
+        left, space, right = merge.partition(" ")
+        if not space or " " in right or left not in vocab or right not in vocab or left + right not in vocab:
+            raise _first_bad_merge(merges, vocab)
+        pairs.append((left, right))
+    return pairs
+
+
+def _first_bad_merge(merges: list[str], vocab: dict[str, int]) -> ModelFormatError:
+    for index, merge in enumerate(merges):
+        pair = merge.split(" ")
+        if len(pair) != 2:
+            return ModelFormatError(f"malformed BPE merge {index} {merge!r} (expected 'left right')")
+        for token in (pair[0], pair[1], pair[0] + pair[1]):
+            if token not in vocab:
+                return ModelFormatError(f"BPE merge {index} {merge!r} needs the token {token!r}, which is not in the vocabulary")
+    raise AssertionError("no bad merge")
 
 
 class _GGUFTokenizerFields:
