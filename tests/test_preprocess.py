@@ -11,6 +11,7 @@ import base64
 import http.server
 import io
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from qvl_local.preprocess import (
     DEFAULT_MIN_PIXELS,
     MediaError,
     load_image,
+    preprocess_frames,
     preprocess_image,
     resize_to_budget,
     smart_resize,
@@ -369,3 +371,33 @@ def test_http_download(http_server, fixtures):
 def test_unreachable_url_raises_media_error():
     with pytest.raises(MediaError, match="cannot download"):
         load_image("http://127.0.0.1:9/none.png")
+
+
+@pytest.mark.parametrize("shape", [(0, 10, 3), (10, 0, 3), (0, 0)])
+def test_an_empty_image_is_a_media_error_naming_it(shape):
+    """issue 16 item 7: a 0-height array ended in a ZeroDivisionError."""
+    label = f"<array uint8 {shape}>"
+    with pytest.raises(MediaError, match=f"image {re.escape(label)} is empty"):
+        preprocess_image(np.zeros(shape, dtype=np.uint8))
+    with pytest.raises(MediaError, match="is empty"):
+        preprocess_image(Image.new("RGB", (shape[1], shape[0])))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"resized_height": -5, "resized_width": 56}, "resized_height must be a positive integer, got -5"),
+    ({"resized_height": 56, "resized_width": 0}, "resized_width must be a positive integer, got 0"),
+    ({"max_pixels": -1}, "max_pixels must be a positive integer, got -1"),
+    ({"min_pixels": 2.5}, "min_pixels must be a positive integer, got 2.5"),
+])
+def test_size_settings_out_of_range_are_media_errors(settings, message):
+    """issue 16 item 7: resized_height=-5 ended in "math domain error"."""
+    with pytest.raises(MediaError, match=re.escape(f"image <array uint8 (28, 28, 3)>: {message}")):
+        preprocess_image(np.zeros((28, 28, 3), dtype=np.uint8), **settings)
+
+
+def test_an_extreme_aspect_ratio_names_the_image():
+    """issue 16 item 7: a 1x10000 image got a ValueError that did not say which image."""
+    with pytest.raises(MediaError, match=r"image <array uint8 \(1, 10000, 3\)>: absolute aspect ratio"):
+        preprocess_image(np.zeros((1, 10000, 3), dtype=np.uint8))
+    with pytest.raises(MediaError, match="video frames: max_pixels must be a positive integer"):
+        preprocess_frames([np.zeros((28, 28, 3), dtype=np.uint8)] * 2, max_pixels=0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -480,15 +481,22 @@ def test_cli_refuses_a_remote_host_before_loading(capsys) -> None:
     assert "--allow-remote" in capsys.readouterr().err
 
 
-def test_cli_serve_end_to_end(model_files: tuple[Path, Path]) -> None:
+def free_port() -> int:
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    env = subprocess_env(QVL_API_KEY="from-env")
+    return port
+
+
+@contextmanager
+def served_by_cli(model_files: tuple[Path, Path], *options: str, **env: str) -> Iterator[str]:
+    """`python -m qvl_local serve` in a process of its own (its GIL is not the test's); yields its URL."""
+    port = free_port()
     command = [sys.executable, "-m", "qvl_local", "serve", str(model_files[0]), "--mmproj", str(model_files[1]),
-               "--port", str(port), "--ctx-size", "512"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               "--port", str(port), *options]
+    process = subprocess.Popen(command, env=subprocess_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -500,15 +508,20 @@ def test_cli_serve_end_to_end(model_files: tuple[Path, Path]) -> None:
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.1)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+
+
+def test_cli_serve_end_to_end(model_files: tuple[Path, Path]) -> None:
+    with served_by_cli(model_files, "--ctx-size", "512", QVL_API_KEY="from-env") as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="from-env", max_retries=0)
         assert [m.id for m in client.models.list().data] == ["qwen2vl-tiny-Q8_0"]
         reply = client.chat.completions.create(model="qwen2vl-tiny-Q8_0", messages=text_message("Hi"), max_tokens=2)
         assert reply.usage.completion_tokens <= 2
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{url}/v1", api_key="other", max_retries=0).models.list()
-    finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
 
 
 # -- one at a time ----------------------------------------------------------------------------------------
@@ -564,3 +577,87 @@ def test_full_queue_is_503_and_a_disconnect_stops_generation(model_files: tuple[
         assert answers == expected
         wait_for(lambda: running.health() == {"status": "ok", "model": MODEL_ID, "running": 0, "waiting": 0,
                                               "capacity": 3}, 10, "the worker to be idle")
+
+
+# -- hostile sizes (issue 16 item 1) ---------------------------------------------------------------------
+
+
+def post_in_background(url: str, body: bytes) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def post() -> None:
+        try:
+            outcome["response"] = httpx.post(url, content=body, headers={"content-type": "application/json"},
+                                             timeout=60)
+        except httpx.HTTPError as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=post, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_huge_prompts_are_refused_while_health_answers(model_files: tuple[Path, Path]) -> None:
+    """With the default limits, an 8 MB and a 60 MB prompt (far over n_ctx) are each refused with a 4xx
+    within 30 s, and /health answers within 5 s all the while. The server runs in a process of its
+    own: a server thread holding the GIL would stall this test's own requests too."""
+    with served_by_cli(model_files) as url:
+        for megabytes in (8, 60):
+            body = json.dumps({"model": "qwen2vl-tiny-Q8_0", "messages": text_message("word " * (megabytes * 2**20 // 5))})
+            thread, outcome = post_in_background(f"{url}/v1/chat/completions", body.encode())
+            started = time.monotonic()
+            while thread.is_alive():
+                assert time.monotonic() - started < 30, f"the {megabytes} MB prompt was not answered within 30 s"
+                assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+                time.sleep(0.05)
+            assert "error" not in outcome, outcome
+            response = outcome["response"]
+            assert 400 <= response.status_code < 500, response.text
+            assert response.json()["error"]["code"] in ("context_length_exceeded", "request_too_large"), response.text
+
+
+def test_deeply_nested_json_is_400(server: RunningServer) -> None:
+    response = post_raw(server, b"[" * 100_000 + b"]" * 100_000)
+    assert response.status_code == 400
+    assert_openai_error(response.json(), "invalid_json")
+
+
+# -- messages and data URIs (issue 16 item 8) -----------------------------------------------------------
+
+
+def test_a_prompt_over_the_context_gets_no_negative_count(client: openai.OpenAI) -> None:
+    """Without max_tokens the room left was reported as a negative max_tokens."""
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=MODEL_ID, messages=text_message("word " * N_CTX))
+    assert raised.value.code == "context_length_exceeded"
+    message = raised.value.body["message"]
+    assert "leaves no room for an answer" in message and not re.search(r"-\d", message), message
+
+
+@pytest.mark.parametrize("url", [
+    "data:image/png;base64," + base64.b64encode(b"plain text, not a picture").decode(),
+    "{file_server}/page.html",
+])
+def test_a_non_image_is_named_without_python_internals(client: openai.OpenAI, file_server: str, url: str) -> None:
+    error = image_error(client, url.format(file_server=file_server))
+    assert error.code == "invalid_image"
+    message = error.body["message"]
+    assert "object at 0x" not in message and "BytesIO" not in message, message
+    assert "messages[0].content[0]: cannot decode image <" in message and "bytes>" in message, message
+
+
+def test_a_video_data_uri_is_decoded_from_memory(model_files: tuple[Path, Path], reference: qvl_local.Model,
+                                                 media_dir: Path) -> None:
+    """A base64 video needs no media folder: it was refused as "this server reads no local files"."""
+    video = media_dir / "clip.mkv"
+    uri = "data:video/x-matroska;base64," + base64.b64encode(video.read_bytes()).decode()
+    messages = [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": uri}},
+                                             {"type": "text", "text": "What happens?"}]}]
+    with running_server(model_files) as running:
+        reply = ask(running.client(), messages)
+        assert video_error(running.client(), "data:video/mp4;base64,@@@").code == "invalid_video_url"
+        assert video_error(running.client(), "https://example.com/clip.mp4").code == "invalid_video_url"
+    expected = expected_result(reference, [{"role": "user", "content": [{"type": "video", "video": str(video)},
+                                                                        {"type": "text", "text": "What happens?"}]}])
+    assert reply.choices[0].message.content == expected.text
+    assert reply.usage.prompt_tokens == expected.prompt_tokens

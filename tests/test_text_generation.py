@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import qvl_local
+from qvl_local.errors import ContextLengthError
 from qvl_local.generation import GenerationConfig
 from conftest import RecordingDecoder
 
@@ -209,3 +210,14 @@ def test_forward_and_generate_place_the_media_alike(model, fixtures, monkeypatch
     model.reset()
     model.generate(prepared, max_new_tokens=1, precision="exact")
     np.testing.assert_allclose(recorder.logits[0], logits[-1], rtol=0, atol=1e-5)
+
+
+def test_text_that_cannot_fit_is_refused_before_tokenizing(model, monkeypatch) -> None:
+    """issue 16 item 1: a token holds at most max_token_bytes bytes, so a long enough text cannot fit
+    the context whatever it says; it is refused without being tokenized."""
+    too_long = "x" * (model.tokenizer.max_text_bytes(model.n_ctx) + 1)
+    monkeypatch.setattr(model.tokenizer, "encode", lambda text: pytest.fail("the text was tokenized"))
+    with pytest.raises(ContextLengthError, match="more than the context"):
+        model.generate(too_long)
+    with pytest.raises(ContextLengthError):
+        model.chat([{"role": "user", "content": too_long}])

@@ -285,3 +285,14 @@ def test_from_gguf_rejects_unsupported_or_incomplete_metadata(tmp_path):
         Tokenizer.from_gguf(_write_gguf(tmp_path / "llama.gguf", model="llama"))
     with pytest.raises(ModelFormatError, match="tokenizer.ggml.merges"):
         Tokenizer.from_gguf(_write_gguf(tmp_path / "nomerges.gguf", model="gpt2", with_merges=False))
+
+
+def test_merges_that_do_not_fit_the_vocabulary_name_the_file():
+    """issue 16 item 3: the tokenizers library raises a bare Exception for a merge part outside the
+    vocabulary, and panics (a PanicException, not even an Exception) for a merge result outside it."""
+    tokens, types = ["a", "b", "ab"], [1, 1, 1]
+    for merges, missing in ((["a c"], "'c'"), (["b a"], "'ba'")):
+        with pytest.raises(ModelFormatError, match=f"model.gguf: BPE merge 0 .* needs the token {missing}"):
+            Tokenizer.from_fields(tokens, types, merges, eos_id=0, pad_id=None, chat_template=None, source="model.gguf")
+    with pytest.raises(ModelFormatError, match="model.gguf: malformed BPE merge"):
+        Tokenizer.from_fields(tokens, types, ["ab"], eos_id=0, pad_id=None, chat_template=None, source="model.gguf")

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qvl_local.preprocess import MediaError, preprocess_frames, smart_resize
+from qvl_local.preprocess import MediaError, MediaWarning, preprocess_frames, smart_resize
 from qvl_local.video import (
     VIDEO_MAX_PIXELS,
     VIDEO_MIN_PIXELS,
     VIDEO_TOTAL_PIXELS,
+    check_fps,
     frame_pixel_budget,
     load_video,
     sample_frame_count,
@@ -172,3 +173,75 @@ def test_mp4_h264_file_with_frame_count_in_header(tmp_path):
     # qp 0 is lossless in YUV; the RGB<->YUV conversion costs a few steps
     np.testing.assert_allclose(frames.astype(int), np.stack([frames_in[i] for i in (0, 6, 13, 19)]), atol=3)
     assert sample_fps == pytest.approx(2.0)
+
+
+def _noise_frames(count: int, size: int = 56) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def _mp4_with_index_first(path: Path, frames: list[np.ndarray], fps: int) -> bytes:
+    """An MPEG-4 file whose index (moov) comes before the frames, as a web-ready mp4 has it: cut
+    short, it still announces every frame."""
+    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for pixels in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+def _decodable_frames(path: Path) -> int:
+    with av.open(str(path)) as container:
+        count = 0
+        try:
+            for _ in container.decode(container.streams.video[0]):
+                count += 1
+        except av.error.FFmpegError:
+            pass
+        return count
+
+
+@pytest.mark.skipif("mpeg4" not in av.codecs_available, reason="PyAV built without the mpeg4 encoder")
+def test_truncated_file_is_sampled_from_the_frames_it_has(tmp_path):
+    """issue 16 item 6: a cut mp4 still announces all its frames; the missing ones were filled with
+    copies of the last decoded frame."""
+    data = _mp4_with_index_first(tmp_path / "whole.mp4", _noise_frames(40), fps=10)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    available = _decodable_frames(cut)
+    assert 4 <= available < 40
+    with pytest.warns(MediaWarning, match=f"{available} decodable frames, not the 40"):
+        frames, sample_fps = load_video(cut, min_pixels=3136, max_pixels=3136)
+    count = sample_frame_count(available, 10.0)
+    assert frames.shape[0] == count
+    assert sample_fps == pytest.approx(count / available * 10.0)
+    assert len({frame.tobytes() for frame in frames}) == count  # each a frame of its own, none repeated
+    nothing = tmp_path / "nothing.mp4"
+    nothing.write_bytes(data[: data.find(b"mdat") + 8])  # the index alone
+    with pytest.raises(MediaError, match="nothing.mp4"):
+        load_video(nothing)
+
+
+@pytest.mark.parametrize("fps", [0, -1, float("nan"), float("inf"), "2", True])
+def test_fps_must_be_a_positive_number(fps):
+    """issue 16 item 6: one check for the API and the CLI."""
+    with pytest.raises(MediaError, match="fps must be a positive number"):
+        load_video(_numbered_frames(4), fps=fps)
+    with pytest.raises(MediaError, match="fps must be a positive number"):
+        check_fps(fps)
+
+
+def test_fps_check_is_the_same_in_api_and_cli(fixtures, capsys):
+    import qvl_local
+    from qvl_local.cli import main
+
+    model = qvl_local.load(fixtures / "gguf/qwen2vl-tiny-Q8_0.gguf", mmproj=fixtures / "gguf/mmproj-qwen2vl-tiny-F16.gguf",
+                           n_ctx=256)
+    video = {"type": "video", "video": _numbered_frames(4), "fps": 0}
+    with pytest.raises(MediaError, match="fps must be a positive number"):
+        model.chat([{"role": "user", "content": [video, {"type": "text", "text": "What happens?"}]}])
+    assert main(["run", str(fixtures / "gguf/qwen2vl-tiny-Q8_0.gguf"), "--video", "clip.mp4", "--fps", "0", "hi"]) == 2
+    assert "fps must be a positive number" in capsys.readouterr().err

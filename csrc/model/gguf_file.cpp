@@ -11,6 +11,9 @@ namespace {
 
 constexpr uint64_t kDefaultAlignment = 32;
 constexpr uint32_t kMaxDims = 4;  // GGML_MAX_DIMS
+// A declared size that runs past the end of the file means a truncated file when a real file could
+// hold it, a corrupt one beyond this (no model's header holds a gigabyte of metadata).
+constexpr uint64_t kPlausibleHeaderBytes = uint64_t(1) << 30;
 
 // Names of the GGUF types we know of but cannot run, so an error can say what the file holds.
 const char* known_type_name(uint32_t type) {
@@ -50,8 +53,21 @@ class Cursor {
     throw ModelFormatError(path_ + ": " + problem + " (at byte " + std::to_string(position_) + ")");
   }
 
+  [[noreturn]] void fail_truncated(uint64_t expected_size, const std::string& what) const {
+    fail("file is truncated: " + std::to_string(size_) + " bytes, at least " + std::to_string(expected_size) +
+         " expected (it ends inside " + what + ")");
+  }
+
   void need(uint64_t bytes, const char* what) const {
-    if (bytes > remaining()) fail(std::string("file is truncated: ") + what + " runs past the end of the file");
+    if (bytes > remaining()) fail_truncated(position_ + bytes, what);
+  }
+
+  // `count` items of at least `each` bytes (each > 0) are declared next: more than the file holds is
+  // a truncated file, or an absurd value when no real file would hold that much.
+  void need_items(uint64_t count, uint64_t each, const std::string& absurd_what, const std::string& what) const {
+    if (count <= remaining() / each) return;
+    if (count > kPlausibleHeaderBytes / each) fail("absurd " + absurd_what + " " + std::to_string(count) + " (" + what + ")");
+    fail_truncated(position_ + count * each, what);
   }
 
   template <typename T>
@@ -65,9 +81,7 @@ class Cursor {
 
   std::string read_string(const char* what) {
     uint64_t length = read<uint64_t>(what);
-    if (length > remaining()) {
-      fail(std::string("absurd string length ") + std::to_string(length) + " for " + what);
-    }
+    need_items(length, 1, std::string("string length"), what);
     std::string text(reinterpret_cast<const char*>(data_ + position_), static_cast<size_t>(length));
     position_ += static_cast<size_t>(length);
     return text;
@@ -159,11 +173,9 @@ GgufValue read_value(Cursor& cursor, const std::string& key) {
   value.element_type = static_cast<GgufValueType>(raw_element);
   uint64_t count = cursor.read<uint64_t>("an array length");
   // Every element takes at least one byte (a string at least its 8-byte length), so a count larger
-  // than what is left of the file is a lie; reject it before reserving anything.
+  // than what is left of the file is refused before anything is reserved.
   uint64_t min_element = value.element_type == GgufValueType::String ? 8 : scalar_size(value.element_type);
-  if (count > cursor.remaining() / min_element) {
-    cursor.fail("absurd array length " + std::to_string(count) + " for metadata key '" + key + "'");
-  }
+  cursor.need_items(count, min_element, "array length", "metadata array '" + key + "'");
   size_t n = static_cast<size_t>(count);
   if (value.element_type == GgufValueType::String) {
     value.string_array.reserve(n);
@@ -213,8 +225,8 @@ void GgufFile::parse() {
   uint64_t kv_count = cursor.read<uint64_t>("the metadata count");
   // The smallest key/value is a 9-byte key length + type + 1-byte value; the smallest tensor record
   // an 8-byte name length, n_dims, one dim, type and offset.
-  if (kv_count > cursor.remaining() / 13) cursor.fail("absurd metadata count " + std::to_string(kv_count));
-  if (tensor_count > cursor.remaining() / 32) cursor.fail("absurd tensor count " + std::to_string(tensor_count));
+  cursor.need_items(kv_count, 13, "metadata count", "the metadata entries");
+  cursor.need_items(tensor_count, 32, "tensor count", "the tensor records");
 
   std::set<std::string> keys;
   uint64_t alignment = kDefaultAlignment;
@@ -266,24 +278,39 @@ void GgufFile::parse() {
     tensors_.push_back(std::move(info));
   }
 
-  uint64_t data_start = (cursor.position() + alignment - 1) / alignment * alignment;
-  uint64_t file_size = file_->size();
-  std::vector<const GgufTensorInfo*> by_offset;
+  // The data region. Writers pack the tensors one after another (each within `alignment` of the
+  // previous end): packed data that ends past the end of the file is a truncated file; a tensor
+  // placed elsewhere outside the file is a corrupt one.
+  auto align_up = [alignment](uint64_t n) { return n > UINT64_MAX - alignment ? UINT64_MAX : (n + alignment - 1) / alignment * alignment; };
+  auto end_of = [](const GgufTensorInfo* info) { return info->offset > UINT64_MAX - info->nbytes ? UINT64_MAX : info->offset + info->nbytes; };
+  std::vector<GgufTensorInfo*> by_offset;
   for (GgufTensorInfo& info : tensors_) {
     if (info.offset % alignment != 0) cursor.fail("tensor '" + info.name + "' data offset is not aligned to " + std::to_string(alignment));
-    if (info.offset > file_size || data_start > file_size - info.offset || info.nbytes > file_size - data_start - info.offset) {
-      cursor.fail("tensor '" + info.name + "' data (offset " + std::to_string(info.offset) + ", " + std::to_string(info.nbytes) +
-                  " bytes) lies outside the file: truncated or corrupt");
-    }
-    info.offset += data_start;
     by_offset.push_back(&info);
   }
   std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
-  for (size_t i = 1; i < by_offset.size(); ++i) {
-    if (by_offset[i - 1]->offset + by_offset[i - 1]->nbytes > by_offset[i]->offset) {
+  bool packed = true;
+  uint64_t data_end = 0;  // from the start of the data region
+  for (size_t i = 0; i < by_offset.size(); ++i) {
+    if (i > 0 && by_offset[i]->offset < data_end) {
       cursor.fail("tensors '" + by_offset[i - 1]->name + "' and '" + by_offset[i]->name + "' overlap");
     }
+    packed = packed && by_offset[i]->offset <= align_up(data_end);
+    data_end = end_of(by_offset[i]);
   }
+  uint64_t data_start = align_up(cursor.position());
+  uint64_t file_size = file_->size();
+  uint64_t expected_size = data_end > UINT64_MAX - data_start ? UINT64_MAX : data_start + data_end;
+  if (!tensors_.empty() && expected_size > file_size) {
+    if (packed) cursor.fail_truncated(expected_size, "the tensor data");
+    for (const GgufTensorInfo* info : by_offset) {
+      if (end_of(info) > file_size - std::min(data_start, file_size)) {
+        cursor.fail("tensor '" + info->name + "' data (offset " + std::to_string(info->offset) + ", " +
+                    std::to_string(info->nbytes) + " bytes) lies outside the file: corrupt");
+      }
+    }
+  }
+  for (GgufTensorInfo& info : tensors_) info.offset += data_start;
 }
 
 const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {

@@ -9,7 +9,7 @@
 from importlib import import_module
 from typing import Any
 
-from .errors import ModelFormatError, QvlError
+from .errors import ContextLengthError, ModelFormatError, QvlError
 
 __version__ = "0.1.0"
 
@@ -23,10 +23,11 @@ _LAZY = {
     "GenerationConfig": "generation",
     "GenerationResult": "generation",
     "preprocess_image": "preprocess",
+    "MediaError": "preprocess",
     "pull": "registry",
 }
 
-__all__ = ["ModelFormatError", "QvlError", "__version__", *_LAZY]
+__all__ = ["ContextLengthError", "ModelFormatError", "QvlError", "__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -152,7 +152,7 @@ def _add_run(commands: Any, store_option: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", action="append", default=[], metavar="IMG",
                         help="an image file or URL; repeat for several images")
     parser.add_argument("--video", metavar="VID", help="a video file")
-    parser.add_argument("--fps", type=_positive_float, metavar="F", help="video frames sampled per second (default: 2)")
+    parser.add_argument("--fps", type=_video_fps, metavar="F", help="video frames sampled per second (default: 2)")
     parser.add_argument("--max-tokens", type=_positive_int, metavar="N", help="stop after N new tokens (default: 256)")
     parser.add_argument("--temperature", type=_non_negative_float, metavar="T",
                         help="sampling temperature; 0 is greedy and repeatable (default: 0)")
@@ -243,6 +243,16 @@ def _number(convert: Callable[[str], Any], check: Callable[[Any], bool], wanted:
 _positive_int = _number(int, lambda v: v > 0, "a positive integer")
 _non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
+
+
+def _video_fps(text: str) -> float:
+    """--fps, checked as the API checks a video's fps."""
+    from .video import check_fps
+
+    try:
+        return check_fps(float(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 _non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 _port = _number(int, lambda v: 0 < v < 65536, "a port number (1-65535)")
 

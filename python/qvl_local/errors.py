@@ -11,3 +11,7 @@ class ModelFormatError(QvlError, ValueError):
 
 class VisionUnavailableError(QvlError, ValueError):
     """An image or video was given to a model loaded without its vision projector (mmproj)."""
+
+
+class ContextLengthError(QvlError, ValueError):
+    """A prompt that does not fit the model's context (n_ctx)."""

@@ -18,7 +18,7 @@ from . import _core
 from .chat import render_chat
 from .config import Qwen2VLConfig
 from .decoding import Outcome, generate_tokens, stream_text
-from .errors import QvlError, VisionUnavailableError
+from .errors import ContextLengthError, ModelFormatError, QvlError, VisionUnavailableError
 from .generation import GenerationConfig, GenerationResult
 from .gguf_file import GGUFFile
 from .ops import PRECISIONS
@@ -116,7 +116,11 @@ class Model:
             eos_id=self.config.tokens.eos,
             pad_id=self.text_file.get("tokenizer.ggml.padding_token_id"),
             chat_template=self.text_file.get("tokenizer.chat_template"),
+            source=str(self.text_file.path),
         )
+        if self.config.text.context_length < 1:
+            raise ModelFormatError(f"{self.text_file.path}: its metadata gives a context length of "
+                                   f"{self.config.text.context_length} tokens")
         self.n_threads = n_threads or len(os.sched_getaffinity(0))
         self.n_ctx = min(n_ctx, self.config.text.context_length)
         self.precision = precision
@@ -232,7 +236,8 @@ class Model:
                        max_pixels: int | None = None) -> PreparedPrompt:
         """Tokenize the prompt and preprocess its media (no model compute): the step before
         `generate`, for callers that need the exact prompt length first (e.g. a server checking
-        the context). Reads only the model's configuration, so it may run beside a generation."""
+        the context). Reads only the model's configuration, so it may run beside a generation.
+        Text that cannot fit the context is refused before it is tokenized (ContextLengthError)."""
         return self.prompts.prepare(prompt, images, videos, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
 
     def generate(self, prompt: str | PreparedPrompt, *, images: Sequence[Any] = (), videos: Sequence[Any] = (),
@@ -249,7 +254,7 @@ class Model:
         prepared = prompt if isinstance(prompt, PreparedPrompt) else self.prepare_prompt(
             prompt, images, videos, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
         if len(prepared) + 1 > self.n_ctx:
-            raise ValueError(f"the prompt has {len(prepared)} tokens, more than the context of {self.n_ctx} allows")
+            raise ContextLengthError(f"the prompt has {len(prepared)} tokens, more than the context of {self.n_ctx} allows")
         outcome = self._outcome = Outcome()
         tokens = generate_tokens(
             self._decoder, self._cache, prepared, config, precision=self._precision(precision),

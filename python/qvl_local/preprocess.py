@@ -52,6 +52,10 @@ class MediaTooLargeError(MediaError):
     """An image or video over a size limit (bytes or pixels)."""
 
 
+class MediaWarning(UserWarning):
+    """A media file was read, but not all of it (a truncated video)."""
+
+
 def smart_resize(
     height: int,
     width: int,
@@ -98,6 +102,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     label = describe_source(source)
     if isinstance(source, Image.Image):
         image = source
+        _check_not_empty(image, label)
     elif isinstance(source, np.ndarray):
         image = _image_from_array(source, label)
     elif isinstance(source, (bytes, bytearray, memoryview)):
@@ -116,6 +121,11 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     if image is not source and rgb is not image:
         image.close()  # release the file handle of what we opened (multi-frame files keep one)
     return rgb
+
+
+def _check_not_empty(image: Image.Image, label: str) -> None:
+    if image.width == 0 or image.height == 0:
+        raise MediaError(f"image {label} is empty ({image.width}x{image.height} pixels)")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -209,7 +219,9 @@ def _open_encoded(stream: io.BytesIO | Path, label: str, max_pixels: int | None)
             image = Image.open(stream)
     except Image.DecompressionBombError as exc:
         raise MediaTooLargeError(f"image {label} is too large to decode: {exc}") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except UnidentifiedImageError:  # its message names the stream object, not the input
+        raise MediaError(f"cannot decode image {label}: not a supported image format") from None
+    except (OSError, ValueError) as exc:
         raise MediaError(f"cannot decode image {label}: not a supported image format ({exc})") from exc
     width, height = image.size
     if width * height > MAX_DECODE_PIXELS:
@@ -238,7 +250,9 @@ def _image_from_array(array: np.ndarray, label: str) -> Image.Image:
         raise MediaError(f"image arrays must be uint8 HxW, HxWx3 or HxWx4, got {label}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    return Image.fromarray(np.ascontiguousarray(array))
+    image = Image.fromarray(np.ascontiguousarray(array))
+    _check_not_empty(image, label)
+    return image
 
 
 def _draft_to_budget(image: Image.Image, max_pixels: int) -> None:
@@ -285,6 +299,24 @@ def resize_to_budget(
             DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
         )
     return image.resize((target_w, target_h), resample=Image.Resampling.BICUBIC)
+
+
+def check_sizes(label: str, **sizes: int | None) -> None:
+    """Each given size setting (min_pixels, max_pixels, resized_height, ...) of the input `label`
+    names is a positive integer."""
+    for name, value in sizes.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise MediaError(f"{label}: {name} must be a positive integer, got {value!r}")
+
+
+def _resize_named(label: str, image: Image.Image, **settings) -> Image.Image:
+    """resize_to_budget, with its errors (an extreme aspect ratio) naming the input."""
+    try:
+        return resize_to_budget(image, **settings)
+    except ValueError as error:
+        raise MediaError(f"{label}: {error}") from None
 
 
 def normalize(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -338,10 +370,13 @@ def preprocess_image(
     ``min_pixels``/``max_pixels`` default to the model's 3136 / 12845056. A still image is repeated
     along time to fill the temporal patch.
     """
+    label = f"image {describe_source(image)}"
+    check_sizes(label, min_pixels=min_pixels, max_pixels=max_pixels, resized_height=resized_height,
+                resized_width=resized_width)
     budget = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     rgb = load_image(image, max_pixels=budget if resized_height is None else None)
-    resized = resize_to_budget(
-        rgb,
+    resized = _resize_named(
+        label, rgb,
         min_pixels=min_pixels,
         max_pixels=max_pixels,
         resized_height=resized_height,
@@ -370,6 +405,7 @@ def preprocess_frames(
     frames must all have one size). The frame count is padded to a multiple of the temporal patch
     by repeating the last frame, as the reference does.
     """
+    check_sizes("video frames", min_pixels=min_pixels, max_pixels=max_pixels)
     images = [load_image(frame) for frame in frames]
     if not images:
         raise MediaError("a video needs at least one frame")
@@ -380,7 +416,7 @@ def preprocess_frames(
     if remainder:
         images.extend([images[-1]] * (temporal_patch_size - remainder))
     resized = [
-        resize_to_budget(img, min_pixels=min_pixels, max_pixels=max_pixels, factor=patch_size * merge_size)
+        _resize_named("video frame", img, min_pixels=min_pixels, max_pixels=max_pixels, factor=patch_size * merge_size)
         for img in images
     ]
     pixels = normalize(np.stack([np.asarray(img) for img in resized]), mean, std)

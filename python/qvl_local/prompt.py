@@ -1,10 +1,11 @@
 """Prompt building: a prompt's text and media become the decoder's input rows.
 
-`PromptBuilder.prepare` tokenizes the prompt, turns each image and video into `Media` (pixels, grid,
-digest), expands each pad token to its vision tokens and hands the result to `layout`. `layout` is
-the one place that decides which rows of a prompt take which media's embeddings and what positions
-the rows get: `Model.forward` (ids the caller already expanded), `generate` and `chat` all go
-through it, and `vision_rows` reads a range of those rows back for the decoder.
+`PromptBuilder.prepare` refuses text that cannot fit the context, tokenizes the rest, turns each image
+and video into `Media` (pixels, grid, digest), expands each pad token to its vision tokens and hands
+the result to `layout`. `layout` is the one place that decides which rows of a prompt take which
+media's embeddings and what positions the rows get: `Model.forward` (ids the caller already
+expanded), `generate` and `chat` all go through it, and `vision_rows` reads a range of those rows
+back for the decoder.
 
 What a model variant changes lives in `expand` (how a pad token becomes vision tokens: Qwen3-VL also
 writes each video frame's timestamp as text) and `positions` (Qwen2.5-VL spaces a video's temporal
@@ -21,7 +22,7 @@ import numpy as np
 
 from .chat import MEDIA_OPTIONS
 from .config import Qwen2VLConfig, VisionConfig
-from .errors import VisionUnavailableError
+from .errors import ContextLengthError, VisionUnavailableError
 from .preprocess import preprocess_frames, preprocess_image
 from .rope_index import expand_media_tokens, mrope_positions
 from .tokenizer import Tokenizer
@@ -205,6 +206,7 @@ class PromptBuilder:
                 fps: float = DEFAULT_FPS, min_pixels: int | None = None,
                 max_pixels: int | None = None) -> PreparedPrompt:
         """Tokenize the prompt and preprocess its media (no model compute)."""
+        self.check_fits(prompt)
         tokens = self.config.tokens
         ids = np.asarray(self.tokenizer.encode(prompt), dtype=np.int64)
         n_image_pads = int(np.sum(ids == tokens.image_pad))
@@ -218,6 +220,14 @@ class PromptBuilder:
         image_media = [self.image(item, call_settings) for item in images]
         video_media = [self.video(item, {**call_settings, "fps": fps}) for item in videos]
         return self.layout(self.expand(ids, image_media, video_media), image_media, video_media)
+
+    def check_fits(self, prompt: str) -> None:
+        """Refuse a prompt whose text alone cannot fit the context, before tokenizing any of it
+        (tokenizing megabytes holds the interpreter for seconds)."""
+        at_least = self.tokenizer.min_token_count(prompt)
+        if at_least + 1 > self.n_ctx:
+            raise ContextLengthError(f"the prompt has at least {at_least} tokens ({len(prompt)} characters), "
+                                     f"more than the context of {self.n_ctx} allows")
 
     def expand(self, ids: np.ndarray, images: Sequence[Media], videos: Sequence[Media]) -> np.ndarray:
         """Each image / video pad token repeated once per vision token."""

@@ -9,8 +9,9 @@ both are recognized when written in the text, as in HF and llama.cpp.
 from __future__ import annotations
 
 import codecs
+import math
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers
@@ -31,6 +32,10 @@ QWEN2_SPLIT_PATTERN = (
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 SUPPORTED_PRE_TOKENIZERS = ("qwen2",)
+# NFC shrinks UTF-8 text by at most this factor (a Hangul L+V+T jamo triple, 9 bytes, composes to one
+# 3-byte syllable; U+0390 likewise has a 6-byte decomposition): what bounds the token count from the
+# raw text's size.
+NFC_MAX_CONTRACTION = 3
 
 
 class UnknownTokenError(QvlError, KeyError):
@@ -125,21 +130,27 @@ class Tokenizer:
             eos_id=fields.integer("tokenizer.ggml.eos_token_id"),
             pad_id=fields.optional_integer("tokenizer.ggml.padding_token_id"),
             chat_template=fields.optional_string("tokenizer.chat_template"),
+            source=getattr(reader.data, "filename", None),
         )
 
     @classmethod
     def from_fields(cls, tokens: list[str], token_types: Sequence[int] | np.ndarray,
                     merges: list[str], *, eos_id: int, pad_id: int | None,
-                    chat_template: str | None) -> Tokenizer:
-        """Build from the GGUF field values (byte-level token strings, types, "a b" merges)."""
+                    chat_template: str | None, source: str | None = None) -> Tokenizer:
+        """Build from the GGUF field values (byte-level token strings, types, "a b" merges).
+        `source` (the file they came from) is named in the errors."""
+        where = f"{source}: " if source else ""
         types = np.asarray(token_types, dtype=np.int32)
         if len(types) != len(tokens):
             raise ModelFormatError(
-                f"{len(tokens)} tokens but {len(types)} token types in the tokenizer metadata")
+                f"{where}{len(tokens)} tokens but {len(types)} token types in the tokenizer metadata")
         for name, token_id in (("eos", eos_id), ("padding", pad_id)):
             if token_id is not None and not 0 <= token_id < len(tokens):
-                raise ModelFormatError(f"{name} token id {token_id} outside the vocabulary")
-        backend = _build_backend(tokens, types, merges)
+                raise ModelFormatError(f"{where}{name} token id {token_id} outside the vocabulary")
+        try:
+            backend = _build_backend(tokens, types, merges)
+        except ModelFormatError as error:
+            raise ModelFormatError(f"{where}{error}") from None
         return cls(backend, list(tokens), types, eos_id=eos_id, pad_id=pad_id,
                    chat_template=chat_template)
 
@@ -148,6 +159,22 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return len(self._tokens)
+
+    @cached_property
+    def max_token_bytes(self) -> int:
+        """The most text bytes one token stands for (an upper bound: a vocabulary string's UTF-8
+        length is at least the bytes it stands for)."""
+        return max((len(token.encode("utf-8", "surrogatepass")) for token in self._tokens), default=1)
+
+    def max_text_bytes(self, n_tokens: int) -> int:
+        """The most UTF-8 bytes of text that can encode to `n_tokens` tokens or fewer."""
+        return n_tokens * NFC_MAX_CONTRACTION * self.max_token_bytes
+
+    def min_token_count(self, text: str) -> int:
+        """A lower bound on `len(self.encode(text))`, from the text's size alone: what refuses a
+        prompt that cannot fit a context without tokenizing all of it."""
+        size = len(text.encode("utf-8", "surrogatepass"))
+        return math.ceil(size / self.max_text_bytes(1))
 
     def token_id(self, text: str) -> int:
         """Id of the token whose vocabulary text is `text` (e.g. "<|im_end|>")."""
@@ -194,14 +221,12 @@ def _build_backend(tokens: list[str], types: np.ndarray, merges: list[str]) -> H
     vocab = {token: token_id for token_id, token in enumerate(tokens)}
     if len(vocab) != len(tokens):
         raise ModelFormatError("the tokenizer vocabulary holds duplicate tokens")
-    merge_pairs = []
-    for merge in merges:
-        pair = merge.split(" ")
-        if len(pair) != 2:
-            raise ModelFormatError(f"malformed BPE merge {merge!r} (expected 'left right')")
-        merge_pairs.append((pair[0], pair[1]))
-
-    backend = HFTokenizer(models.BPE(vocab, merge_pairs, ignore_merges=False))
+    merge_pairs = _merge_pairs(merges, vocab)
+    try:
+        bpe = models.BPE(vocab, merge_pairs, ignore_merges=False)
+    except Exception as error:  # tokenizers raises a bare Exception for what it finds inconsistent
+        raise ModelFormatError(f"the tokenizer's vocabulary and merges are inconsistent: {error}") from None
+    backend = HFTokenizer(bpe)
     backend.normalizer = normalizers.NFC()
     backend.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated", invert=False),
@@ -216,6 +241,31 @@ def _build_backend(tokens: list[str], types: np.ndarray, merges: list[str]) -> H
         AddedToken(tokens[i], special=False, normalized=False)
         for i in np.flatnonzero(types == TOKEN_TYPE_USER_DEFINED)])
     return backend
+
+
+def _merge_pairs(merges: list[str], vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """The merges "left right" as pairs whose parts and result are all vocabulary tokens: checked here
+    because the tokenizers library raises a bare Exception for a missing part and panics (a
+    PanicException, which `except Exception` does not catch, and a Rust backtrace) for a missing
+    result."""
+    pairs = []
+    for merge in merges:
+        left, space, right = merge.partition(" ")
+        if not space or " " in right or left not in vocab or right not in vocab or left + right not in vocab:
+            raise _first_bad_merge(merges, vocab)
+        pairs.append((left, right))
+    return pairs
+
+
+def _first_bad_merge(merges: list[str], vocab: dict[str, int]) -> ModelFormatError:
+    for index, merge in enumerate(merges):
+        pair = merge.split(" ")
+        if len(pair) != 2:
+            return ModelFormatError(f"malformed BPE merge {index} {merge!r} (expected 'left right')")
+        for token in (pair[0], pair[1], pair[0] + pair[1]):
+            if token not in vocab:
+                return ModelFormatError(f"BPE merge {index} {merge!r} needs the token {token!r}, which is not in the vocabulary")
+    raise AssertionError("no bad merge")
 
 
 class _GGUFTokenizerFields:

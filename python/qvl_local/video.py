@@ -7,19 +7,31 @@ total pixel budget. The frames then go through ``preprocess.preprocess_frames``.
 """
 from __future__ import annotations
 
+import io
 import math
 import urllib.parse
 import urllib.request
+import warnings
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import av
 import numpy as np
 from PIL import Image
 
-from qvl_local.preprocess import ImageSource, MediaError, load_image, smart_resize
+from qvl_local.preprocess import (
+    ImageSource,
+    MediaError,
+    MediaWarning,
+    check_sizes,
+    decode_data_uri,
+    describe_source,
+    load_image,
+    smart_resize,
+)
 
 FRAME_FACTOR = 2  # frames per temporal patch
 DEFAULT_FPS = 2.0
@@ -31,7 +43,15 @@ VIDEO_MAX_PIXELS = 768 * 28 * 28
 VIDEO_TOTAL_PIXELS = int(128000 * 28 * 28 * 0.9)
 IMAGE_FACTOR = 28
 
-VideoSource = Union[str, Path, Sequence[ImageSource]]
+VideoSource = Union[str, Path, bytes, Sequence[ImageSource]]
+
+
+def check_fps(fps: Any) -> float:
+    """The frame sampling rate, checked: a positive, finite number (API and CLI share this check)."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(fps) or fps <= 0:
+        raise MediaError(f"fps must be a positive number of frames per second, got {fps!r}")
+    return float(fps)
 
 
 def sample_frame_count(
@@ -99,16 +119,22 @@ def load_video(
 ) -> tuple[np.ndarray, float]:
     """Frames uint8 [T, H, W, 3] (T even) and the rate they were sampled at, in frames per second.
 
-    ``source`` is a video file (path or ``file://`` URL, decoded with PyAV) or a list of frames
-    (anything ``load_image`` takes). A file is sampled per ``fps``/``nframes`` and every frame is
-    resized (PIL bicubic) to the per-frame budget, so H and W are multiples of 28.
+    ``source`` is a video file (path or ``file://`` URL, decoded with PyAV), the encoded file itself
+    (bytes or a ``data:video/...;base64,`` URI, decoded from memory) or a list of frames (anything
+    ``load_image`` takes). A file is sampled per ``fps``/``nframes`` from the frames that decode (a
+    truncated file gets a MediaWarning) and every frame is resized (PIL bicubic) to the per-frame
+    budget, so H and W are multiples of 28.
     A list is taken as already sampled at ``fps``: every frame is kept (the last one repeated to make
     T even), all frames must share one size, and they are resized only when a pixel budget is
     given, which is what the reference did for the d_video case (the processor resizes later).
     """
-    if isinstance(source, (str, Path)):
+    fps = check_fps(fps)
+    check_sizes(f"video {describe_source(source)}", min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels,
+                min_frames=min_frames, max_frames=max_frames, nframes=nframes)
+    encoded = _encoded_video(source)
+    if encoded is not None:
         return _load_video_file(
-            _video_path(source),
+            encoded,
             fps=fps,
             min_frames=min_frames,
             max_frames=max_frames,
@@ -117,9 +143,32 @@ def load_video(
             max_pixels=max_pixels,
             total_pixels=total_pixels,
         )
-    if isinstance(source, Sequence) and not isinstance(source, (bytes, bytearray)):
+    if isinstance(source, Sequence):
         return _load_frame_list(source, fps, min_pixels, max_pixels, total_pixels), float(fps)
     raise MediaError(f"unsupported video source type {type(source).__name__}")
+
+
+@dataclass(frozen=True)
+class _EncodedVideo:
+    """A video file on disk or in memory, and how errors name it."""
+
+    label: str
+    path: Path | None = None
+    data: bytes | None = None
+
+    def open(self) -> av.container.InputContainer:
+        return av.open(str(self.path)) if self.path is not None else av.open(io.BytesIO(self.data))
+
+
+def _encoded_video(source: VideoSource) -> _EncodedVideo | None:
+    """The video file `source` names or holds; None for a frame list."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _EncodedVideo(describe_source(source), data=bytes(source))
+    if isinstance(source, str) and source.startswith("data:"):
+        return _EncodedVideo(describe_source(source), data=decode_data_uri(source, "video"))
+    if isinstance(source, (str, Path)):
+        return _EncodedVideo(describe_source(source), path=_video_path(source))
+    return None
 
 
 def _video_path(source: str | Path) -> Path:
@@ -156,12 +205,15 @@ def _load_frame_list(
 
 
 def _resize(image: Image.Image, budget: tuple[int, float]) -> Image.Image:
-    height, width = smart_resize(image.height, image.width, IMAGE_FACTOR, *budget)
+    try:
+        height, width = smart_resize(image.height, image.width, IMAGE_FACTOR, *budget)
+    except ValueError as error:  # an extreme aspect ratio
+        raise MediaError(f"video frames of {image.width}x{image.height}: {error}") from None
     return image.resize((width, height), resample=Image.Resampling.BICUBIC)
 
 
 def _load_video_file(
-    path: Path,
+    video: _EncodedVideo,
     *,
     fps: float,
     min_frames: int,
@@ -171,23 +223,37 @@ def _load_video_file(
     max_pixels: int | None,
     total_pixels: int | None,
 ) -> tuple[np.ndarray, float]:
-    try:
-        total_frames, video_fps = _probe(path)
+    def sample(total_frames: int) -> tuple[np.ndarray | None, int, int]:
         count = sample_frame_count(
             total_frames, video_fps, fps=fps, min_frames=min_frames, max_frames=max_frames, nframes=nframes
         )
         budget = frame_pixel_budget(count, min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels)
-        frames = _decode_frames(path, sample_indices(total_frames, count), budget)
+        return (*_decode_frames(video, sample_indices(total_frames, count), budget), count)
+
+    try:
+        total_frames, video_fps = _probe(video)
+        frames, decoded, count = sample(total_frames)
+        if frames is None:
+            # The stream ended early (a cut file whose header still announces every frame): sample
+            # again from the frames that exist rather than repeat the last one.
+            if decoded == 0:
+                raise MediaError(f"no frame could be decoded from video {video.label}")
+            warnings.warn(f"video {video.label} has {decoded} decodable frames, not the {total_frames} its header "
+                          f"announces (a truncated file?); sampling from the {decoded}", MediaWarning, stacklevel=4)
+            total_frames = decoded
+            frames, _, count = sample(total_frames)
+            if frames is None:
+                raise MediaError(f"video {video.label} decodes differently on a second reading")
     except (av.error.FFmpegError, OSError) as exc:
-        raise MediaError(f"cannot decode video {str(path)!r}: {exc}") from exc
+        raise MediaError(f"cannot decode video {video.label}: {exc}") from exc
     return frames, count / total_frames * video_fps
 
 
-def _probe(path: Path) -> tuple[int, float]:
-    """(frame count, frames per second) of the first video stream."""
-    with av.open(str(path)) as container:
+def _probe(video: _EncodedVideo) -> tuple[int, float]:
+    """(frame count, frames per second) of the first video stream, as the container announces them."""
+    with video.open() as container:
         if not container.streams.video:
-            raise MediaError(f"no video stream in {str(path)!r}")
+            raise MediaError(f"no video stream in {video.label}")
         stream = container.streams.video[0]
         total = stream.frames
         if total <= 0:  # some containers (mkv, webm) do not store it: count the packets
@@ -196,7 +262,7 @@ def _probe(path: Path) -> tuple[int, float]:
         rate = stream.average_rate or stream.guessed_rate
         video_fps = float(rate) if rate else (total / duration_s if duration_s else 0.0)
     if total <= 0 or video_fps <= 0:
-        raise MediaError(f"video {str(path)!r} has no frames or no frame rate")
+        raise MediaError(f"video {video.label} has no frames or no frame rate")
     return total, video_fps
 
 
@@ -206,22 +272,26 @@ def _duration_s(container: av.container.InputContainer, stream: av.video.stream.
     return container.duration / av.time_base if container.duration else 0.0
 
 
-def _decode_frames(path: Path, indices: np.ndarray, budget: tuple[int, float]) -> np.ndarray:
-    """Decode up to the last wanted index, resizing only the wanted frames."""
+def _decode_frames(video: _EncodedVideo, indices: np.ndarray, budget: tuple[int, float]) -> tuple[np.ndarray | None, int]:
+    """The frames at `indices`, resized, and how many frames were decoded to reach them; None for the
+    frames when the stream ends (or breaks off) before the last wanted index."""
     wanted = Counter(indices.tolist())
     last_wanted = int(indices.max())
     kept: list[np.ndarray] = []
-    with av.open(str(path)) as container:
+    decoded = 0
+    with video.open() as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        for index, frame in enumerate(container.decode(stream)):
-            if index in wanted:
-                pixels = np.asarray(_resize(frame.to_image(), budget))
-                kept.extend([pixels] * wanted[index])
-            if index >= last_wanted:
-                break
-    if not kept:
-        raise MediaError(f"no frame could be decoded from {str(path)!r}")
-    # The container may have announced more frames than it holds: the missing tail repeats the last.
-    kept.extend([kept[-1]] * (len(indices) - len(kept)))
-    return np.stack(kept)
+        try:
+            for frame in container.decode(stream):
+                if decoded in wanted:
+                    pixels = np.asarray(_resize(frame.to_image(), budget))
+                    kept.extend([pixels] * wanted[decoded])
+                decoded += 1
+                if decoded > last_wanted:
+                    return np.stack(kept), decoded
+        except av.error.FFmpegError:
+            if decoded == 0:
+                raise
+            # the data breaks off in a cut file: what decoded so far is the video
+    return None, decoded

@@ -1,8 +1,9 @@
 """The ASGI application and `serve`: routes, access, and the path of a chat completion request.
 
-A request is checked on the event loop; its media are read, and its prompt rendered and tokenized,
-on the loop's thread pool (`asyncio.to_thread`). Then it waits for the model's worker thread, and
-its reply is written from the job's events.
+A request is read on the event loop only as bytes; parsing its JSON, reading its media, rendering and
+tokenizing its prompt run on the loop's thread pool (`asyncio.to_thread`), so `/health` and the
+streams of other requests keep answering while a large request is checked. Then it waits for the
+model's worker thread, and its reply is written from the job's events.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..chat import render_chat
-from ..errors import QvlError
+from ..errors import ContextLengthError, QvlError
 from ..generation import GenerationConfig
 from ..model import Model
 from .chat_request import ChatRequest, check_model_name, parse_chat_request, parse_json, read_body
@@ -77,6 +78,7 @@ def check_bind_host(host: str, *, allow_remote: bool) -> None:
 def create_app(model: Model, settings: ServerSettings) -> FastAPI:
     """The ASGI application serving `model`; its worker thread runs while the app's lifespan lasts."""
     worker = ModelWorker(settings.max_queue)
+    body_limit = settings.body_limit(model.tokenizer.max_text_bytes(model.n_ctx))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -111,7 +113,8 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
 
     @api.post("/chat/completions")
     async def chat_completions(request: Request):
-        chat = parse_chat_request(parse_json(await read_body(request, settings.max_body_bytes)), settings)
+        body = await read_body(request, body_limit)
+        chat = await asyncio.to_thread(_parse_request, body, settings)
         if not worker.admit():
             raise APIError(503, f"the server is busy ({settings.max_queue} requests in progress); retry later",
                            code="queue_full")
@@ -138,6 +141,10 @@ def create_app(model: Model, settings: ServerSettings) -> FastAPI:
     return app
 
 
+def _parse_request(body: bytes, settings: ServerSettings) -> ChatRequest:
+    return parse_chat_request(parse_json(body), settings)
+
+
 def prepare_chat(model: Model, settings: ServerSettings, chat: ChatRequest) -> PreparedChat:
     """The request's prompt rendered and tokenized, its media read and preprocessed, checked against
     the context (no model compute: it runs beside the generation of another request)."""
@@ -145,18 +152,24 @@ def prepare_chat(model: Model, settings: ServerSettings, chat: ChatRequest) -> P
     if (rendered.images or rendered.videos) and not model.has_vision:
         raise APIError(400, "this model was loaded without its vision projector: it takes text only",
                        param="messages", code="vision_unavailable")
+    model.prompts.check_fits(rendered.prompt)  # before reading any media
     images = [read_image(ref, settings) for ref in rendered.images]
     videos = [read_video(ref, settings) for ref in rendered.videos]
     try:
         prompt = model.prepare_prompt(rendered.prompt, images, videos)
+    except ContextLengthError:
+        raise
     except (QvlError, ValueError) as error:  # an undecodable video, an extreme aspect ratio
         raise APIError(400, str(error), param="messages", code="invalid_media") from None
     prompt_tokens = len(prompt)
-    max_tokens = chat.max_tokens if chat.max_tokens is not None else model.n_ctx - prompt_tokens
-    if max_tokens < 1 or prompt_tokens + max_tokens > model.n_ctx:
-        raise APIError(400, f"this model's context is {model.n_ctx} tokens; the messages take {prompt_tokens} "
-                       f"and max_tokens asks for {max_tokens} more", param="messages",
-                       code="context_length_exceeded")
+    room = model.n_ctx - prompt_tokens
+    if room < 1:
+        raise ContextLengthError(f"this model's context is {model.n_ctx} tokens; the messages take {prompt_tokens}, "
+                                 "which leaves no room for an answer")
+    max_tokens = chat.max_tokens if chat.max_tokens is not None else room
+    if max_tokens > room:
+        raise ContextLengthError(f"this model's context is {model.n_ctx} tokens; the messages take {prompt_tokens} "
+                                 f"and max_tokens asks for {max_tokens} more")
     return PreparedChat(prompt, GenerationConfig(max_new_tokens=max_tokens, **chat.sampling))
 
 

@@ -59,6 +59,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
         value = json.loads(body)
     except ValueError as error:
         raise APIError(400, f"the request body is not valid JSON: {error}", code="invalid_json") from None
+    except RecursionError:
+        raise APIError(400, "the request body nests JSON values too deeply", code="invalid_json") from None
     if not isinstance(value, dict):
         raise APIError(400, "the request body must be a JSON object", code="invalid_json")
     return value

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from ..errors import QvlError
+from ..errors import ContextLengthError, QvlError
 
 logger = logging.getLogger("qvl_local.server")
 
@@ -35,6 +35,8 @@ def api_error_from(error: Exception) -> APIError:
     """The answer to an exception raised while preparing or running a request."""
     if isinstance(error, APIError):
         return error
+    if isinstance(error, ContextLengthError):
+        return APIError(400, str(error), param="messages", code="context_length_exceeded")
     if isinstance(error, (QvlError, ValueError)):  # bad media, a malformed chat, a setting out of range
         return APIError(400, str(error), code="invalid_request")
     logger.error("request failed", exc_info=error)

@@ -45,9 +45,16 @@ def _fetch_image(ref: MediaRef, settings: ServerSettings) -> bytes:
     raise _bad_url(ref, "use a data:image/...;base64 URI, an http(s) URL or a file:// URL")
 
 
-def read_video(ref: MediaRef, settings: ServerSettings) -> str:
-    """A video's file under the media folder."""
-    return str(local_media_path(ref, settings))
+def read_video(ref: MediaRef, settings: ServerSettings) -> bytes | str:
+    """A video's encoded bytes (a data URI, decoded from memory later) or its file under the media folder."""
+    if ref.url.startswith("data:"):
+        try:
+            return decode_data_uri(ref.url, "video")  # the body limit bounds it
+        except MediaError as error:
+            raise APIError(400, f"{ref.param}: {error}", param=ref.param, code="invalid_video_url") from None
+    if ref.url.startswith("file:"):
+        return str(local_media_path(ref, settings))
+    raise _bad_url(ref, "use a data:video/...;base64 URI or a file:// URL")
 
 
 def local_media_path(ref: MediaRef, settings: ServerSettings) -> Path:
