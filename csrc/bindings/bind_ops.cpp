@@ -27,17 +27,6 @@ namespace {
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using ByteArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
-qvl::GgmlType parse_type(const std::string& name) {
-  static const qvl::GgmlType kRunnable[] = {
-      qvl::GgmlType::F32,  qvl::GgmlType::F16,  qvl::GgmlType::BF16, qvl::GgmlType::Q8_0,
-      qvl::GgmlType::Q4_0, qvl::GgmlType::Q4_1, qvl::GgmlType::Q5_0, qvl::GgmlType::Q5_1,
-      qvl::GgmlType::Q4_K, qvl::GgmlType::Q5_K, qvl::GgmlType::Q6_K};
-  for (qvl::GgmlType type : kRunnable) {
-    if (name == qvl::type_name(type)) return type;
-  }
-  throw std::invalid_argument("unsupported tensor type '" + name + "'");
-}
-
 // The module's pools: one per thread count asked for, created on first use and kept, so no call
 // starts threads after the first.
 qvl::ThreadPool& pool_for(int n_threads) {
@@ -52,7 +41,7 @@ qvl::ThreadPool& pool_for(int n_threads) {
 
 qvl::WeightView weight_view(const ByteArray& data, const std::string& type_name, int64_t rows, int64_t cols) {
   qvl::WeightView w;
-  w.type = parse_type(type_name);
+  w.type = qvl::parse_type(type_name);
   w.rows = rows;
   w.cols = cols;
   if (rows < 0) throw std::invalid_argument("rows must not be negative");
@@ -74,7 +63,7 @@ FloatArray as_matrix(const FloatArray& x, int64_t cols, const char* what) {
 
 ByteArray quantize(const FloatArray& x, const std::string& type_name) {
   if (x.ndim() != 2) throw std::invalid_argument("quantize expects a 2-D array");
-  qvl::GgmlType type = parse_type(type_name);
+  qvl::GgmlType type = qvl::parse_type(type_name);
   int64_t rows = x.shape(0), cols = x.shape(1);
   size_t stride = qvl::row_bytes(type, cols);
   ByteArray out({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(stride)});
@@ -187,6 +176,16 @@ FloatArray causal_attention(const FloatArray& q, const FloatArray& keys, const F
   return out;
 }
 
+// Every weight type the kernels run, in order: name -> (values per block, bytes per block).
+py::dict type_blocks() {
+  py::dict blocks;
+  for (qvl::GgmlType type : qvl::runnable_types()) {
+    const qvl::TypeGeometry* geometry = qvl::type_geometry(type);
+    blocks[geometry->name] = py::make_tuple(geometry->block_elems, geometry->block_bytes);
+  }
+  return blocks;
+}
+
 std::vector<std::string> available_isas() {
   std::vector<std::string> names;
   for (qvl::Isa isa : {qvl::Isa::Scalar, qvl::Isa::Avx2, qvl::Isa::Avx512, qvl::Isa::Amx, qvl::Isa::Neon}) {
@@ -210,6 +209,9 @@ void register_ops(py::module_& m) {
         py::arg("n_threads"),
         "The decoder's grouped-query causal attention: q (n, n_heads * head_dim) for the last n of n_keys "
         "positions, keys and values (n_kv_heads, n_keys, head_dim); returns float32 (n, n_heads * head_dim).");
+  m.def("type_blocks", &type_blocks,
+        "The weight types the kernels run, in order: name -> (values per block, bytes per block), as in GGUF.");
+  m.def("precisions", &qvl::precision_names, "The matmul precisions, in order: 'exact', 'fast', 'int8'.");
   m.def("set_isa", &qvl::set_isa, py::arg("name"), "Force the kernel ISA path: 'scalar', 'avx2', 'avx512', 'amx' or 'neon'.");
   m.def("active_isa", [] { return std::string(qvl::isa_name(qvl::active_isa())); }, "The ISA path in use.");
   m.def("available_isas", &available_isas, "ISA paths this build and CPU can run.");

@@ -7,15 +7,8 @@ void register_ops(pybind11::module_& m);           // bind_ops.cpp: kernels for 
 void register_text_model(pybind11::module_& m);    // bind_text.cpp: the Qwen2 decoder with its KV cache
 void register_vision_model(pybind11::module_& m);  // bind_vision.cpp: the ViT and the 2x2 merger
 
-#include <stdexcept>
-#include <string>
+#include "common/precision.h"
 
-#include "kernels/kernels.h"
-
-// "exact", "fast" or "int8", as the Python API spells the kernel precision.
-inline qvl::Precision parse_precision(const std::string& name) {
-  if (name == "exact") return qvl::Precision::Exact;
-  if (name == "fast") return qvl::Precision::Fast;
-  if (name == "int8") return qvl::Precision::Int8;
-  throw std::invalid_argument("precision must be 'exact', 'fast' or 'int8', got '" + name + "'");
-}
+// "exact", "fast" or "int8", as the Python API spells the kernel precision (std::invalid_argument
+// becomes ValueError).
+using qvl::parse_precision;

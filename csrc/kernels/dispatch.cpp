@@ -18,7 +18,7 @@ void add_scalar(IsaKernels& table) {
   scalar::add_q4_k(table);
   scalar::add_q5_k(table);
   scalar::add_q6_k(table);
-  scalar::add_activations(table);
+  scalar::add_act_quant(table);
 }
 
 IsaKernels build_table(Isa isa) {
@@ -33,7 +33,7 @@ IsaKernels build_table(Isa isa) {
     avx2::add_q4_k(table);
     avx2::add_q5_k(table);
     avx2::add_q6_k(table);
-    avx2::add_activations(table);
+    avx2::add_act_quant(table);
   }
 #endif
 #if defined(QVL_HAVE_AVX512_BUILD)
@@ -61,7 +61,7 @@ IsaKernels build_table(Isa isa) {
     neon::add_q4_k(table);
     neon::add_q5_k(table);
     neon::add_q6_k(table);
-    neon::add_activations(table);
+    neon::add_act_quant(table);
   }
 #endif
   return table;

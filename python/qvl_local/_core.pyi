@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['GgufFile', 'TextModel', 'VisionModel', 'active_isa', 'available_isas', 'causal_attention', 'default_threads', 'dequantize', 'matmul', 'quantize', 'set_isa', 'stream_read']
+__all__: list[str] = ['GgufFile', 'TextModel', 'VisionModel', 'active_isa', 'available_isas', 'causal_attention', 'default_threads', 'dequantize', 'matmul', 'precisions', 'quantize', 'set_isa', 'stream_read', 'type_blocks']
 class GgufFile:
     """
     A validated, memory-mapped GGUF file (raises ModelFormatError)
@@ -102,6 +102,10 @@ def matmul(data: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], type: st
     """
     x @ W.T for W given as (data, type, rows, cols) and float32 x of shape (n, cols); precision 'exact' or 'fast'; n_threads <= 0 uses the default pool.
     """
+def precisions() -> list[str]:
+    """
+    The matmul precisions, in order: 'exact', 'fast', 'int8'.
+    """
 def quantize(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], type: str) -> numpy.typing.NDArray[numpy.uint8]:
     """
     Encode a float32 (rows, k) array as `type`; returns uint8 (rows, row_bytes) in GGUF layout.
@@ -113,4 +117,8 @@ def set_isa(name: str) -> None:
 def stream_read(data: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], n_threads: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     Read every byte of a uint8 array on n_threads threads (<= 0: default); returns a checksum. For benchmarks: the machine's read bandwidth next to the kernels'.
+    """
+def type_blocks() -> dict:
+    """
+    The weight types the kernels run, in order: name -> (values per block, bytes per block), as in GGUF.
     """

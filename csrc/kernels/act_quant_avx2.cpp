@@ -1,10 +1,10 @@
-// Activation quantization on AVX2: the same levels as the scalar reference (activations.cpp): one
+// Activation quantization on AVX2: the same levels as the scalar reference (act_quant.cpp): one
 // multiply by 127 / amax, rounded to nearest-even.
 #include "kernels/strict_fp.h"
 
 #include <cstring>
 
-#include "kernels/activation_scale.h"
+#include "kernels/act_quant_scale.h"
 #include "kernels/avx2_common.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
@@ -98,7 +98,7 @@ void quantize_act_q8_k_as(const float* src, uint8_t* dst, int64_t k) {
 
 }  // namespace
 
-void add_activations(IsaKernels& table) {
+void add_act_quant(IsaKernels& table) {
   table.quantize_act_q8_32 = quantize_act_q8_32;
   table.quantize_act_q8_k = quantize_act_q8_k;
   table.quantize_act_q8_k_as_32 = quantize_act_q8_k_as<ActQ8_32, 32>;

@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "kernels/activation_scale.h"
+#include "kernels/act_quant_scale.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 
@@ -45,7 +45,7 @@ void quantize_act_q8_k(const float* src, uint8_t* dst, int64_t k) {
 
 }  // namespace
 
-void add_activations(IsaKernels& table) {
+void add_act_quant(IsaKernels& table) {
   table.quantize_act_q8_32 = quantize_act_q8_32;
   table.quantize_act_q8_k = quantize_act_q8_k;
 }

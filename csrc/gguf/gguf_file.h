@@ -10,7 +10,7 @@
 
 #include "common/ggml_types.h"
 #include "kernels/kernels.h"
-#include "model/mapped_file.h"
+#include "gguf/mapped_file.h"
 
 namespace qvl {
 

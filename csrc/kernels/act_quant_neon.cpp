@@ -1,8 +1,8 @@
-// Activation quantization on NEON: the same levels as the scalar reference (activations.cpp): one
+// Activation quantization on NEON: the same levels as the scalar reference (act_quant.cpp): one
 // multiply by 127 / amax, rounded to nearest-even.
 #include "kernels/strict_fp.h"
 
-#include "kernels/activation_scale.h"
+#include "kernels/act_quant_scale.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/neon_common.h"
@@ -74,7 +74,7 @@ void quantize_act_q8_k_as(const float* src, uint8_t* dst, int64_t k) {
 
 }  // namespace
 
-void add_activations(IsaKernels& table) {
+void add_act_quant(IsaKernels& table) {
   table.quantize_act_q8_32 = quantize_act_q8_32;
   table.quantize_act_q8_k = quantize_act_q8_k;
   table.quantize_act_q8_k_as_32 = quantize_act_q8_k_as<ActQ8_32, 32>;
