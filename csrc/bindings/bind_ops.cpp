@@ -18,14 +18,8 @@
 #include "common/isa.h"
 #include "common/thread_pool.h"
 #include "kernels/kernels.h"
-#include "model/causal_attention.h"
 
 namespace py = pybind11;
-
-namespace {
-
-using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
-using ByteArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
 // The module's pools: one per thread count asked for, created on first use and kept, so no call
 // starts threads after the first.
@@ -38,6 +32,11 @@ qvl::ThreadPool& pool_for(int n_threads) {
   if (!pool) pool = std::make_unique<qvl::ThreadPool>(n_threads);
   return *pool;
 }
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using ByteArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
 qvl::WeightView weight_view(const ByteArray& data, const std::string& type_name, int64_t rows, int64_t cols) {
   qvl::WeightView w;
@@ -140,42 +139,6 @@ uint64_t stream_read(const ByteArray& data, int n_threads) {
   return checksum;
 }
 
-// The decoder's causal attention of the last n of n_keys positions, on keys and values given as
-// (n_kv_heads, n_keys, head_dim): for the tests that hold each ISA path to the scalar one.
-FloatArray causal_attention(const FloatArray& q, const FloatArray& keys, const FloatArray& values, int64_t n_heads,
-                            int n_threads) {
-  if (keys.ndim() != 3 || values.ndim() != 3 || !std::equal(keys.shape(), keys.shape() + 3, values.shape())) {
-    throw std::invalid_argument("keys and values must both have shape (n_kv_heads, n_keys, head_dim)");
-  }
-  const qvl::AttentionShape shape{n_heads, keys.shape(0), keys.shape(2)};
-  const int64_t n_keys = keys.shape(1);
-  if (n_heads <= 0 || shape.n_kv_heads <= 0 || n_heads % shape.n_kv_heads != 0) {
-    throw std::invalid_argument("n_heads must be a positive multiple of n_kv_heads");
-  }
-  if (q.ndim() != 2 || q.shape(0) > n_keys || q.shape(1) != n_heads * shape.head_dim) {
-    throw std::invalid_argument("q must have shape (n <= n_keys, n_heads * head_dim)");
-  }
-  const int64_t n = q.shape(0);
-  FloatArray out({q.shape(0), q.shape(1)});
-  const float *queries = q.data(), *key_data = keys.data(), *value_data = values.data();
-  float* dst = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    qvl::ThreadPool& pool = pool_for(n_threads);
-    qvl::KvCache cache(1, shape.n_kv_heads, shape.head_dim, n_keys);
-    const int64_t head_floats = n_keys * shape.head_dim;
-    for (int64_t head = 0; head < shape.n_kv_heads; ++head) {
-      std::copy_n(key_data + head * head_floats, head_floats, cache.keys(0, head));
-      std::copy_n(value_data + head * head_floats, head_floats, cache.values(0, head));
-    }
-    cache.grow(n_keys);
-    std::vector<float> scratch(
-        static_cast<size_t>(pool.size() * qvl::causal_attention_scratch_floats(n_keys, shape.head_dim)));
-    qvl::causal_attention(queries, n, n_keys - n, cache, 0, shape, dst, scratch.data(), pool);
-  }
-  return out;
-}
-
 // Every weight type the kernels run, in order: name -> (values per block, bytes per block).
 py::dict type_blocks() {
   py::dict blocks;
@@ -197,6 +160,7 @@ std::vector<std::string> available_isas() {
 }  // namespace
 
 void register_ops(py::module_& m) {
+  register_model_ops(m);
   m.def("quantize", &quantize, py::arg("x"), py::arg("type"),
         "Encode a float32 (rows, k) array as `type`; returns uint8 (rows, row_bytes) in GGUF layout.");
   m.def("dequantize", &dequantize, py::arg("data"), py::arg("type"), py::arg("rows"), py::arg("cols"),
@@ -205,10 +169,6 @@ void register_ops(py::module_& m) {
         py::arg("precision"), py::arg("n_threads"),
         "x @ W.T for W given as (data, type, rows, cols) and float32 x of shape (n, cols); "
         "precision 'exact' or 'fast'; n_threads <= 0 uses the default pool.");
-  m.def("causal_attention", &causal_attention, py::arg("q"), py::arg("keys"), py::arg("values"), py::arg("n_heads"),
-        py::arg("n_threads"),
-        "The decoder's grouped-query causal attention: q (n, n_heads * head_dim) for the last n of n_keys "
-        "positions, keys and values (n_kv_heads, n_keys, head_dim); returns float32 (n, n_heads * head_dim).");
   m.def("type_blocks", &type_blocks,
         "The weight types the kernels run, in order: name -> (values per block, bytes per block), as in GGUF.");
   m.def("precisions", &qvl::precision_names, "The matmul precisions, in order: 'exact', 'fast', 'int8'.");

@@ -6,6 +6,16 @@ void register_gguf(pybind11::module_& m);          // bind_gguf.cpp: the GGUF re
 void register_ops(pybind11::module_& m);           // bind_ops.cpp: kernels for tests and power users
 void register_text_model(pybind11::module_& m);    // bind_text.cpp: the Qwen2 decoder with its KV cache
 void register_vision_model(pybind11::module_& m);  // bind_vision.cpp: the ViT and the 2x2 merger
+// bind_model_ops.cpp: the model's ops (norms, activations, RoPE, softmax, attention) on numpy arrays,
+// for the tests that hold each ISA to the scalar reference; register_ops calls it.
+void register_model_ops(pybind11::module_& m);
+
+namespace qvl {
+class ThreadPool;
+}
+// The ops bindings' pools: one per thread count asked for (<= 0: the default), created on first use
+// and kept, so no call starts threads after the first.
+qvl::ThreadPool& pool_for(int n_threads);
 
 #include "common/precision.h"
 

@@ -8,7 +8,7 @@
 
 #include "common/thread_pool.h"
 #include "kernels/kernels.h"
-#include "model/causal_attention.h"
+#include "backend/backend.h"
 #include "gguf/gguf_file.h"
 #include "model/kv_cache.h"
 #include "model/mrope.h"

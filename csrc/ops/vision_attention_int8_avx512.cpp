@@ -3,6 +3,8 @@
 // per instruction, 4x the multiplies of an FMA). Queries stay along the vector lanes: each 32-bit lane
 // holds 4 consecutive dimensions (scores) or 4 consecutive keys (output) of one query, and the
 // broadcast operand is 4 bytes of one key (scores) or of one value channel (output).
+#include "kernels/strict_fp.h"
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -10,8 +12,11 @@
 #include <cstring>
 #include <limits>
 
-#include "model/avx512_math.h"
-#include "model/vision_attention.h"
+#include "ops/attention_tiles.h"
+#include "ops/op_table.h"
+#include "simd/micro_gemm.h"
+#include "simd/vec_avx512.h"
+#include "simd/vec_math.h"
 
 namespace qvl::avx512 {
 
@@ -27,11 +32,23 @@ constexpr float kLog2E = 1.44269504088896341f;
 static_assert(Q == kLanes * kMaxVectors, "a query tile is three vectors of query lanes");
 static_assert(kAttentionKeyTile % kRows == 0, "the key tile must hold whole 8-key steps");
 
-inline __m512i broadcast_4_bytes(const int8_t* bytes) {
-  int32_t word;
-  std::memcpy(&word, bytes, sizeof(word));
-  return _mm512_set1_epi32(word);
-}
+// The micro-GEMM's multiply-add (simd/micro_gemm.h) on bytes: each 32-bit lane of acc adds the 4-byte
+// dot product of its b bytes (u8) with the 4 broadcast a bytes (s8), vpdpbusd.
+struct DpbusdMadd {
+  using A = int8_t;
+  using B = uint8_t;
+  using Acc = __m512i;
+  using BVector = __m512i;
+  using AVector = __m512i;
+  static constexpr int64_t kVectorElements = 64;
+  static BVector load_b(const uint8_t* b) { return _mm512_loadu_si512(b); }
+  static AVector broadcast_a(const int8_t* a) {
+    int32_t word;
+    std::memcpy(&word, a, sizeof(word));
+    return _mm512_set1_epi32(word);
+  }
+  static Acc madd(Acc acc, BVector b, AVector a) { return _mm512_dpbusd_epi32(acc, b, a); }
+};
 
 // acc[r][v] = sum over quads p < depth_quads of the 4-byte dot of lanes[p][16 v ..] (u8) with
 // rows[r * row_bytes + 4 p ..] (s8); lanes is laid out [quad][Q][4] bytes.
@@ -43,17 +60,7 @@ inline void integer_product(const int8_t* rows, int64_t row_bytes, const uint8_t
 #pragma GCC unroll 3
     for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_setzero_si512();
   }
-  for (int64_t p = 0; p < depth_quads; ++p) {
-    __m512i lane_bytes[Vectors];
-#pragma GCC unroll 3
-    for (int v = 0; v < Vectors; ++v) lane_bytes[v] = _mm512_loadu_si512(lanes + p * kQuadBytes + 64 * v);
-#pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) {
-      const __m512i row_bytes_4 = broadcast_4_bytes(rows + r * row_bytes + 4 * p);
-#pragma GCC unroll 3
-      for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], lane_bytes[v], row_bytes_4);
-    }
-  }
+  simd::broadcast_product<DpbusdMadd>(rows, row_bytes, 4, lanes, kQuadBytes, depth_quads, acc);
 }
 
 // scores_t[j + r][lanes] = (dot(q + 128, k) - 128 sum(k)) * key scale * query scale, in log2 units, for
@@ -113,7 +120,7 @@ void output_products(const Int8AttentionTile& tile, const int8_t* values_t, int6
 
 // 255 * 2^x for x <= 0 (0 below 2^-126): x = n + f with |f| <= 1/2, 2^f by a cubic fitted for relative
 // error (7.5e-5, i.e. 0.02 of a probability step at 255; the steps themselves are 1/255), times 2^n by
-// vscalefps. Cheaper than exp_ps: the probabilities are rounded to 8 bits right after.
+// vscalefps. Cheaper than simd::exp: the probabilities are rounded to 8 bits right after.
 inline __m512 probability_255(__m512 x) {
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 f = _mm512_sub_ps(x, n);
@@ -152,9 +159,9 @@ void softmax_update(const float* scores_t, int64_t n_keys, float* row_max, float
   const __m512 old_max = _mm512_loadu_ps(row_max);
   const __m512 new_max = _mm512_max_ps(old_max, block_max);
   const __m512 ln2 = _mm512_set1_ps(1.0f / kLog2E);
-  // exp_ps clamps, so the first block's -inf old max gives a correction of ~0, not NaN
-  const __m512 old_correction = exp_ps(_mm512_mul_ps(_mm512_sub_ps(old_max, new_max), ln2));
-  const __m512 new_block_scale = exp_ps(_mm512_mul_ps(_mm512_sub_ps(block_max, new_max), ln2));
+  // simd::exp clamps, so the first block's -inf old max gives a correction of ~0, not NaN
+  const __m512 old_correction = simd::exp<Vec>(_mm512_mul_ps(_mm512_sub_ps(old_max, new_max), ln2));
+  const __m512 new_block_scale = simd::exp<Vec>(_mm512_mul_ps(_mm512_sub_ps(block_max, new_max), ln2));
   _mm512_storeu_ps(row_max, new_max);
   _mm512_storeu_ps(correction, old_correction);
   _mm512_storeu_ps(block_scale, new_block_scale);
@@ -213,8 +220,6 @@ void attend_tile_lanes(const Int8AttentionTile& tile, const Int8AttentionScratch
   }
 }
 
-}  // namespace
-
 void attend_tile_int8(const Int8AttentionTile& tile, const Int8AttentionScratch& scratch) {
   // a short last block of a segment runs with as few vectors of query lanes as it needs
   switch ((tile.n_queries + kLanes - 1) / kLanes) {
@@ -223,5 +228,9 @@ void attend_tile_int8(const Int8AttentionTile& tile, const Int8AttentionScratch&
     default: return attend_tile_lanes<kMaxVectors>(tile, scratch);
   }
 }
+
+}  // namespace
+
+void add_int8_vision_attention(IsaOps& table) { table.vision_tile_int8 = attend_tile_int8; }
 
 }  // namespace qvl::avx512

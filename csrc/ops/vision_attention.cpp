@@ -1,4 +1,6 @@
-#include "model/vision_attention.h"
+#include "kernels/strict_fp.h"
+
+#include "ops/vision_attention.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "common/isa.h"
+#include "ops/op_table.h"
 
 namespace qvl {
 
@@ -27,7 +29,6 @@ AttentionScratch::AttentionScratch(float* base, int64_t head_dim)
       row_max(output_t + kAttentionQueryTile * head_dim),
       row_sum(row_max + kAttentionQueryTile) {}
 
-#if defined(QVL_HAVE_AVX512_BUILD)
 int64_t Int8AttentionScratch::floats_needed(int64_t head_dim) {
   constexpr int64_t Q = kAttentionQueryTile;
   const int64_t float_part = Q * kAttentionKeyTile + Q * head_dim + 5 * Q;
@@ -45,7 +46,6 @@ Int8AttentionScratch::Int8AttentionScratch(float* base, int64_t head_dim)
       block_scale(correction + kAttentionQueryTile),
       queries(reinterpret_cast<uint8_t*>(block_scale + kAttentionQueryTile)),
       probabilities(queries + kAttentionQueryTile * head_dim) {}
-#endif
 
 SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::vector<int64_t> segment_bounds,
                                        int n_threads)
@@ -64,10 +64,8 @@ SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::v
   }
   keys_.assign(static_cast<size_t>(n_heads_ * head_dim_ * padded_keys_), 0.0f);
   values_t_.assign(keys_.size(), 0.0f);
-  int64_t scratch_floats = AttentionScratch::floats_needed(head_dim_);
-#if defined(QVL_HAVE_AVX512_BUILD)
-  scratch_floats = std::max(scratch_floats, Int8AttentionScratch::floats_needed(head_dim_));
-#endif
+  const int64_t scratch_floats =
+      std::max(AttentionScratch::floats_needed(head_dim_), Int8AttentionScratch::floats_needed(head_dim_));
   thread_scratch_.resize(n_threads);
   for (auto& scratch : thread_scratch_) scratch.resize(scratch_floats);
 }
@@ -98,52 +96,42 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
   if (static_cast<size_t>(pool.size()) > thread_scratch_.size()) {
     throw std::invalid_argument("attention: the pool has more threads than scratch was made for");
   }
-#if defined(QVL_HAVE_AVX512_BUILD)
-  if (precision == Precision::Int8 && runs_avx512_kernels(active_isa())) {
+  if (precision == Precision::Int8 && isa_ops(active_isa()).vision_tile_int8 != nullptr) {
     pack_int8_keys_and_values(k, v, row_stride, pool);
     run_int8(q, row_stride, out, pool);
     return;
   }
-#endif
   pack_keys_and_values(k, v, row_stride, pool);
   run_float(q, row_stride, out, pool);
 }
 
-void SegmentedAttention::run_float(const float* q, int64_t row_stride, float* out, ThreadPool& pool) {
-  const Isa isa = active_isa();
-  const int64_t n_blocks = static_cast<int64_t>(blocks_.size());
-  pool.run(n_blocks * n_heads_, [&](int64_t task, int thread) {
+// fn(block, head, first_key, thread) for every query block and head, on the pool; first_key is where
+// the block's segment starts among the padded keys of all heads.
+template <typename TileFn>
+void SegmentedAttention::for_each_tile(ThreadPool& pool, const TileFn& fn) const {
+  pool.run(static_cast<int64_t>(blocks_.size()) * n_heads_, [&](int64_t task, int thread) {
     const QueryBlock& block = blocks_[task / n_heads_];
     const int64_t head = task % n_heads_;
-    const int64_t segment_start = bounds_[block.segment];
-    AttentionTile tile;
-    tile.q = q + block.first_row * row_stride + head * head_dim_;
-    tile.n_queries = block.n_rows;
-    const int64_t first_key = head * padded_keys_ + key_columns_[block.segment];
-    tile.keys = keys_.data() + first_key * head_dim_;
-    tile.values_t = values_t_.data() + first_key * head_dim_;
-    tile.n_keys = bounds_[block.segment + 1] - segment_start;
-    tile.row_stride = row_stride;
-    tile.head_dim = head_dim_;
-    tile.out = out + block.first_row * row_stride + head * head_dim_;
-    AttentionScratch scratch(thread_scratch_[thread].data(), head_dim_);
-#if defined(QVL_HAVE_AVX512_BUILD)
-    if (runs_avx512_kernels(isa)) {
-      avx512::attend_tile(tile, scratch);
-      return;
-    }
-#endif
-#if defined(QVL_HAVE_AVX2_BUILD)
-    if (runs_avx2_kernels(isa)) {
-      avx2::attend_tile(tile, scratch);
-      return;
-    }
-#endif
-    attend_tile_scalar(tile, scratch);
+    fn(block, head, head * padded_keys_ + key_columns_[block.segment], thread);
   });
 }
 
-#if defined(QVL_HAVE_AVX512_BUILD)
+void SegmentedAttention::run_float(const float* q, int64_t row_stride, float* out, ThreadPool& pool) {
+  const VisionTileFn attend_tile = isa_ops(active_isa()).vision_tile;
+  for_each_tile(pool, [&](const QueryBlock& block, int64_t head, int64_t first_key, int thread) {
+    AttentionTile tile;
+    tile.q = q + block.first_row * row_stride + head * head_dim_;
+    tile.n_queries = block.n_rows;
+    tile.keys = keys_.data() + first_key * head_dim_;
+    tile.values_t = values_t_.data() + first_key * head_dim_;
+    tile.n_keys = bounds_[block.segment + 1] - bounds_[block.segment];
+    tile.row_stride = row_stride;
+    tile.head_dim = head_dim_;
+    tile.out = out + block.first_row * row_stride + head * head_dim_;
+    attend_tile(tile, AttentionScratch(thread_scratch_[thread].data(), head_dim_));
+  });
+}
+
 namespace {
 
 // Symmetric 8-bit rounding: x = scale * q, |q| <= 127; an all-zero input gets scale 0.
@@ -207,12 +195,9 @@ void SegmentedAttention::pack_int8_keys_and_values(const float* k, const float* 
 }
 
 void SegmentedAttention::run_int8(const float* q, int64_t row_stride, float* out, ThreadPool& pool) {
-  const int64_t n_blocks = static_cast<int64_t>(blocks_.size());
+  const Int8VisionTileFn attend_tile = isa_ops(active_isa()).vision_tile_int8;
   const int64_t n_segments = static_cast<int64_t>(bounds_.size()) - 1;
-  pool.run(n_blocks * n_heads_, [&](int64_t task, int thread) {
-    const QueryBlock& block = blocks_[task / n_heads_];
-    const int64_t head = task % n_heads_;
-    const int64_t first_key = head * padded_keys_ + key_columns_[block.segment];
+  for_each_tile(pool, [&](const QueryBlock& block, int64_t head, int64_t first_key, int thread) {
     Int8AttentionTile tile;
     tile.q = q + block.first_row * row_stride + head * head_dim_;
     tile.n_queries = block.n_rows;
@@ -225,14 +210,16 @@ void SegmentedAttention::run_int8(const float* q, int64_t row_stride, float* out
     tile.row_stride = row_stride;
     tile.head_dim = head_dim_;
     tile.out = out + block.first_row * row_stride + head * head_dim_;
-    avx512::attend_tile_int8(tile, Int8AttentionScratch(thread_scratch_[thread].data(), head_dim_));
+    attend_tile(tile, Int8AttentionScratch(thread_scratch_[thread].data(), head_dim_));
   });
 }
-#endif
+
+namespace scalar {
+namespace {
 
 // The reference tile routine: for each block of keys, scores = k q^T, then the online softmax update
 // (rescale each query's running output and sum by exp(old max - new max)), then output += v^T p.
-void attend_tile_scalar(const AttentionTile& tile, const AttentionScratch& scratch) {
+void attend_tile(const AttentionTile& tile, const AttentionScratch& scratch) {
   constexpr int64_t Q = kAttentionQueryTile;
   const int64_t d = tile.head_dim;
   const int64_t n_q = tile.n_queries;
@@ -281,4 +268,9 @@ void attend_tile_scalar(const AttentionTile& tile, const AttentionScratch& scrat
   }
 }
 
+}  // namespace
+
+void add_vision_attention(IsaOps& table) { table.vision_tile = attend_tile; }
+
+}  // namespace scalar
 }  // namespace qvl
