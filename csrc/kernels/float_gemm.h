@@ -23,14 +23,16 @@ namespace qvl::simd {
 // value, zeros in the lanes past `rows`.
 using FloatPackFn = void (*)(const float* w, size_t w_stride, int rows, int width, int64_t k, float* panel);
 
-inline void pack_float_panel(const float* w, size_t w_stride, int rows, int width, int64_t k, float* panel) {
+// (A template only so that each ISA's file compiles its own copy: no code built for one ISA is shared.)
+template <typename V>
+void pack_float_panel(const float* w, size_t w_stride, int rows, int width, int64_t k, float* panel) {
   for (int64_t i = 0; i < k; ++i) {
     float* column = panel + i * width;
     for (int r = 0; r < width; ++r) column[r] = r < rows ? w[r * w_stride + i] : 0.0f;
   }
 }
 
-template <typename V, int PanelVectors, int Acts, FloatPackFn Pack = pack_float_panel>
+template <typename V, int PanelVectors, int Acts, FloatPackFn Pack = pack_float_panel<V>>
 struct FloatGemm {
   static constexpr int kPanelRows = PanelVectors * V::kLanes;
   // Activation rows per pass over the packed panels: their k-slice (at most 256 floats each, by the

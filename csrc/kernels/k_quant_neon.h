@@ -1,10 +1,12 @@
-// NEON pieces of the Q4_K and Q5_K kernels (q4_k_neon.cpp, q5_k_neon.cpp): the super-block decoding
-// into levels in value order, the Fast dot product against ActQ8_K (vdotq_s32; the mins meet the
-// activation's 16-value sums) and the matrix-matrix panel decoder (panel_neon.h). Q5_K is Q4_K with a
-// fifth bit per level. Include only from *_neon.cpp.
+// NEON pieces of the Q4_K and Q5_K kernels (q4_k_neon.cpp, q5_k_neon.cpp), written over a type's
+// level decoder (Levels::decode: a super-block into 16 vectors of levels in value order): the Fast dot
+// product against ActQ8_K (vdotq_s32; the mins meet the activation's 16-value sums) and the
+// matrix-matrix panel decoder (panel_neon.h). Include only from *_neon.cpp.
 #pragma once
 #include "kernels/blocks.h"
+#include "kernels/kernel_table.h"
 #include "kernels/neon_common.h"
+#include "kernels/panel_neon.h"
 
 namespace qvl::neon {
 
@@ -20,17 +22,7 @@ inline void nibble_levels_k(const uint8_t* qs, uint8x16_t (&levels)[16]) {
   }
 }
 
-// Adds 16 to each level whose bit s (sub-block s = g / 2) is set in qh[value within the sub-block].
-inline void add_fifth_bits(const uint8_t* qh, uint8x16_t (&levels)[16]) {
-  uint8x16_t first = vld1q_u8(qh), second = vld1q_u8(qh + 16);
-  for (int s = 0; s < 8; ++s) {
-    uint8x16_t bit = vdupq_n_u8(static_cast<uint8_t>(1 << s)), sixteen = vdupq_n_u8(16);
-    levels[2 * s] = vorrq_u8(levels[2 * s], vandq_u8(vtstq_u8(first, bit), sixteen));
-    levels[2 * s + 1] = vorrq_u8(levels[2 * s + 1], vandq_u8(vtstq_u8(second, bit), sixteen));
-  }
-}
-
-template <typename Block, bool kFiveBits>
+template <typename Levels>
 struct KQuantDot {
   template <int R, int C>
   static void run(int64_t k, const uint8_t* w, size_t w_stride, const uint8_t* act, size_t act_stride, float* out,
@@ -40,12 +32,11 @@ struct KQuantDot {
     float offsets[R][C] = {};
     for (int64_t b = 0; b < k / kBlockK; ++b) {
       for (int r = 0; r < R; ++r) {
-        const Block& block = reinterpret_cast<const Block*>(w + r * w_stride)[b];
+        const auto& block = reinterpret_cast<const typename Levels::Block*>(w + r * w_stride)[b];
         uint8_t scale[8], min[8];
         for (int s = 0; s < 8; ++s) unpack_scale_min_k(block.scales, s, &scale[s], &min[s]);
         uint8x16_t levels[16];
-        nibble_levels_k(block.qs, levels);
-        if constexpr (kFiveBits) add_fifth_bits(block.qh, levels);
+        Levels::decode(block, levels);
         float d = fp16(block.d), dmin = fp16(block.dmin);
         for (int c = 0; c < C; ++c) {
           const ActQ8_K& a = reinterpret_cast<const ActQ8_K*>(act + c * act_stride)[b];
@@ -68,26 +59,26 @@ struct KQuantDot {
   }
 };
 
-// Panel levels: sub-block s's unsigned levels with scale d * sc[s] and offset -dmin * mn[s] (both
-// exact in float: an fp16 times a 6-bit integer).
-template <typename Block, bool kFiveBits>
+// Panel levels: sub-block s's unsigned levels with scale d * sc[s] and offset -dmin * mn[s].
+template <typename Levels>
 struct KQuantPanel {
   static constexpr int kBlock = 32, kUnit = kBlockK;
   static constexpr bool kOffset = true;
   static void decode(const uint8_t* row, int64_t unit, int8_t* levels, float* scales, float* offsets) {
-    const Block& block = reinterpret_cast<const Block*>(row)[unit];
+    const auto& block = reinterpret_cast<const typename Levels::Block*>(row)[unit];
     uint8x16_t values[16];
-    nibble_levels_k(block.qs, values);
-    if constexpr (kFiveBits) add_fifth_bits(block.qh, values);
+    Levels::decode(block, values);
     for (int g = 0; g < 16; ++g) vst1q_s8(levels + 16 * g, vreinterpretq_s8_u8(values[g]));
-    float d = fp16(block.d), dmin = fp16(block.dmin);
-    for (int s = 0; s < 8; ++s) {
-      uint8_t scale, min;
-      unpack_scale_min_k(block.scales, s, &scale, &min);
-      scales[s] = d * scale;
-      offsets[s] = -(dmin * min);
-    }
+    sub_block_scales_offsets_k(block.scales, fp16(block.d), fp16(block.dmin), scales, offsets);
   }
 };
+
+// A K-quant's Fast kernels: the row dots and the matrix-matrix panels over Q8_K's levels.
+template <typename Levels>
+void set_k_quant_kernels(TypeKernels& kernels) {
+  kernels.dot_tile = dot_tile_tiled<KQuantDot<Levels>>;
+  kernels.gemm_tile = gemm_tile<KQuantPanel<Levels>>;
+  kernels.gemm_act_format = ActFormat::Q8_K_AS_32;
+}
 
 }  // namespace qvl::neon

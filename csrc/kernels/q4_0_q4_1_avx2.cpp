@@ -84,12 +84,8 @@ void pack_vnni_q4_1(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void add_q4_0_q4_1(IsaKernels& table) {
-  table.q4_0.dequantize_row = dequantize_q4_0;
-  table.q4_1.dequantize_row = dequantize_q4_1;
-  table.q4_0.dot_tile = dot_tile_tiled<Block32Dot<Q4_0Levels>>;
-  table.q4_1.dot_tile = dot_tile_tiled<MinBlockDot<Q4_1Decoder>>;
-  table.q4_0.gemm_tile = gemm_tile<Q4Panel<BlockQ4_0, false>>;
-  table.q4_1.gemm_tile = gemm_tile<Q4Panel<BlockQ4_1, true>>;
+  set_type_kernels<Block32Dot<Q4_0Levels>, Q4Panel<BlockQ4_0, false>>(table.q4_0, dequantize_q4_0);
+  set_type_kernels<MinBlockDot<Q4_1Decoder>, Q4Panel<BlockQ4_1, true>>(table.q4_1, dequantize_q4_1);
 }
 
 }  // namespace qvl::avx2

@@ -168,13 +168,7 @@ struct Q4_KPanel {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels + 64 * j + 32),
                           _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask));
     }
-    float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
-    for (int s = 0; s < 8; ++s) {
-      uint8_t scale, min;
-      unpack_scale_min_k(block.scales, s, &scale, &min);
-      scales[s] = d * scale;
-      offsets[s] = -(dmin * min);
-    }
+    sub_block_scales_offsets_k(block.scales, _cvtsh_ss(block.d), _cvtsh_ss(block.dmin), scales, offsets);
   }
 };
 
@@ -185,10 +179,7 @@ void pack_vnni_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void add_q4_k(IsaKernels& table) {
-  table.q4_k.dequantize_row = dequantize_q4_k;
-  table.q4_k.dot_tile = dot_tile_tiled<Q4_KDot>;
-  table.q4_k.gemm_tile = gemm_tile<Q4_KPanel>;
-  table.q4_k.gemm_act_format = ActFormat::Q8_K_AS_32;
+  set_type_kernels<Q4_KDot, Q4_KPanel>(table.q4_k, dequantize_q4_k, ActFormat::Q8_K_AS_32);
 }
 
 }  // namespace qvl::avx2

@@ -1,19 +1,19 @@
-// Q4_K on NEON: the Fast dot product against ActQ8_K and the matrix-matrix panels, both from
-// k_quant_neon.h (each weight row's super-block decoded once into 16 vectors of levels in value order,
-// then dotted with every activation row of the tile).
+// Q4_K on NEON: the Fast dot product against ActQ8_K and the matrix-matrix panels (k_quant_neon.h)
+// over Q4_K's levels, the super-block's nibbles.
 #include "kernels/strict_fp.h"
 
-#include "kernels/blocks.h"
 #include "kernels/k_quant_neon.h"
-#include "kernels/kernel_table.h"
-#include "kernels/panel_neon.h"
 
 namespace qvl::neon {
+namespace {
 
-void add_q4_k(IsaKernels& table) {
-  table.q4_k.dot_tile = dot_tile_tiled<KQuantDot<BlockQ4_K, false>>;
-  table.q4_k.gemm_tile = gemm_tile<KQuantPanel<BlockQ4_K, false>>;
-  table.q4_k.gemm_act_format = ActFormat::Q8_K_AS_32;
-}
+struct Q4_KLevels {
+  using Block = BlockQ4_K;
+  static void decode(const Block& block, uint8x16_t (&levels)[16]) { nibble_levels_k(block.qs, levels); }
+};
+
+}  // namespace
+
+void add_q4_k(IsaKernels& table) { set_k_quant_kernels<Q4_KLevels>(table.q4_k); }
 
 }  // namespace qvl::neon

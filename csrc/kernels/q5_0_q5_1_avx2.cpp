@@ -77,12 +77,8 @@ void pack_vnni_q5_1(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void add_q5_0_q5_1(IsaKernels& table) {
-  table.q5_0.dequantize_row = dequantize_q5_0;
-  table.q5_1.dequantize_row = dequantize_q5_1;
-  table.q5_0.dot_tile = dot_tile_tiled<Block32Dot<SignedLevels<Q5_0Decoder>>>;
-  table.q5_1.dot_tile = dot_tile_tiled<MinBlockDot<Q5_1Decoder>>;
-  table.q5_0.gemm_tile = gemm_tile<Q5Panel<BlockQ5_0, false>>;
-  table.q5_1.gemm_tile = gemm_tile<Q5Panel<BlockQ5_1, true>>;
+  set_type_kernels<Block32Dot<SignedLevels<Q5_0Decoder>>, Q5Panel<BlockQ5_0, false>>(table.q5_0, dequantize_q5_0);
+  set_type_kernels<MinBlockDot<Q5_1Decoder>, Q5Panel<BlockQ5_1, true>>(table.q5_1, dequantize_q5_1);
 }
 
 }  // namespace qvl::avx2
