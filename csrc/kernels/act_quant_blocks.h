@@ -13,25 +13,30 @@
 
 namespace qvl::act_quant {
 
+// fn(b, x, scale) for each run b of Values values x of the row, with the scale of their largest magnitude.
+template <typename Levels, int Values, typename Fn>
+void for_each_scaled_run(const float* src, int64_t k, Fn fn) {
+  for (int64_t b = 0; b < k / Values; ++b) {
+    const float* x = src + b * Values;
+    fn(b, x, activation_scale(Levels::max_magnitude(x, Values)));
+  }
+}
+
 template <typename Levels>
 void quantize_q8_32(const float* src, uint8_t* dst, int64_t k) {
   auto* blocks = reinterpret_cast<ActQ8_32*>(dst);
-  for (int64_t b = 0; b < k / kBlock32; ++b) {
-    const float* x = src + b * kBlock32;
-    const ActivationScale scale = activation_scale(Levels::max_magnitude(x, kBlock32));
+  for_each_scaled_run<Levels, kBlock32>(src, k, [&](int64_t b, const float* x, ActivationScale scale) {
     int sums[2];
     Levels::levels32(x, scale.inverse, blocks[b].qs, sums);
     blocks[b].d = scale.d;
     blocks[b].sum = scale.d * static_cast<float>(sums[0] + sums[1]);
-  }
+  });
 }
 
 template <typename Levels>
 void quantize_q8_k(const float* src, uint8_t* dst, int64_t k) {
   auto* blocks = reinterpret_cast<ActQ8_K*>(dst);
-  for (int64_t b = 0; b < k / kBlockK; ++b) {
-    const float* x = src + b * kBlockK;
-    const ActivationScale scale = activation_scale(Levels::max_magnitude(x, kBlockK));
+  for_each_scaled_run<Levels, kBlockK>(src, k, [&](int64_t b, const float* x, ActivationScale scale) {
     for (int chunk = 0; chunk < kBlockK / 32; ++chunk) {
       int sums[2];
       Levels::levels32(x + 32 * chunk, scale.inverse, blocks[b].qs + 32 * chunk, sums);
@@ -39,7 +44,7 @@ void quantize_q8_k(const float* src, uint8_t* dst, int64_t k) {
       blocks[b].bsums[2 * chunk + 1] = static_cast<int16_t>(sums[1]);
     }
     blocks[b].d = scale.d;
-  }
+  });
 }
 
 // Q8_K's levels (one scale per 256 values) written as blocks of 32 or 16, each with its own sum: the
@@ -47,9 +52,7 @@ void quantize_q8_k(const float* src, uint8_t* dst, int64_t k) {
 template <typename Levels, typename Block, int Values>
 void quantize_q8_k_as(const float* src, uint8_t* dst, int64_t k) {
   auto* blocks = reinterpret_cast<Block*>(dst);
-  for (int64_t b = 0; b < k / kBlockK; ++b) {
-    const float* x = src + b * kBlockK;
-    const ActivationScale scale = activation_scale(Levels::max_magnitude(x, kBlockK));
+  for_each_scaled_run<Levels, kBlockK>(src, k, [&](int64_t b, const float* x, ActivationScale scale) {
     for (int chunk = 0; chunk < kBlockK / 32; ++chunk) {
       alignas(32) int8_t q[32];
       int sums[2];
@@ -62,7 +65,7 @@ void quantize_q8_k_as(const float* src, uint8_t* dst, int64_t k) {
         block.sum = scale.d * static_cast<float>(sum);
       }
     }
-  }
+  });
 }
 
 template <typename Levels>
