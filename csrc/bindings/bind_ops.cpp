@@ -151,7 +151,8 @@ py::dict type_blocks() {
 
 std::vector<std::string> available_isas() {
   std::vector<std::string> names;
-  for (qvl::Isa isa : {qvl::Isa::Scalar, qvl::Isa::Avx2, qvl::Isa::Avx512, qvl::Isa::Amx, qvl::Isa::Neon}) {
+  for (int i = 0; i < qvl::kIsaCount; ++i) {
+    const auto isa = static_cast<qvl::Isa>(i);
     if (qvl::isa_available(isa)) names.emplace_back(qvl::isa_name(isa));
   }
   return names;
