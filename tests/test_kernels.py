@@ -27,7 +27,7 @@ import pytest
 from gguf import GGMLQuantizationType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from qvl_local import ops
+from qvl_local import _core, ops
 
 EXACT_RELATIVE = 1e-5
 FAST_VS_SCALAR_RELATIVE = 2e-6
@@ -309,3 +309,15 @@ def test_errors_are_python_exceptions() -> None:
         ops.QTensor("Q8_0", 2, 32, np.zeros(10, np.uint8))
     with pytest.raises(ValueError, match="ISA"):
         ops.set_isa("sse9")
+
+
+def test_type_and_precision_names_come_from_the_core() -> None:
+    """ops.py holds no list of its own: the types, their block geometry and the precisions are _core's."""
+    from typing import get_args
+
+    assert ops.BLOCK_SIZES == dict(_core.type_blocks())
+    assert ops.TYPES == ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
+    assert ops.BLOCK_SIZES["Q4_K"] == (256, 144) and ops.BLOCK_SIZES["Q5_1"] == (32, 24)
+    for name, (values, block_bytes) in ops.BLOCK_SIZES.items():
+        assert gguf.GGML_QUANT_SIZES[GGMLQuantizationType[name]] == (values, block_bytes), name
+    assert ops.PRECISIONS == tuple(_core.precisions()) == get_args(ops.Precision) == ("exact", "fast", "int8")

@@ -5,7 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings/bindings.h"
-#include "model/gguf_file.h"
+#include "gguf/gguf_file.h"
 
 namespace py = pybind11;
 using qvl::GgufFile;

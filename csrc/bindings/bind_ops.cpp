@@ -18,25 +18,8 @@
 #include "common/isa.h"
 #include "common/thread_pool.h"
 #include "kernels/kernels.h"
-#include "model/causal_attention.h"
 
 namespace py = pybind11;
-
-namespace {
-
-using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
-using ByteArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-
-qvl::GgmlType parse_type(const std::string& name) {
-  static const qvl::GgmlType kRunnable[] = {
-      qvl::GgmlType::F32,  qvl::GgmlType::F16,  qvl::GgmlType::BF16, qvl::GgmlType::Q8_0,
-      qvl::GgmlType::Q4_0, qvl::GgmlType::Q4_1, qvl::GgmlType::Q5_0, qvl::GgmlType::Q5_1,
-      qvl::GgmlType::Q4_K, qvl::GgmlType::Q5_K, qvl::GgmlType::Q6_K};
-  for (qvl::GgmlType type : kRunnable) {
-    if (name == qvl::type_name(type)) return type;
-  }
-  throw std::invalid_argument("unsupported tensor type '" + name + "'");
-}
 
 // The module's pools: one per thread count asked for, created on first use and kept, so no call
 // starts threads after the first.
@@ -50,9 +33,14 @@ qvl::ThreadPool& pool_for(int n_threads) {
   return *pool;
 }
 
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using ByteArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
 qvl::WeightView weight_view(const ByteArray& data, const std::string& type_name, int64_t rows, int64_t cols) {
   qvl::WeightView w;
-  w.type = parse_type(type_name);
+  w.type = qvl::parse_type(type_name);
   w.rows = rows;
   w.cols = cols;
   if (rows < 0) throw std::invalid_argument("rows must not be negative");
@@ -74,7 +62,7 @@ FloatArray as_matrix(const FloatArray& x, int64_t cols, const char* what) {
 
 ByteArray quantize(const FloatArray& x, const std::string& type_name) {
   if (x.ndim() != 2) throw std::invalid_argument("quantize expects a 2-D array");
-  qvl::GgmlType type = parse_type(type_name);
+  qvl::GgmlType type = qvl::parse_type(type_name);
   int64_t rows = x.shape(0), cols = x.shape(1);
   size_t stride = qvl::row_bytes(type, cols);
   ByteArray out({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(stride)});
@@ -151,45 +139,20 @@ uint64_t stream_read(const ByteArray& data, int n_threads) {
   return checksum;
 }
 
-// The decoder's causal attention of the last n of n_keys positions, on keys and values given as
-// (n_kv_heads, n_keys, head_dim): for the tests that hold each ISA path to the scalar one.
-FloatArray causal_attention(const FloatArray& q, const FloatArray& keys, const FloatArray& values, int64_t n_heads,
-                            int n_threads) {
-  if (keys.ndim() != 3 || values.ndim() != 3 || !std::equal(keys.shape(), keys.shape() + 3, values.shape())) {
-    throw std::invalid_argument("keys and values must both have shape (n_kv_heads, n_keys, head_dim)");
+// Every weight type the kernels run, in order: name -> (values per block, bytes per block).
+py::dict type_blocks() {
+  py::dict blocks;
+  for (qvl::GgmlType type : qvl::runnable_types()) {
+    const qvl::TypeGeometry* geometry = qvl::type_geometry(type);
+    blocks[geometry->name] = py::make_tuple(geometry->block_elems, geometry->block_bytes);
   }
-  const qvl::AttentionShape shape{n_heads, keys.shape(0), keys.shape(2)};
-  const int64_t n_keys = keys.shape(1);
-  if (n_heads <= 0 || shape.n_kv_heads <= 0 || n_heads % shape.n_kv_heads != 0) {
-    throw std::invalid_argument("n_heads must be a positive multiple of n_kv_heads");
-  }
-  if (q.ndim() != 2 || q.shape(0) > n_keys || q.shape(1) != n_heads * shape.head_dim) {
-    throw std::invalid_argument("q must have shape (n <= n_keys, n_heads * head_dim)");
-  }
-  const int64_t n = q.shape(0);
-  FloatArray out({q.shape(0), q.shape(1)});
-  const float *queries = q.data(), *key_data = keys.data(), *value_data = values.data();
-  float* dst = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    qvl::ThreadPool& pool = pool_for(n_threads);
-    qvl::KvCache cache(1, shape.n_kv_heads, shape.head_dim, n_keys);
-    const int64_t head_floats = n_keys * shape.head_dim;
-    for (int64_t head = 0; head < shape.n_kv_heads; ++head) {
-      std::copy_n(key_data + head * head_floats, head_floats, cache.keys(0, head));
-      std::copy_n(value_data + head * head_floats, head_floats, cache.values(0, head));
-    }
-    cache.grow(n_keys);
-    std::vector<float> scratch(
-        static_cast<size_t>(pool.size() * qvl::causal_attention_scratch_floats(n_keys, shape.head_dim)));
-    qvl::causal_attention(queries, n, n_keys - n, cache, 0, shape, dst, scratch.data(), pool);
-  }
-  return out;
+  return blocks;
 }
 
 std::vector<std::string> available_isas() {
   std::vector<std::string> names;
-  for (qvl::Isa isa : {qvl::Isa::Scalar, qvl::Isa::Avx2, qvl::Isa::Avx512, qvl::Isa::Amx, qvl::Isa::Neon}) {
+  for (int i = 0; i < qvl::kIsaCount; ++i) {
+    const auto isa = static_cast<qvl::Isa>(i);
     if (qvl::isa_available(isa)) names.emplace_back(qvl::isa_name(isa));
   }
   return names;
@@ -198,6 +161,7 @@ std::vector<std::string> available_isas() {
 }  // namespace
 
 void register_ops(py::module_& m) {
+  register_model_ops(m);
   m.def("quantize", &quantize, py::arg("x"), py::arg("type"),
         "Encode a float32 (rows, k) array as `type`; returns uint8 (rows, row_bytes) in GGUF layout.");
   m.def("dequantize", &dequantize, py::arg("data"), py::arg("type"), py::arg("rows"), py::arg("cols"),
@@ -206,10 +170,9 @@ void register_ops(py::module_& m) {
         py::arg("precision"), py::arg("n_threads"),
         "x @ W.T for W given as (data, type, rows, cols) and float32 x of shape (n, cols); "
         "precision 'exact' or 'fast'; n_threads <= 0 uses the default pool.");
-  m.def("causal_attention", &causal_attention, py::arg("q"), py::arg("keys"), py::arg("values"), py::arg("n_heads"),
-        py::arg("n_threads"),
-        "The decoder's grouped-query causal attention: q (n, n_heads * head_dim) for the last n of n_keys "
-        "positions, keys and values (n_kv_heads, n_keys, head_dim); returns float32 (n, n_heads * head_dim).");
+  m.def("type_blocks", &type_blocks,
+        "The weight types the kernels run, in order: name -> (values per block, bytes per block), as in GGUF.");
+  m.def("precisions", &qvl::precision_names, "The matmul precisions, in order: 'exact', 'fast', 'int8'.");
   m.def("set_isa", &qvl::set_isa, py::arg("name"), "Force the kernel ISA path: 'scalar', 'avx2', 'avx512', 'amx' or 'neon'.");
   m.def("active_isa", [] { return std::string(qvl::isa_name(qvl::active_isa())); }, "The ISA path in use.");
   m.def("available_isas", &available_isas, "ISA paths this build and CPU can run.");

@@ -9,7 +9,7 @@
 
 #include "bindings/bindings.h"
 #include "common/thread_pool.h"
-#include "model/gguf_file.h"
+#include "gguf/gguf_file.h"
 #include "model/vision_encoder.h"
 
 namespace py = pybind11;

@@ -6,16 +6,19 @@ void register_gguf(pybind11::module_& m);          // bind_gguf.cpp: the GGUF re
 void register_ops(pybind11::module_& m);           // bind_ops.cpp: kernels for tests and power users
 void register_text_model(pybind11::module_& m);    // bind_text.cpp: the Qwen2 decoder with its KV cache
 void register_vision_model(pybind11::module_& m);  // bind_vision.cpp: the ViT and the 2x2 merger
+// bind_model_ops.cpp: the model's ops (norms, activations, RoPE, softmax, attention) on numpy arrays,
+// for the tests that hold each ISA to the scalar reference; register_ops calls it.
+void register_model_ops(pybind11::module_& m);
 
-#include <stdexcept>
-#include <string>
-
-#include "kernels/kernels.h"
-
-// "exact", "fast" or "int8", as the Python API spells the kernel precision.
-inline qvl::Precision parse_precision(const std::string& name) {
-  if (name == "exact") return qvl::Precision::Exact;
-  if (name == "fast") return qvl::Precision::Fast;
-  if (name == "int8") return qvl::Precision::Int8;
-  throw std::invalid_argument("precision must be 'exact', 'fast' or 'int8', got '" + name + "'");
+namespace qvl {
+class ThreadPool;
 }
+// The ops bindings' pools: one per thread count asked for (<= 0: the default), created on first use
+// and kept, so no call starts threads after the first.
+qvl::ThreadPool& pool_for(int n_threads);
+
+#include "common/precision.h"
+
+// "exact", "fast" or "int8", as the Python API spells the kernel precision (std::invalid_argument
+// becomes ValueError).
+using qvl::parse_precision;

@@ -4,34 +4,60 @@
 #include <string>
 
 namespace qvl {
+namespace {
+
+struct TypeEntry {
+  GgmlType type;
+  TypeGeometry geometry;
+  bool runnable;  // a weight type the kernels run (Q8_1 and Q8_K exist only as activation formats)
+};
+
+// The one list of the types we know, runnable ones in the order the Python API lists them.
+constexpr TypeEntry kTypes[] = {
+    {GgmlType::F32, {"F32", 1, 4}, true},        {GgmlType::F16, {"F16", 1, 2}, true},
+    {GgmlType::BF16, {"BF16", 1, 2}, true},      {GgmlType::Q8_0, {"Q8_0", 32, 34}, true},
+    {GgmlType::Q4_0, {"Q4_0", 32, 18}, true},    {GgmlType::Q4_1, {"Q4_1", 32, 20}, true},
+    {GgmlType::Q5_0, {"Q5_0", 32, 22}, true},    {GgmlType::Q5_1, {"Q5_1", 32, 24}, true},
+    {GgmlType::Q4_K, {"Q4_K", 256, 144}, true},  {GgmlType::Q5_K, {"Q5_K", 256, 176}, true},
+    {GgmlType::Q6_K, {"Q6_K", 256, 210}, true},  {GgmlType::Q8_1, {"Q8_1", 32, 36}, false},
+    {GgmlType::Q8_K, {"Q8_K", 256, 292}, false},
+};
+
+const TypeEntry* find(GgmlType type) {
+  for (const TypeEntry& entry : kTypes) {
+    if (entry.type == type) return &entry;
+  }
+  return nullptr;
+}
+
+}  // namespace
 
 const TypeGeometry* type_geometry(GgmlType type) {
-  static const TypeGeometry f32{"F32", 1, 4}, f16{"F16", 1, 2}, bf16{"BF16", 1, 2};
-  static const TypeGeometry q4_0{"Q4_0", 32, 18}, q4_1{"Q4_1", 32, 20}, q5_0{"Q5_0", 32, 22},
-      q5_1{"Q5_1", 32, 24}, q8_0{"Q8_0", 32, 34}, q8_1{"Q8_1", 32, 36};
-  static const TypeGeometry q4_k{"Q4_K", 256, 144}, q5_k{"Q5_K", 256, 176}, q6_k{"Q6_K", 256, 210},
-      q8_k{"Q8_K", 256, 292};
-  switch (type) {
-    case GgmlType::F32: return &f32;
-    case GgmlType::F16: return &f16;
-    case GgmlType::BF16: return &bf16;
-    case GgmlType::Q4_0: return &q4_0;
-    case GgmlType::Q4_1: return &q4_1;
-    case GgmlType::Q5_0: return &q5_0;
-    case GgmlType::Q5_1: return &q5_1;
-    case GgmlType::Q8_0: return &q8_0;
-    case GgmlType::Q8_1: return &q8_1;
-    case GgmlType::Q4_K: return &q4_k;
-    case GgmlType::Q5_K: return &q5_k;
-    case GgmlType::Q6_K: return &q6_k;
-    case GgmlType::Q8_K: return &q8_k;
-    default: return nullptr;
-  }
+  const TypeEntry* entry = find(type);
+  return entry ? &entry->geometry : nullptr;
 }
 
 bool is_runnable_type(GgmlType type) {
-  // Q8_1 and Q8_K exist only as activation formats inside the kernels, never as stored weights.
-  return type_geometry(type) != nullptr && type != GgmlType::Q8_1 && type != GgmlType::Q8_K;
+  const TypeEntry* entry = find(type);
+  return entry != nullptr && entry->runnable;
+}
+
+std::vector<GgmlType> runnable_types() {
+  std::vector<GgmlType> types;
+  for (const TypeEntry& entry : kTypes) {
+    if (entry.runnable) types.push_back(entry.type);
+  }
+  return types;
+}
+
+GgmlType parse_type(const std::string& name) {
+  std::string known;
+  for (const TypeEntry& entry : kTypes) {
+    if (!entry.runnable) continue;
+    if (name == entry.geometry.name) return entry.type;
+    known += (known.empty() ? "" : ", ") + std::string(entry.geometry.name);
+  }
+  throw std::invalid_argument("unsupported tensor type '" + name + "' (supported: " + known + ")");
 }
 
 const char* type_name(GgmlType type) {

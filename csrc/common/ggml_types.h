@@ -2,6 +2,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace qvl {
 
@@ -32,6 +34,10 @@ struct TypeGeometry {
 // Geometry of a type we can run, or nullptr for a type we cannot.
 const TypeGeometry* type_geometry(GgmlType type);
 bool is_runnable_type(GgmlType type);
+// The weight types the kernels run, in the order the Python API lists them (ops.TYPES).
+std::vector<GgmlType> runnable_types();
+// The runnable type called `name` ("Q4_K"); throws std::invalid_argument naming the supported ones.
+GgmlType parse_type(const std::string& name);
 const char* type_name(GgmlType type);  // "Q4_K", or "type 42" for an unknown number
 // Bytes in one row of `cols` values; throws std::invalid_argument when cols is not a whole number
 // of blocks or the type is not runnable.

@@ -124,6 +124,16 @@ bool isa_available(Isa isa) {
   return false;
 }
 
+std::vector<Isa> isa_layers(Isa isa) {
+  switch (isa) {
+    case Isa::Avx2: return {Isa::Scalar, Isa::Avx2};
+    case Isa::Avx512: return {Isa::Scalar, Isa::Avx2, Isa::Avx512};
+    case Isa::Amx: return {Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx};
+    case Isa::Neon: return {Isa::Scalar, Isa::Neon};
+    default: return {Isa::Scalar};
+  }
+}
+
 Isa active_isa() { return current().load(std::memory_order_relaxed); }
 
 void set_isa(const std::string& name) {

@@ -1,19 +1,23 @@
-// Which instruction-set path the kernels take. Chosen once from the CPU's features, overridable with
-// the QVL_ISA environment variable (scalar | avx2 | avx512 | amx | neon) or set_isa() for tests.
+// Which instruction-set path the kernels and ops take. Chosen once from the CPU's features,
+// overridable with the QVL_ISA environment variable (scalar | avx2 | avx512 | amx | neon) or set_isa()
+// for tests.
 // avx512 is the avx2 path with AVX-512 (F, BW, VL, VNNI) kernels laid over the parts that are compute
 // bound (the matrix-matrix products, the vision attention): every AVX2 kernel also runs under it.
 // amx is avx512 with the int8 matrix-matrix products on the AMX tile unit (Sapphire Rapids and later).
 #pragma once
 #include <string>
+#include <vector>
 
 namespace qvl {
 
 enum class Isa { Scalar, Avx2, Avx512, Amx, Neon };
 
-// True for the paths that run the AVX2 kernels (avx2, and avx512 / amx which extend it).
-inline bool runs_avx2_kernels(Isa isa) { return isa == Isa::Avx2 || isa == Isa::Avx512 || isa == Isa::Amx; }
-// True for the paths that run the AVX-512 kernels (avx512, and amx which extends it).
-inline bool runs_avx512_kernels(Isa isa) { return isa == Isa::Avx512 || isa == Isa::Amx; }
+constexpr int kIsaCount = 5;
+
+// The layers an ISA's tables (kernels/kernel_table.h, ops/op_table.h) are built from, in order:
+// scalar, then each path it extends, then its own: avx2 = scalar + avx2; avx512 = avx2's + avx512;
+// amx = avx512's + amx; neon = scalar + neon.
+std::vector<Isa> isa_layers(Isa isa);
 
 const char* isa_name(Isa isa);
 bool isa_available(Isa isa);  // compiled in and supported by this CPU

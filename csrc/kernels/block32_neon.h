@@ -7,7 +7,9 @@
 // levels 0..15 and 16..31 with any zero point already taken off (x = d * level, + m where kHasMin).
 #pragma once
 #include "kernels/blocks.h"
+#include "kernels/kernel_table.h"
 #include "kernels/neon_common.h"
+#include "kernels/panel_neon.h"
 
 namespace qvl::neon {
 
@@ -64,5 +66,22 @@ struct Block32Panel {
     if constexpr (Levels::kHasMin) offsets[0] = fp16(block.m);
   }
 };
+
+// Levels for a type whose 32 levels Load reads out of its block, less `ZeroPoint` (the zero point of
+// Q4_0 / Q5_0; 0 for Q4_1 / Q5_1, which keep their unsigned levels and a min).
+template <typename BlockT, bool HasMin, int ZeroPoint,
+          void (*Load)(const BlockT&, int8_t offset, int8x16_t* first, int8x16_t* second)>
+struct LevelsOf {
+  using Block = BlockT;
+  static constexpr bool kHasMin = HasMin;
+  static void load(const Block& block, int8x16_t* first, int8x16_t* second) { Load(block, ZeroPoint, first, second); }
+};
+
+// A 32-value type's Fast kernels for Levels: the row dots and the matrix-matrix panels.
+template <typename Levels>
+void set_block32_kernels(TypeKernels& kernels) {
+  kernels.dot_tile = dot_tile_tiled<Block32Dot<Levels>>;
+  kernels.gemm_tile = gemm_tile<Block32Panel<Levels>>;
+}
 
 }  // namespace qvl::neon

@@ -122,4 +122,15 @@ inline void unpack_scale_min_k(const uint8_t* packed, int s, uint8_t* scale, uin
   }
 }
 
+// Sub-block s's float scale d * sc[s] and offset -dmin * mn[s] of a Q4_K / Q5_K super-block, both
+// exact in float (an fp16 times a 6-bit integer): what every ISA's panel decoder stores.
+inline void sub_block_scales_offsets_k(const uint8_t* packed, float d, float dmin, float* scales, float* offsets) {
+  for (int s = 0; s < 8; ++s) {
+    uint8_t scale, min;
+    unpack_scale_min_k(packed, s, &scale, &min);
+    scales[s] = d * scale;
+    offsets[s] = -(dmin * min);
+  }
+}
+
 }  // namespace qvl

@@ -1,88 +1,76 @@
-// The per-ISA kernel tables: built once per ISA from the scalar references, with each ISA's fast
-// variants laid over them.
+// The per-ISA kernel tables: built once per ISA (common/isa_table.h) from the scalar references, with
+// each ISA's fast variants laid over them.
 #include "kernels/kernel_table.h"
 
 #include <stdexcept>
 #include <string>
 
+#include "common/isa_table.h"
 #include "kernels/blocks.h"
 
 namespace qvl {
 namespace {
 
-void add_scalar(IsaKernels& table) {
-  scalar::add_float(table);
-  scalar::add_q8_0(table);
-  scalar::add_q4_0_q4_1(table);
-  scalar::add_q5_0_q5_1(table);
-  scalar::add_q4_k(table);
-  scalar::add_q5_k(table);
-  scalar::add_q6_k(table);
-  scalar::add_activations(table);
-}
-
-IsaKernels build_table(Isa isa) {
-  IsaKernels table;
-  add_scalar(table);
+void add_layer(Isa layer, IsaKernels& table) {
+  switch (layer) {
+    case Isa::Scalar:
+      scalar::add_float(table);
+      scalar::add_q8_0(table);
+      scalar::add_q4_0_q4_1(table);
+      scalar::add_q5_0_q5_1(table);
+      scalar::add_q4_k(table);
+      scalar::add_q5_k(table);
+      scalar::add_q6_k(table);
+      scalar::add_act_quant(table);
+      break;
 #if defined(QVL_HAVE_AVX2_BUILD)
-  if (runs_avx2_kernels(isa)) {
-    avx2::add_float(table);
-    avx2::add_q8_0(table);
-    avx2::add_q4_0_q4_1(table);
-    avx2::add_q5_0_q5_1(table);
-    avx2::add_q4_k(table);
-    avx2::add_q5_k(table);
-    avx2::add_q6_k(table);
-    avx2::add_activations(table);
-  }
+    case Isa::Avx2:
+      avx2::add_float(table);
+      avx2::add_q8_0(table);
+      avx2::add_q4_0_q4_1(table);
+      avx2::add_q5_0_q5_1(table);
+      avx2::add_q4_k(table);
+      avx2::add_q5_k(table);
+      avx2::add_q6_k(table);
+      avx2::add_act_quant(table);
+      break;
 #endif
 #if defined(QVL_HAVE_AVX512_BUILD)
-  if (runs_avx512_kernels(isa)) {
-    avx512::add_gemm(table);
-    avx512::add_float(table);
-    avx512::add_q4_0(table);
-    avx512::add_q8_0(table);
-    avx512::add_q4_k(table);
-    avx512::add_q6_k(table);
-  }
+    case Isa::Avx512:
+      avx512::add_gemm(table);
+      avx512::add_float(table);
+      avx512::add_q4_0(table);
+      avx512::add_q8_0(table);
+      avx512::add_q4_k(table);
+      avx512::add_q6_k(table);
+      break;
 #endif
 #if defined(QVL_HAVE_AMX_BUILD)
-  if (isa == Isa::Amx) {
-    amx::add_gemm(table);
-    amx::add_q4_k(table);
-  }
+    case Isa::Amx:
+      amx::add_gemm(table);
+      amx::add_q4_k(table);
+      break;
 #endif
 #if defined(QVL_HAVE_NEON_BUILD)
-  if (isa == Isa::Neon) {
-    neon::add_float(table);
-    neon::add_q8_0(table);
-    neon::add_q4_0_q4_1(table);
-    neon::add_q5_0_q5_1(table);
-    neon::add_q4_k(table);
-    neon::add_q5_k(table);
-    neon::add_q6_k(table);
-    neon::add_activations(table);
-  }
+    case Isa::Neon:
+      neon::add_float(table);
+      neon::add_q8_0(table);
+      neon::add_q4_0_q4_1(table);
+      neon::add_q5_0_q5_1(table);
+      neon::add_q4_k(table);
+      neon::add_q5_k(table);
+      neon::add_q6_k(table);
+      neon::add_act_quant(table);
+      break;
 #endif
-  return table;
+    default:
+      break;
+  }
 }
 
 }  // namespace
 
-const IsaKernels& isa_kernels(Isa isa) {
-  static const IsaKernels scalar_table = build_table(Isa::Scalar);
-  static const IsaKernels avx2_table = build_table(Isa::Avx2);
-  static const IsaKernels avx512_table = build_table(Isa::Avx512);
-  static const IsaKernels amx_table = build_table(Isa::Amx);
-  static const IsaKernels neon_table = build_table(Isa::Neon);
-  switch (isa) {
-    case Isa::Avx2: return avx2_table;
-    case Isa::Avx512: return avx512_table;
-    case Isa::Amx: return amx_table;
-    case Isa::Neon: return neon_table;
-    default: return scalar_table;
-  }
-}
+const IsaKernels& isa_kernels(Isa isa) { return isa_table<IsaKernels>(isa, add_layer); }
 
 const TypeKernels& type_kernels(const IsaKernels& table, GgmlType type) {
   switch (type) {

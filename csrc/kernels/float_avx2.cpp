@@ -1,17 +1,18 @@
 // F32 / F16 / BF16 weights on AVX2: float dot products (F16C conversion, FMA), register-tiled over
-// weight rows and activation rows. F32's entry is also the Exact path's GEMM on dequantized rows.
+// weight rows and activation rows, and the float GEMM (float_gemm.h on 8-lane vectors), which is
+// also the Exact path's on dequantized rows.
 #include "kernels/strict_fp.h"
 
-#include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "kernels/avx2_common.h"
+#include "kernels/float_gemm.h"
 #include "kernels/half.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
 #include "kernels/q8_0_encode_avx2.h"
 #include "kernels/vnni_panel.h"
+#include "simd/vec_avx2.h"
 
 namespace qvl::avx2 {
 namespace {
@@ -81,113 +82,6 @@ void dequantize_half_row(const uint8_t* src, float* dst, int64_t k) {
   for (; i < k; ++i) dst[i] = Load::one(src, i);
 }
 
-// The float GEMM: weight rows transposed into panels of 16 rows (value i of the 16 rows contiguous),
-// then a 16 x 6 register tile: per value, two weight vectors meet six broadcast activations in 12
-// FMAs, with no horizontal sums. Each output is summed in order over the slice (the caller keeps
-// slices short, so the rounding stays that of a short sum).
-constexpr int kGemmPanelRows = 16;
-constexpr int kGemmActs = 6;
-
-void pack_float_panel(const float* w, size_t w_stride, int rows, int64_t k, float* panel) {
-  for (int64_t i = 0; i < k; ++i) {
-    float* column = panel + i * kGemmPanelRows;
-    for (int r = 0; r < rows; ++r) column[r] = w[r * w_stride + i];
-    for (int r = rows; r < kGemmPanelRows; ++r) column[r] = 0.0f;
-  }
-}
-
-// Writes (or adds) the C x 16 sums of a tile to out, for the panel's `rows` real rows.
-template <int C>
-void store_panel_sums(const float (&lanes)[C][kGemmPanelRows], float* out, size_t out_stride, int rows,
-                      bool accumulate) {
-  for (int c = 0; c < C; ++c) {
-    float* o = out + c * out_stride;
-    for (int r = 0; r < rows; ++r) o[r] = accumulate ? o[r] + lanes[c][r] : lanes[c][r];
-  }
-}
-
-// The full 16 x 6 tile. Twelve named accumulators: GCC keeps an array of this many vectors in memory,
-// storing it on every step.
-void float_panel_times_6_acts(int64_t k, const float* panel, const float* x, size_t x_stride, float* out,
-                              size_t out_stride, int rows, bool accumulate) {
-  __m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0, t4 = t0, t5 = t0;  // panel rows 0..7
-  __m256 b0 = t0, b1 = t0, b2 = t0, b3 = t0, b4 = t0, b5 = t0;                    // panel rows 8..15
-  const float *x0 = x, *x1 = x + x_stride, *x2 = x + 2 * x_stride, *x3 = x + 3 * x_stride, *x4 = x + 4 * x_stride,
-              *x5 = x + 5 * x_stride;
-  for (int64_t i = 0; i < k; ++i) {
-    __m256 w0 = _mm256_loadu_ps(panel + i * kGemmPanelRows), w1 = _mm256_loadu_ps(panel + i * kGemmPanelRows + 8);
-    __m256 v = _mm256_broadcast_ss(x0 + i);
-    t0 = _mm256_fmadd_ps(w0, v, t0);
-    b0 = _mm256_fmadd_ps(w1, v, b0);
-    v = _mm256_broadcast_ss(x1 + i);
-    t1 = _mm256_fmadd_ps(w0, v, t1);
-    b1 = _mm256_fmadd_ps(w1, v, b1);
-    v = _mm256_broadcast_ss(x2 + i);
-    t2 = _mm256_fmadd_ps(w0, v, t2);
-    b2 = _mm256_fmadd_ps(w1, v, b2);
-    v = _mm256_broadcast_ss(x3 + i);
-    t3 = _mm256_fmadd_ps(w0, v, t3);
-    b3 = _mm256_fmadd_ps(w1, v, b3);
-    v = _mm256_broadcast_ss(x4 + i);
-    t4 = _mm256_fmadd_ps(w0, v, t4);
-    b4 = _mm256_fmadd_ps(w1, v, b4);
-    v = _mm256_broadcast_ss(x5 + i);
-    t5 = _mm256_fmadd_ps(w0, v, t5);
-    b5 = _mm256_fmadd_ps(w1, v, b5);
-  }
-  alignas(32) float lanes[kGemmActs][kGemmPanelRows];
-  const __m256 tops[] = {t0, t1, t2, t3, t4, t5}, bottoms[] = {b0, b1, b2, b3, b4, b5};
-  for (int c = 0; c < kGemmActs; ++c) {
-    _mm256_store_ps(lanes[c], tops[c]);
-    _mm256_store_ps(lanes[c] + 8, bottoms[c]);
-  }
-  store_panel_sums<kGemmActs>(lanes, out, out_stride, rows, accumulate);
-}
-
-// One activation row (the tail of n / 6).
-void float_panel_times_1_act(int64_t k, const float* panel, const float* x, float* out, int rows, bool accumulate) {
-  __m256 top = _mm256_setzero_ps(), bottom = top;
-  for (int64_t i = 0; i < k; ++i) {
-    __m256 v = _mm256_broadcast_ss(x + i);
-    top = _mm256_fmadd_ps(_mm256_loadu_ps(panel + i * kGemmPanelRows), v, top);
-    bottom = _mm256_fmadd_ps(_mm256_loadu_ps(panel + i * kGemmPanelRows + 8), v, bottom);
-  }
-  alignas(32) float lanes[1][kGemmPanelRows];
-  _mm256_store_ps(lanes[0], top);
-  _mm256_store_ps(lanes[0] + 8, bottom);
-  store_panel_sums<1>(lanes, out, 0, rows, accumulate);
-}
-
-// Activation rows per pass over the packed panels: their k-slice (at most 256 floats each) stays in L2
-// while every panel of the chunk meets it.
-constexpr int64_t kGemmActTile = 96;
-
-void float_gemm(int64_t k, const float* w, size_t w_stride, int64_t n_rows, const float* x, size_t x_stride, int64_t n,
-                float* out, size_t out_stride, bool accumulate) {
-  const int64_t n_panels = (n_rows + kGemmPanelRows - 1) / kGemmPanelRows;
-  const size_t panel_floats = static_cast<size_t>(k) * kGemmPanelRows;
-  thread_local std::vector<float> panel_memory;
-  if (panel_memory.size() < panel_floats * n_panels) panel_memory.resize(panel_floats * n_panels);
-  auto panel_rows = [&](int64_t p) { return static_cast<int>(std::min<int64_t>(kGemmPanelRows, n_rows - p * kGemmPanelRows)); };
-  for (int64_t p = 0; p < n_panels; ++p) {
-    pack_float_panel(w + p * kGemmPanelRows * w_stride, w_stride, panel_rows(p), k, panel_memory.data() + p * panel_floats);
-  }
-  for (int64_t j0 = 0; j0 < n; j0 += kGemmActTile) {
-    const int64_t j_end = std::min(n, j0 + kGemmActTile);
-    for (int64_t p = 0; p < n_panels; ++p) {
-      const float* panel = panel_memory.data() + p * panel_floats;
-      float* out_p = out + p * kGemmPanelRows;
-      int rows = panel_rows(p);
-      int64_t j = j0;
-      for (; j + kGemmActs <= j_end; j += kGemmActs) {
-        float_panel_times_6_acts(k, panel, x + j * x_stride, x_stride, out_p + j * out_stride, out_stride, rows,
-                                 accumulate);
-      }
-      for (; j < j_end; ++j) float_panel_times_1_act(k, panel, x + j * x_stride, out_p + j * out_stride, rows, accumulate);
-    }
-  }
-}
-
 // Panel levels for the Int8 precision: each block of 32 values encoded on the fly exactly as the
 // Q8_0 encoder stores it (signed levels, the fp16-rounded scale), straight from the float weight.
 template <typename Load>
@@ -214,7 +108,8 @@ void pack_vnni_bf16(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void add_float(IsaKernels& table) {
-  table.float_gemm = float_gemm;
+  // Panels of 16 rows (two vectors) x 6 activations: 12 accumulators + 2 weight vectors + 1 broadcast.
+  table.float_gemm = simd::FloatGemm<Vec, 2, 6>::gemm;
   table.f16.dequantize_row = dequantize_half_row<LoadF16>;
   table.bf16.dequantize_row = dequantize_half_row<LoadBF16>;
   table.f32.dot_tile = dot_tile_tiled<FloatDot<LoadF32>>;

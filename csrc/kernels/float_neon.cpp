@@ -1,10 +1,13 @@
 // F32 / F16 / BF16 weights on NEON: float dot products with FMA, register-tiled over weight rows and
-// activation rows. F32's entry is also the Exact path's GEMM on dequantized rows.
+// activation rows, and the float GEMM (float_gemm.h on 4-lane vectors), which is also the Exact path's
+// on dequantized rows.
 #include "kernels/strict_fp.h"
 
+#include "kernels/float_gemm.h"
 #include "kernels/half.h"
 #include "kernels/kernel_table.h"
 #include "kernels/neon_common.h"
+#include "simd/vec_neon.h"
 
 namespace qvl::neon {
 namespace {
@@ -62,6 +65,8 @@ struct FloatDot {
 }  // namespace
 
 void add_float(IsaKernels& table) {
+  // Panels of 16 rows (four vectors) x 6 activations: 24 accumulators + 4 weight vectors + 1 broadcast.
+  table.float_gemm = simd::FloatGemm<Vec, 4, 6>::gemm;
   table.f32.dot_tile = dot_tile_tiled<FloatDot<LoadF32>>;
   table.f16.dot_tile = dot_tile_tiled<FloatDot<LoadF16>>;
   table.bf16.dot_tile = dot_tile_tiled<FloatDot<LoadBF16>>;

@@ -1,4 +1,5 @@
-// AVX2 helpers shared by the K-quant kernels (include only from *_avx2.cpp).
+// AVX2 helpers shared by the K-quant kernels (include only from files compiled with AVX2: *_avx2.cpp,
+// and q4_k_amx.cpp's panel packer).
 #pragma once
 #include <cstring>
 
@@ -6,6 +7,29 @@
 #include "kernels/blocks.h"
 
 namespace qvl::avx2 {
+
+// The 12 packed scale bytes of a Q4_K / Q5_K super-block decoded with vector ops: bytes 0..7 = the 6-bit
+// scales, 8..15 = the 6-bit mins, in both 128-bit halves (the broadcast load is free, and the per
+// sub-block broadcasts below shuffle within halves).
+inline __m256i decode_scales_mins(const uint8_t* packed) {
+  // Bytes 0..3: sc[0..3] | top bits of sc[4..7]; 4..7: mn[0..3] | top bits of mn[4..7];
+  // 8..11: low 4 bits of sc[4..7] | low 4 bits of mn[4..7] << 4. The 16-byte load reads 4 bytes of qs.
+  const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed)));
+  const __m256i low_source = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  const __m256i top_source = _mm256_broadcastsi128_si256(
+      _mm_setr_epi8(-128, -128, -128, -128, 0, 1, 2, 3, -128, -128, -128, -128, 4, 5, 6, 7));
+  const __m256i keep_low = _mm256_broadcastsi128_si256(
+      _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+  const __m256i keep_shifted = _mm256_broadcastsi128_si256(
+      _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+  __m256i low = _mm256_shuffle_epi8(bytes, low_source);
+  // srli_epi16 moves the neighbour byte's bits into bits 4..7 (or 6..7) only; the masks drop them.
+  __m256i low_bits = _mm256_or_si256(_mm256_and_si256(low, keep_low),
+                                     _mm256_and_si256(_mm256_srli_epi16(low, 4), keep_shifted));
+  __m256i top_bits = _mm256_and_si256(_mm256_srli_epi16(_mm256_shuffle_epi8(bytes, top_source), 2),
+                                      _mm256_set1_epi8(0x30));
+  return _mm256_or_si256(low_bits, top_bits);
+}
 
 // 16 int16 lanes: the 8 scales, then the 8 mins of a Q4_K / Q5_K super-block.
 inline __m256i unpack_scales_mins(const uint8_t* packed) {

@@ -78,7 +78,7 @@ void add_q5_0_q5_1(IsaKernels& table);
 void add_q4_k(IsaKernels& table);
 void add_q5_k(IsaKernels& table);
 void add_q6_k(IsaKernels& table);
-void add_activations(IsaKernels& table);
+void add_act_quant(IsaKernels& table);
 }  // namespace scalar
 
 #if defined(QVL_HAVE_AVX2_BUILD)
@@ -90,7 +90,7 @@ void add_q5_0_q5_1(IsaKernels& table);
 void add_q4_k(IsaKernels& table);
 void add_q5_k(IsaKernels& table);
 void add_q6_k(IsaKernels& table);
-void add_activations(IsaKernels& table);
+void add_act_quant(IsaKernels& table);
 }  // namespace avx2
 #endif
 
@@ -121,7 +121,7 @@ void add_q5_0_q5_1(IsaKernels& table);
 void add_q4_k(IsaKernels& table);
 void add_q5_k(IsaKernels& table);
 void add_q6_k(IsaKernels& table);
-void add_activations(IsaKernels& table);
+void add_act_quant(IsaKernels& table);
 }  // namespace neon
 #endif
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "common/ggml_types.h"
+#include "common/precision.h"
 #include "common/thread_pool.h"
 
 namespace qvl {
@@ -16,15 +17,6 @@ struct WeightView {
   int64_t rows = 0;
   int64_t cols = 0;
   const uint8_t* data = nullptr;
-};
-
-enum class Precision {
-  Exact,  // float activations against the dequantized weights: reproduces the reference to ~1e-4
-  Fast,   // activations quantized to 8-bit blocks and integer dot products, as llama.cpp does
-  // Fast, and in matrix-matrix products (n >= 16) float weights (F32/F16/BF16) too are multiplied as
-  // 8-bit blocks: each row is encoded as Q8_0 on the fly (k a multiple of 32; other shapes stay
-  // float). The quickest path for an F16 vision encoder, at the cost of Q8_0's weight rounding.
-  Int8,
 };
 
 // out[r - first_row][c] = W[r][c] as float, for r in [first_row, first_row + n_rows).

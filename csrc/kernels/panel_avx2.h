@@ -20,7 +20,9 @@
 
 #include "kernels/avx2_common.h"
 #include "kernels/blocks.h"
+#include "kernels/kernel_table.h"
 #include "kernels/panel_loop.h"
+#include "kernels/tile_loop.h"
 
 namespace qvl::avx2 {
 
@@ -177,6 +179,16 @@ void gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, con
                                                        out_stride, rows);
     });
   });
+}
+
+// A type's AVX2 kernels: its dequantizer, the register-tiled row dots of Dot and the matrix-matrix
+// panels of Panel (against gemm_act_format activation rows).
+template <typename Dot, typename Panel>
+void set_type_kernels(TypeKernels& kernels, DequantizeRowFn dequantize, ActFormat gemm_act_format = ActFormat::Q8_32) {
+  kernels.dequantize_row = dequantize;
+  kernels.dot_tile = dot_tile_tiled<Dot>;
+  kernels.gemm_tile = gemm_tile<Panel>;
+  kernels.gemm_act_format = gemm_act_format;
 }
 
 }  // namespace qvl::avx2

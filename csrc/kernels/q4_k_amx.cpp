@@ -17,13 +17,62 @@
 
 #include <cstddef>
 
+#include <cstring>
+
 #include "kernels/amx_tiles.h"
 #include "kernels/blocks.h"
+#include "kernels/k_quant_avx2.h"
 #include "kernels/kernel_table.h"
+#include "kernels/panel_avx2.h"
 #include "kernels/vnni_panel.h"
 
 namespace qvl::amx {
 namespace {
+
+using avx2::decode_scales_mins;
+using avx2::interleave_8_rows;
+using avx2::load32;
+
+// Packs `rows` (<= 16) Q4_K weight rows into Q4_KTilePanels, one per super-block.
+void pack_tile_panels(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
+  // Rows past `rows` stay zero: levels, scales and offsets alike.
+  alignas(32) int8_t levels[kVnniPanelRows][kBlockK] = {};
+  alignas(32) int32_t scales[kVnniPanelRows][8] = {};
+  alignas(32) float offsets[kVnniPanelRows][8] = {};
+  const __m256i low_mask = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+  for (int64_t unit = 0; unit < k / kBlockK; ++unit) {
+    auto& out = reinterpret_cast<Q4_KTilePanel*>(panel)[unit];
+    std::memset(out.d, 0, sizeof(out.d));
+    for (int r = 0; r < rows; ++r) {
+      const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[unit];
+      for (int j = 0; j < 4; ++j) {
+        __m256i packed = load32(block.qs + 32 * j);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(&levels[r][64 * j]),
+                           _mm256_sub_epi8(_mm256_and_si256(packed, low_mask), eight));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(&levels[r][64 * j + 32]),
+                           _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask), eight));
+      }
+      const float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
+      out.d[r] = d;
+      const __m128i scales_mins = _mm256_castsi256_si128(decode_scales_mins(block.scales));
+      const __m256i scale = _mm256_cvtepu8_epi32(scales_mins), min = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(scales[r]), scale);
+      // 8 * d * scale and dmin * min are exact in float: one rounding, in the subtraction.
+      _mm256_store_ps(offsets[r], _mm256_fmsub_ps(_mm256_set1_ps(8.0f * d), _mm256_cvtepi32_ps(scale),
+                                                  _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(min))));
+    }
+    for (int s = 0; s < 8; ++s) {
+      for (int r = 0; r < kVnniPanelRows; ++r) {
+        out.scales[s][r] = scales[r][s];
+        out.offsets[s][r] = offsets[r][s];
+      }
+      for (int r = 0; r < kVnniPanelRows; r += 8) {
+        interleave_8_rows<kVnniPanelRows>(&levels[r][32 * s], kBlockK, reinterpret_cast<uint8_t*>(out.levels[s]) + 4 * r);
+      }
+    }
+  }
+}
+
 
 constexpr int kSubBlocks = kBlockK / kBlock32;
 using SubBlockSums = int32_t[kSubBlocks][kTileRows][kTileRows];  // [sub-block][activation row][weight row]
@@ -97,7 +146,7 @@ void q4_k_tile_gemm(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows
                     size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
   const int64_t super_blocks = k / kBlockK;
   const size_t panel_bytes = static_cast<size_t>(super_blocks) * sizeof(Q4_KTilePanel);
-  const uint8_t* panels = pack_vnni_panels(avx2::pack_amx_q4_k, w, w_stride, n_rows, k, panel_bytes);
+  const uint8_t* panels = pack_vnni_panels(pack_tile_panels, w, w_stride, n_rows, k, panel_bytes);
   const int64_t full_rows = n_act / kTileRows * kTileRows, left = n_act - full_rows;
   const uint8_t* padded = padded_last_rows(act, act_stride, full_rows, left);
   configure_tiles<kBlock32>();

@@ -18,29 +18,6 @@ namespace qvl::avx2 {
 
 namespace {
 
-// The 12 packed scale bytes of a Q4_K / Q5_K super-block decoded with vector ops: bytes 0..7 = the 6-bit
-// scales, 8..15 = the 6-bit mins, in both 128-bit halves (the broadcast load is free, and the per
-// sub-block broadcasts below shuffle within halves).
-inline __m256i decode_scales_mins(const uint8_t* packed) {
-  // Bytes 0..3: sc[0..3] | top bits of sc[4..7]; 4..7: mn[0..3] | top bits of mn[4..7];
-  // 8..11: low 4 bits of sc[4..7] | low 4 bits of mn[4..7] << 4. The 16-byte load reads 4 bytes of qs.
-  const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(packed)));
-  const __m256i low_source = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
-  const __m256i top_source = _mm256_broadcastsi128_si256(
-      _mm_setr_epi8(-128, -128, -128, -128, 0, 1, 2, 3, -128, -128, -128, -128, 4, 5, 6, 7));
-  const __m256i keep_low = _mm256_broadcastsi128_si256(
-      _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
-  const __m256i keep_shifted = _mm256_broadcastsi128_si256(
-      _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
-  __m256i low = _mm256_shuffle_epi8(bytes, low_source);
-  // srli_epi16 moves the neighbour byte's bits into bits 4..7 (or 6..7) only; the masks drop them.
-  __m256i low_bits = _mm256_or_si256(_mm256_and_si256(low, keep_low),
-                                     _mm256_and_si256(_mm256_srli_epi16(low, 4), keep_shifted));
-  __m256i top_bits = _mm256_and_si256(_mm256_srli_epi16(_mm256_shuffle_epi8(bytes, top_source), 2),
-                                      _mm256_set1_epi8(0x30));
-  return _mm256_or_si256(low_bits, top_bits);
-}
-
 // 16 int16 lanes = byte `index` of each half of `bytes` (zero-extended).
 inline __m256i widen_byte(__m256i bytes, int index) {
   return _mm256_shuffle_epi8(bytes, _mm256_set1_epi16(static_cast<int16_t>(0x8000 | index)));
@@ -191,13 +168,7 @@ struct Q4_KPanel {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels + 64 * j + 32),
                           _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask));
     }
-    float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
-    for (int s = 0; s < 8; ++s) {
-      uint8_t scale, min;
-      unpack_scale_min_k(block.scales, s, &scale, &min);
-      scales[s] = d * scale;
-      offsets[s] = -(dmin * min);
-    }
+    sub_block_scales_offsets_k(block.scales, _cvtsh_ss(block.d), _cvtsh_ss(block.dmin), scales, offsets);
   }
 };
 
@@ -207,50 +178,8 @@ void pack_vnni_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
   pack_panel<Q4_KPanel, kVnniPanelRows, true>(w, w_stride, rows, k, panel);
 }
 
-void pack_amx_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel) {
-  // Rows past `rows` stay zero: levels, scales and offsets alike.
-  alignas(32) int8_t levels[kVnniPanelRows][kBlockK] = {};
-  alignas(32) int32_t scales[kVnniPanelRows][8] = {};
-  alignas(32) float offsets[kVnniPanelRows][8] = {};
-  const __m256i low_mask = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
-  for (int64_t unit = 0; unit < k / kBlockK; ++unit) {
-    auto& out = reinterpret_cast<Q4_KTilePanel*>(panel)[unit];
-    std::memset(out.d, 0, sizeof(out.d));
-    for (int r = 0; r < rows; ++r) {
-      const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[unit];
-      for (int j = 0; j < 4; ++j) {
-        __m256i packed = load32(block.qs + 32 * j);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(&levels[r][64 * j]),
-                           _mm256_sub_epi8(_mm256_and_si256(packed, low_mask), eight));
-        _mm256_store_si256(reinterpret_cast<__m256i*>(&levels[r][64 * j + 32]),
-                           _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask), eight));
-      }
-      const float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
-      out.d[r] = d;
-      const __m128i scales_mins = _mm256_castsi256_si128(decode_scales_mins(block.scales));
-      const __m256i scale = _mm256_cvtepu8_epi32(scales_mins), min = _mm256_cvtepu8_epi32(_mm_srli_si128(scales_mins, 8));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(scales[r]), scale);
-      // 8 * d * scale and dmin * min are exact in float: one rounding, in the subtraction.
-      _mm256_store_ps(offsets[r], _mm256_fmsub_ps(_mm256_set1_ps(8.0f * d), _mm256_cvtepi32_ps(scale),
-                                                  _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(min))));
-    }
-    for (int s = 0; s < 8; ++s) {
-      for (int r = 0; r < kVnniPanelRows; ++r) {
-        out.scales[s][r] = scales[r][s];
-        out.offsets[s][r] = offsets[r][s];
-      }
-      for (int r = 0; r < kVnniPanelRows; r += 8) {
-        interleave_8_rows<kVnniPanelRows>(&levels[r][32 * s], kBlockK, reinterpret_cast<uint8_t*>(out.levels[s]) + 4 * r);
-      }
-    }
-  }
-}
-
 void add_q4_k(IsaKernels& table) {
-  table.q4_k.dequantize_row = dequantize_q4_k;
-  table.q4_k.dot_tile = dot_tile_tiled<Q4_KDot>;
-  table.q4_k.gemm_tile = gemm_tile<Q4_KPanel>;
-  table.q4_k.gemm_act_format = ActFormat::Q8_K_AS_32;
+  set_type_kernels<Q4_KDot, Q4_KPanel>(table.q4_k, dequantize_q4_k, ActFormat::Q8_K_AS_32);
 }
 
 }  // namespace qvl::avx2

@@ -97,13 +97,7 @@ struct Q5_KPanel {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels + 64 * j), low);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(levels + 64 * j + 32), high);
     }
-    float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
-    for (int s = 0; s < 8; ++s) {
-      uint8_t scale, min;
-      unpack_scale_min_k(block.scales, s, &scale, &min);
-      scales[s] = d * scale;
-      offsets[s] = -(dmin * min);
-    }
+    sub_block_scales_offsets_k(block.scales, _cvtsh_ss(block.d), _cvtsh_ss(block.dmin), scales, offsets);
   }
 };
 
@@ -114,10 +108,7 @@ void pack_vnni_q5_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void add_q5_k(IsaKernels& table) {
-  table.q5_k.dequantize_row = dequantize_q5_k;
-  table.q5_k.dot_tile = dot_tile_tiled<Q5_KDot>;
-  table.q5_k.gemm_tile = gemm_tile<Q5_KPanel>;
-  table.q5_k.gemm_act_format = ActFormat::Q8_K_AS_32;
+  set_type_kernels<Q5_KDot, Q5_KPanel>(table.q5_k, dequantize_q5_k, ActFormat::Q8_K_AS_32);
 }
 
 }  // namespace qvl::avx2

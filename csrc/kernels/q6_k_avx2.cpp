@@ -153,10 +153,7 @@ void pack_vnni_q6_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void add_q6_k(IsaKernels& table) {
-  table.q6_k.dequantize_row = dequantize_q6_k;
-  table.q6_k.dot_tile = dot_tile_tiled<Q6_KDot>;
-  table.q6_k.gemm_tile = gemm_tile<Q6_KPanel>;
-  table.q6_k.gemm_act_format = ActFormat::Q8_K_AS_16;
+  set_type_kernels<Q6_KDot, Q6_KPanel>(table.q6_k, dequantize_q6_k, ActFormat::Q8_K_AS_16);
 }
 
 }  // namespace qvl::avx2

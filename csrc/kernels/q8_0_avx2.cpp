@@ -55,11 +55,8 @@ void pack_vnni_q8_0(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void add_q8_0(IsaKernels& table) {
-  table.q8_0.dequantize_row = dequantize_q8_0;
+  set_type_kernels<Block32Dot<Q8_0Levels>, Q8_0Panel>(table.q8_0, dequantize_q8_0);
   table.q8_0.quantize_row = quantize_q8_0;
-  table.q8_0.dot_tile = dot_tile_tiled<Block32Dot<Q8_0Levels>>;
-  table.q8_0.gemm_tile = gemm_tile<Q8_0Panel>;
-  table.q8_0.gemm_act_format = ActFormat::Q8_32;
 }
 
 }  // namespace qvl::avx2

@@ -3,10 +3,6 @@
 #include "kernels/strict_fp.h"
 
 #include "kernels/block32_neon.h"
-#include "kernels/blocks.h"
-#include "kernels/kernel_table.h"
-#include "kernels/neon_common.h"
-#include "kernels/panel_neon.h"
 
 namespace qvl::neon {
 namespace {
@@ -23,9 +19,7 @@ struct Q8_0Levels {
 }  // namespace
 
 void add_q8_0(IsaKernels& table) {
-  table.q8_0.dot_tile = dot_tile_tiled<Block32Dot<Q8_0Levels>>;
-  table.q8_0.gemm_tile = gemm_tile<Block32Panel<Q8_0Levels>>;
-  table.q8_0.gemm_act_format = ActFormat::Q8_32;
+  set_block32_kernels<Q8_0Levels>(table.q8_0);
 }
 
 }  // namespace qvl::neon

@@ -66,7 +66,6 @@ void pack_vnni_q5_1(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 void pack_vnni_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
 void pack_vnni_q5_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
 void pack_vnni_q6_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);  // blocks of 16
-void pack_amx_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);  // Q4_KTilePanel per super-block
 // Float weights encoded as Q8_0 blocks on the fly (the Int8 precision).
 void pack_vnni_f32(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);
 void pack_vnni_f16(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint8_t* panel);

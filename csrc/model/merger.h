@@ -6,7 +6,7 @@
 
 #include "common/thread_pool.h"
 #include "kernels/kernels.h"
-#include "model/gguf_file.h"
+#include "gguf/gguf_file.h"
 #include "model/vision_weights.h"
 
 namespace qvl {

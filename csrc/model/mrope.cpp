@@ -3,6 +3,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "backend/backend.h"
+
 namespace qvl {
 
 MRope::MRope(int64_t head_dim, double theta, const int sections[3]) : head_dim_(head_dim) {
@@ -29,14 +31,7 @@ void MRope::apply(float* heads, int64_t n_heads, const int32_t position[3]) cons
     cos_table[j] = std::cos(angle);
     sin_table[j] = std::sin(angle);
   }
-  for (int64_t h = 0; h < n_heads; ++h) {
-    float* head = heads + h * head_dim_;
-    for (int64_t j = 0; j < half; ++j) {
-      float first = head[j], second = head[j + half];
-      head[j] = first * cos_table[j] - second * sin_table[j];
-      head[j + half] = second * cos_table[j] + first * sin_table[j];
-    }
-  }
+  apply_rope(heads, n_heads, head_dim_, cos_table, sin_table);
 }
 
 }  // namespace qvl

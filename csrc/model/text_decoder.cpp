@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "model/layers.h"
+#include "backend/backend.h"
 
 namespace qvl {
 

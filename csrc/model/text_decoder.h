@@ -8,8 +8,8 @@
 
 #include "common/thread_pool.h"
 #include "kernels/kernels.h"
-#include "model/causal_attention.h"
-#include "model/gguf_file.h"
+#include "backend/backend.h"
+#include "gguf/gguf_file.h"
 #include "model/kv_cache.h"
 #include "model/mrope.h"
 

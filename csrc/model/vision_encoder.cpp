@@ -5,8 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "model/layers.h"
-#include "model/vision_attention.h"
+#include "backend/backend.h"
 
 namespace qvl {
 

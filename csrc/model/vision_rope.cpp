@@ -3,6 +3,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "backend/backend.h"
+
 namespace qvl {
 
 std::vector<PatchPosition> patch_positions(const std::vector<GridThw>& grids, int64_t merge) {
@@ -53,18 +55,7 @@ VisionRope::VisionRope(int64_t head_dim, const std::vector<PatchPosition>& posit
 
 void VisionRope::apply(float* x, int64_t patch, int64_t n_heads) const {
   const int64_t n_pairs = head_dim_ / 2;
-  const float* cos = cos_.data() + patch * n_pairs;
-  const float* sin = sin_.data() + patch * n_pairs;
-  for (int64_t head = 0; head < n_heads; ++head) {
-    float* first = x + head * head_dim_;
-    float* second = first + n_pairs;
-    for (int64_t j = 0; j < n_pairs; ++j) {
-      float a = first[j];
-      float b = second[j];
-      first[j] = a * cos[j] - b * sin[j];
-      second[j] = b * cos[j] + a * sin[j];
-    }
-  }
+  apply_rope(x, n_heads, head_dim_, cos_.data() + patch * n_pairs, sin_.data() + patch * n_pairs);
 }
 
 }  // namespace qvl

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "model/layers.h"
+#include "backend/backend.h"
 
 namespace qvl {
 

@@ -7,7 +7,7 @@
 
 #include "common/thread_pool.h"
 #include "kernels/kernels.h"
-#include "model/gguf_file.h"
+#include "gguf/gguf_file.h"
 
 namespace qvl {
 

@@ -12,14 +12,11 @@ import numpy as np
 
 from . import _core
 
-TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
-BLOCK_SIZES = {
-    "F32": (1, 4), "F16": (1, 2), "BF16": (1, 2),
-    "Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20), "Q5_0": (32, 22), "Q5_1": (32, 24),
-    "Q4_K": (256, 144), "Q5_K": (256, 176), "Q6_K": (256, 210),
-}  # type -> (values per block, bytes per block), as in GGUF
-Precision = Literal["exact", "fast", "int8"]
-PRECISIONS = ("exact", "fast", "int8")
+# The C++ core is the one source of the type and precision names.
+BLOCK_SIZES: dict[str, tuple[int, int]] = dict(_core.type_blocks())  # type -> (values, bytes) per block
+TYPES: tuple[str, ...] = tuple(BLOCK_SIZES)
+PRECISIONS: tuple[str, ...] = tuple(_core.precisions())
+Precision = Literal["exact", "fast", "int8"]  # for type checkers: PRECISIONS spelled out (a test keeps them equal)
 
 
 def row_bytes(ggml_type: str, k: int) -> int:
@@ -98,7 +95,7 @@ def matmul(w: QTensor, x: np.ndarray, *, precision: Precision = "exact", n_threa
 
 
 def set_isa(name: str) -> None:
-    """Force the kernel path: "scalar", "avx2" or "neon" (ValueError if this CPU/build lacks it)."""
+    """Force the kernel path: "scalar", "avx2", "avx512", "amx" or "neon" (ValueError if this CPU/build lacks it)."""
     _core.set_isa(name)
 
 

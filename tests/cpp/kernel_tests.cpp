@@ -8,7 +8,15 @@
 // The matrix-matrix (panel GEMM) path, which Fast takes from 16 activation rows on, gets cases of its
 // own (partial panels, several blocks) and a check that every non-scalar ISA has it for every
 // quantized type, so those cases cannot silently fall back to the row-dot kernels.
+// The model's ops (ops/op_table.h) on every ISA against the scalar reference, with the limits the
+// Python tests state for the x86 paths (tests/test_ops_isa.py, test_causal_attention_isa.py,
+// test_vision_attention_isa.py): norms, RoPE <= 1e-6 of the largest |output|; softmax <= 2 n 2^-24
+// of the largest output (twice the bound of the reference's sequential sum); activations <= 1e-6 *
+// max(1, |x|) per value; attention <= 1e-5 of the largest |output|. Row lengths leave a
+// partial vector on every ISA; attention shapes leave partial query groups and key blocks.
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +30,11 @@
 #include "common/thread_pool.h"
 #include "kernels/kernel_table.h"
 #include "kernels/kernels.h"
+#include "model/kv_cache.h"
+#include "ops/causal_attention.h"
+#include "ops/op_table.h"
+#include "ops/ops.h"
+#include "ops/vision_attention.h"
 
 namespace {
 
@@ -165,6 +178,190 @@ void check_gemm_coverage(const std::vector<std::string>& isas) {
   }
 }
 
+
+// ---- The model's ops ----
+
+constexpr double kRowOpRelative = 1e-6;      // norms, softmax, RoPE: of the largest |output|
+constexpr double kActivationRelative = 1e-6;  // per value, of max(1, |x|)
+constexpr double kAttentionRelative = 1e-5;  // of the largest |output|
+
+using OpRun = std::function<std::vector<float>()>;
+
+// The op's output on `isa` and on scalar: the largest difference over the largest |scalar output|.
+double relative_to_scalar(const std::string& isa, const OpRun& run) {
+  qvl::set_isa("scalar");
+  const std::vector<float> expected = run();
+  qvl::set_isa(isa);
+  const std::vector<float> actual = run();
+  // std::max rather than std::fmax in these reductions: GCC 12 for aarch64 stops with an internal
+  // compiler error vectorising the latter.
+  double worst = 0.0, scale = 0.0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    worst = std::max(worst, std::fabs(static_cast<double>(actual[i]) - expected[i]));
+    scale = std::max(scale, static_cast<double>(std::fabs(expected[i])));
+  }
+  return actual.size() == expected.size() ? worst / scale : INFINITY;
+}
+
+void check_row_ops(const std::string& isa, std::mt19937& rng) {
+  for (int64_t n : {1, 7, 37, 80, 1536 + 5}) {
+    const std::string label = isa + " n=" + std::to_string(n);
+    const std::vector<float> x = random_floats(static_cast<size_t>(3 * n), 2.0f, rng);
+    const std::vector<float> weight = random_floats(static_cast<size_t>(n), 1.0f, rng);
+    const std::vector<float> bias = random_floats(static_cast<size_t>(n), 1.0f, rng);
+    auto rows = [&](auto&& row_fn) {
+      std::vector<float> out(x.size());
+      for (int64_t r = 0; r < 3; ++r) row_fn(x.data() + r * n, out.data() + r * n);
+      return out;
+    };
+    const double rms = relative_to_scalar(isa, [&] {
+      return rows([&](const float* in, float* out) { qvl::rms_norm(in, weight.data(), n, 1e-6f, out); });
+    });
+    check(rms <= kRowOpRelative, label + " rms_norm (" + std::to_string(rms) + ")");
+    const double layer = relative_to_scalar(isa, [&] {
+      return rows([&](const float* in, float* out) { qvl::layer_norm(in, weight.data(), bias.data(), n, 1e-6f, out); });
+    });
+    check(layer <= kRowOpRelative, label + " layer_norm (" + std::to_string(layer) + ")");
+    const double softmax = relative_to_scalar(isa, [&] {
+      return rows([&](const float* in, float* out) {
+        std::copy(in, in + n, out);
+        qvl::softmax_in_place(out, n);
+      });
+    });
+    const double softmax_limit = 2.0 * static_cast<double>(n + 2) * std::ldexp(1.0, -24);
+    check(softmax <= softmax_limit, label + " softmax (" + std::to_string(softmax) + ")");
+  }
+}
+
+// Each activation on `isa` against scalar, value by value: |difference| <= 1e-6 * max(1, |x|).
+void check_activations(const std::string& isa, std::mt19937& rng) {
+  const int64_t n = 1000 + 3;  // a partial vector at the end on every ISA
+  std::vector<float> x = random_floats(static_cast<size_t>(n), 3.0f, rng);
+  x[0] = 0.0f, x[1] = -12.0f, x[2] = 12.0f, x[3] = -90.0f, x[4] = 90.0f;  // the clamps of exp
+  const std::vector<float> up = random_floats(static_cast<size_t>(n), 1.0f, rng);
+  struct Activation {
+    const char* name;
+    std::function<void(float*)> apply;
+    std::vector<float> factor;  // what multiplies the activation (silu_mul's up), else none
+  };
+  const Activation activations[] = {
+      {"silu_mul", [&](float* v) { qvl::silu_mul_in_place(v, up.data(), n); }, up},
+      {"quick_gelu", [&](float* v) { qvl::quick_gelu_in_place(v, n); }, {}},
+      {"gelu", [&](float* v) { qvl::gelu_in_place(v, n); }, {}},
+      {"gelu_tanh", [&](float* v) { qvl::gelu_tanh_in_place(v, n); }, {}},
+  };
+  for (const Activation& activation : activations) {
+    std::vector<float> expected = x, actual = x;
+    qvl::set_isa("scalar");
+    activation.apply(expected.data());
+    qvl::set_isa(isa);
+    activation.apply(actual.data());
+    double worst = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double factor = activation.factor.empty() ? 1.0 : std::fabs(activation.factor[i]);
+      const double limit = kActivationRelative * std::max(1.0, static_cast<double>(std::fabs(x[i]))) * std::max(1.0, factor);
+      worst = std::max(worst, std::fabs(static_cast<double>(actual[i]) - expected[i]) / limit);
+    }
+    check(worst <= 1.0, isa + " " + activation.name + " (error/limit " + std::to_string(worst) + ")");
+  }
+}
+
+void check_rope(const std::string& isa, std::mt19937& rng) {
+  for (int64_t head_dim : {64, 80, 128, 6}) {
+    const int64_t n_heads = 3, half = head_dim / 2;
+    const std::vector<float> heads = random_floats(static_cast<size_t>(n_heads * head_dim), 2.0f, rng);
+    std::vector<float> cos(half), sin(half);
+    for (int64_t j = 0; j < half; ++j) {
+      const float angle = 0.37f * static_cast<float>(j * 11 + 1);
+      cos[j] = std::cos(angle), sin[j] = std::sin(angle);
+    }
+    const double rope = relative_to_scalar(isa, [&] {
+      std::vector<float> out = heads;
+      qvl::apply_rope(out.data(), n_heads, head_dim, cos.data(), sin.data());
+      return out;
+    });
+    check(rope <= kRowOpRelative, isa + " rope head_dim=" + std::to_string(head_dim) + " (" + std::to_string(rope) + ")");
+  }
+}
+
+// The decoder's attention over a cache holding `first` positions before the n new ones.
+std::vector<float> causal_attention_output(int64_t group, int64_t head_dim, int64_t n, int64_t first,
+                                           const std::vector<float>& q, const std::vector<float>& kv,
+                                           qvl::ThreadPool& pool) {
+  const int64_t n_kv_heads = 2, n_keys = first + n;
+  const qvl::AttentionShape shape{group * n_kv_heads, n_kv_heads, head_dim};
+  qvl::KvCache cache(1, n_kv_heads, head_dim, n_keys);
+  for (int64_t h = 0; h < n_kv_heads; ++h) {
+    std::copy_n(kv.data() + h * n_keys * head_dim, n_keys * head_dim, cache.keys(0, h));
+    std::copy_n(kv.data() + (n_kv_heads + h) * n_keys * head_dim, n_keys * head_dim, cache.values(0, h));
+  }
+  cache.grow(n_keys);
+  std::vector<float> out(q.size()), scratch(static_cast<size_t>(pool.size()) *
+                                            qvl::causal_attention_scratch_floats(n_keys, head_dim));
+  qvl::causal_attention(q.data(), n, first, cache, 0, shape, out.data(), scratch.data(), pool);
+  return out;
+}
+
+void check_causal_attention(const std::string& isa, qvl::ThreadPool& pool, std::mt19937& rng) {
+  const int64_t cases[][4] = {{1, 64, 1, 0}, {6, 128, 1, 100}, {6, 64, 37, 0}, {7, 64, 53, 20}, {2, 36, 9, 3}};
+  for (const auto& c : cases) {
+    const int64_t group = c[0], head_dim = c[1], n = c[2], first = c[3];
+    const std::vector<float> q = random_floats(static_cast<size_t>(n * group * 2 * head_dim), 3.0f, rng);
+    const std::vector<float> kv = random_floats(static_cast<size_t>(4 * (first + n) * head_dim), 1.0f, rng);
+    const double error = relative_to_scalar(isa, [&] { return causal_attention_output(group, head_dim, n, first, q, kv, pool); });
+    check(error <= kAttentionRelative, isa + " causal attention group=" + std::to_string(group) + " head_dim=" +
+                                           std::to_string(head_dim) + " n=" + std::to_string(n) + " first=" +
+                                           std::to_string(first) + " (" + std::to_string(error) + ")");
+  }
+}
+
+// The ViT's attention on ragged segments: 140 rows (query blocks 48 + 48 + 44, key blocks 64 + 64 +
+// 12), 60 (48 + 12) and 24; head_dim 64 and 36 (4 mod 8: the 4-row tail steps).
+void check_vision_attention(const std::string& isa, qvl::ThreadPool& pool, std::mt19937& rng) {
+  const std::vector<int64_t> bounds{0, 140, 200, 224};
+  for (int64_t head_dim : {64, 36}) {
+    const int64_t n_heads = 3, width = n_heads * head_dim, rows = bounds.back();
+    const std::vector<float> qkv = random_floats(static_cast<size_t>(3 * rows * width), 2.0f, rng);
+    const double error = relative_to_scalar(isa, [&] {
+      // q, k, v side by side in rows of 3 * width, as the encoder's; out's rows as far apart
+      std::vector<float> out(qkv.size());
+      qvl::SegmentedAttention attention(n_heads, head_dim, bounds, pool.size());
+      attention.run(qkv.data(), qkv.data() + width, qkv.data() + 2 * width, 3 * width, out.data(),
+                    qvl::Precision::Exact, pool);
+      return out;
+    });
+    check(error <= kAttentionRelative,
+          isa + " vision attention head_dim=" + std::to_string(head_dim) + " (" + std::to_string(error) + ")");
+  }
+}
+
+// Every ISA but scalar has its own vector variant of every op (none may fall back to scalar unseen).
+void check_op_coverage(const std::vector<std::string>& isas) {
+  const qvl::IsaOps& scalar = qvl::isa_ops(qvl::Isa::Scalar);
+  for (const std::string& isa : isas) {
+    if (isa == "scalar") continue;
+    qvl::set_isa(isa);
+    const qvl::IsaOps& ops = qvl::isa_ops(qvl::active_isa());
+    const bool own = ops.rms_norm != scalar.rms_norm && ops.layer_norm != scalar.layer_norm &&
+                     ops.silu_mul != scalar.silu_mul && ops.quick_gelu != scalar.quick_gelu &&
+                     ops.gelu_erf != scalar.gelu_erf && ops.gelu_tanh != scalar.gelu_tanh &&
+                     ops.softmax != scalar.softmax && ops.rope != scalar.rope &&
+                     ops.causal_group != scalar.causal_group && ops.vision_tile != scalar.vision_tile;
+    check(own, isa + " has a vector variant of every op");
+  }
+}
+
+void check_ops(const std::vector<std::string>& isas, qvl::ThreadPool& pool, std::mt19937& rng) {
+  check_op_coverage(isas);
+  for (const std::string& isa : isas) {
+    check_row_ops(isa, rng);
+    check_activations(isa, rng);
+    check_rope(isa, rng);
+    check_causal_attention(isa, pool, rng);
+    check_vision_attention(isa, pool, rng);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -192,6 +389,7 @@ int main() {
     const int64_t k = is_k_quant(type) ? 3 * 256 : 7 * 32;
     for (const auto& shape : gemm_shapes) check_case_on_isas(make_case(type, shape[0], k, shape[1], rng), isas, pool);
   }
+  check_ops(isas, pool, rng);
   std::printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

@@ -1,0 +1,53 @@
+// Activation quantization for the Fast path (scalar reference): each block of x becomes int8 levels
+// q = nearest-even(x * 127 / amax) and a float scale d = amax / 127. Every ISA variant computes the very
+// same levels (one multiply, the same rounding), so their dot products differ only in float summation.
+#include "kernels/strict_fp.h"
+
+#include <cmath>
+
+#include "kernels/act_quant_scale.h"
+#include "kernels/blocks.h"
+#include "kernels/kernel_table.h"
+
+namespace qvl::scalar {
+namespace {
+
+// Writes n levels of x and returns the block's scale d.
+float quantize_levels(const float* x, int n, int8_t* q) {
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+  ActivationScale scale = activation_scale(amax);
+  for (int i = 0; i < n; ++i) q[i] = static_cast<int8_t>(std::nearbyint(x[i] * scale.inverse));
+  return scale.d;
+}
+
+void quantize_act_q8_32(const float* src, uint8_t* dst, int64_t k) {
+  auto* blocks = reinterpret_cast<ActQ8_32*>(dst);
+  for (int64_t b = 0; b < k / kBlock32; ++b) {
+    blocks[b].d = quantize_levels(src + b * kBlock32, kBlock32, blocks[b].qs);
+    int32_t sum = 0;
+    for (int i = 0; i < kBlock32; ++i) sum += blocks[b].qs[i];
+    blocks[b].sum = blocks[b].d * static_cast<float>(sum);
+  }
+}
+
+void quantize_act_q8_k(const float* src, uint8_t* dst, int64_t k) {
+  auto* blocks = reinterpret_cast<ActQ8_K*>(dst);
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    blocks[b].d = quantize_levels(src + b * kBlockK, kBlockK, blocks[b].qs);
+    for (int g = 0; g < kBlockK / 16; ++g) {
+      int sum = 0;
+      for (int i = 0; i < 16; ++i) sum += blocks[b].qs[16 * g + i];
+      blocks[b].bsums[g] = static_cast<int16_t>(sum);
+    }
+  }
+}
+
+}  // namespace
+
+void add_act_quant(IsaKernels& table) {
+  table.quantize_act_q8_32 = quantize_act_q8_32;
+  table.quantize_act_q8_k = quantize_act_q8_k;
+}
+
+}  // namespace qvl::scalar
