@@ -13,7 +13,6 @@ llama.cpp's clip on a 2-core machine of this kind takes 11.8 s and 53.7 s for th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import gguf
 import numpy as np
 
 from qvl_local import _core
-from qvl_local.config import _vision_config
+from qvl_local.config import _vision_config, vision_spec
 from qvl_local.gguf_file import GGUFFile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -116,8 +115,8 @@ def main() -> None:
 
     mmproj = GGUFFile(cached_mmproj(args.layers))
     started = time.perf_counter()
-    model = _core.VisionModel(mmproj.handle, dataclasses.asdict(_vision_config(mmproj)), args.threads)
-    print(f"model load {time.perf_counter() - started:.2f} s, {args.layers} layers, {model.n_threads} threads, "
+    model = _core.VisionModel(mmproj.handle, vision_spec(_vision_config(mmproj)), _core.ThreadPool(args.threads))
+    print(f"model load {time.perf_counter() - started:.2f} s, {args.layers} layers, {args.threads} threads, "
           f"ISA {_core.active_isa()}")
     precisions = ("exact", "fast", "int8") if args.precision == "all" else (args.precision,)
     rng = np.random.default_rng(1)

@@ -12,6 +12,15 @@ void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* 
 void silu_mul_in_place(float* gate, const float* up, int64_t n);
 void quick_gelu_in_place(float* x, int64_t n);
 void gelu_in_place(float* x, int64_t n);
+// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), PyTorch's gelu(approximate="tanh").
+void gelu_tanh_in_place(float* x, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+  }
+}
+
 float dot(const float* a, const float* b, int64_t n);
 void axpy(float a, const float* x, float* y, int64_t n);
 }  // namespace avx2
@@ -70,6 +79,15 @@ void quick_gelu_in_place(float* x, int64_t n) {
 void gelu_in_place(float* x, int64_t n) {
   QVL_USE_AVX2(gelu_in_place(x, n));
   for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+}
+
+// 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), PyTorch's gelu(approximate="tanh").
+void gelu_tanh_in_place(float* x, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+  }
 }
 
 float dot(const float* a, const float* b, int64_t n) {

@@ -3,17 +3,37 @@
 llama.cpp's converter writes a few keys that do not mean what their names say (the mmproj's
 `clip.vision.feed_forward_length` is the merger's output width, not the ViT MLP width, and there is
 no spatial-merge key), so every size that a tensor can tell is taken from the tensor.
+
+The configs hold the sizes, the variant (variants.py) and the per-file choices; `text_spec` and
+`vision_spec` turn them, once per load, into the structs the C++ core runs on.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .errors import ModelFormatError
 from .gguf_file import GGUFFile
+from .variants import TEXT_VARIANTS, VISION_VARIANTS, TextVariant, VisionVariant
 
-TEXT_ARCHITECTURES = ("qwen2vl",)
-VISION_PROJECTORS = ("qwen2vl_merger",)
+TEXT_ARCHITECTURES = tuple(TEXT_VARIANTS)
+VISION_PROJECTORS = tuple(VISION_VARIANTS)
+MERGER_NORM_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class VisionTensorNames:
+    """The names that differ between GGUF layouts (every `v.blk.N.*` name is the same in all)."""
+
+    patch_embed: tuple[str, ...]  # one Conv3D slice per temporal patch
+    merger_norm: str
+    merger_fc1: str
+    merger_fc2: str
+
+
+def llama_cpp_vision_names(temporal_patch_size: int) -> VisionTensorNames:
+    slices = ("v.patch_embd.weight",) + tuple(f"v.patch_embd.weight.{t}" for t in range(1, temporal_patch_size))
+    return VisionTensorNames(slices, merger_norm="v.post_ln", merger_fc1="mm.0", merger_fc2="mm.2")
 
 
 @dataclass(frozen=True)
@@ -30,6 +50,8 @@ class TextConfig:
     rms_norm_eps: float
     mrope_sections: tuple[int, int, int]  # rotary frequency pairs for (temporal, height, width)
     tied_embeddings: bool
+    variant: TextVariant
+    deepstack_layers: int = 0  # vision features added again after each of the first k layers
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,11 @@ class VisionConfig:
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
     projector_type: str
+    variant: VisionVariant
+    tensor_names: VisionTensorNames
+    window_size: int = 0  # pixels; 0 = no window attention
+    full_attention_layers: tuple[int, ...] = ()  # with windows: the layers that attend over whole frames
+    deepstack_layers: tuple[int, ...] = ()  # blocks whose output feeds a deepstack merger
 
 
 @dataclass(frozen=True)
@@ -104,6 +131,7 @@ def _text_config(f: GGUFFile, arch: str) -> TextConfig:
     if len(sections) != 3 or sum(sections) != head_dim // 2:
         raise ModelFormatError(f"{f.path}: M-RoPE sections {sections} must be three numbers adding up to head_dim/2 = {head_dim // 2}")
     return TextConfig(
+        variant=TEXT_VARIANTS[arch],
         vocab_size=vocab,
         hidden_size=hidden,
         intermediate_size=f.tensor("blk.0.ffn_up.weight").shape[1],
@@ -134,13 +162,16 @@ def _vision_config(f: GGUFFile) -> VisionConfig:
     merge = round((merger_in / hidden) ** 0.5)
     if merge * merge * hidden != merger_in:
         raise ModelFormatError(f"{f.path}: merger input {merger_in} is not a square number of {hidden}-wide patches")
+    temporal_patch_size = 2 if "v.patch_embd.weight.1" in f.tensors else 1
     return VisionConfig(
+        variant=VISION_VARIANTS[projector],
+        tensor_names=llama_cpp_vision_names(temporal_patch_size),
         hidden_size=hidden,
         intermediate_size=f.tensor("v.blk.0.ffn_up.weight").shape[1],
         num_layers=_count_blocks(f, r"v\.blk\.(\d+)\.ln1\.weight"),
         num_heads=num_heads,
         patch_size=patch[0],
-        temporal_patch_size=2 if "v.patch_embd.weight.1" in f.tensors else 1,
+        temporal_patch_size=temporal_patch_size,
         spatial_merge_size=merge,
         merger_hidden_size=merger_hidden,
         out_hidden_size=f.tensor("mm.2.weight").shape[1],
@@ -185,3 +216,55 @@ def _triple(f: GGUFFile, key: str) -> tuple[float, float, float]:
     if len(values) != 3:
         raise ModelFormatError(f"{f.path}: {key} must hold 3 values, got {len(values)}")
     return (values[0], values[1], values[2])
+
+
+# --- the C++ core's specs ------------------------------------------------------------------------
+
+def text_spec(config: TextConfig):
+    """The decoder's `_core.TextSpec`: the sizes, and the variant as the core's enums."""
+    from . import _core
+
+    spec = _core.TextSpec()
+    _copy_common_fields(config, spec)
+    spec.mrope_layout = getattr(_core.MRopeLayout, config.variant.mrope_layout)
+    spec.block = getattr(_core.TextBlockKind, config.variant.block)
+    return spec
+
+
+def vision_spec(config: VisionConfig):
+    """The vision encoder's `_core.VisionSpec`: sizes, variant, per-file choices and tensor names."""
+    from . import _core
+
+    variant, names = config.variant, config.tensor_names
+    spec = _core.VisionSpec()
+    _copy_common_fields(config, spec)
+    spec.block_norm = getattr(_core.NormKind, variant.block_norm)
+    spec.mlp = getattr(_core.VisionMlpKind, variant.mlp)
+    spec.fused_qkv = variant.fused_qkv
+    spec.patch_embed_names = list(names.patch_embed)
+    spec.patch_bias_name = "v.patch_embd.bias" if variant.patch_bias else ""
+    spec.window_size = config.window_size if variant.windowed else 0
+    spec.merger = _merger_spec(variant.merger_norm, False, names.merger_norm, names.merger_fc1, names.merger_fc2)
+    spec.deepstack_mergers = [
+        _merger_spec("layer_norm", True, f"v.deepstack.{layer}.norm", f"v.deepstack.{layer}.fc1",
+                     f"v.deepstack.{layer}.fc2")
+        for layer in config.deepstack_layers
+    ]
+    return spec
+
+
+def _merger_spec(norm: str, after_merge: bool, norm_name: str, fc1_name: str, fc2_name: str):
+    from . import _core
+
+    spec = _core.MergerSpec()
+    spec.norm = getattr(_core.NormKind, norm)
+    spec.norm_after_merge = after_merge
+    spec.norm_name, spec.fc1_name, spec.fc2_name = norm_name, fc1_name, fc2_name
+    return spec
+
+
+def _copy_common_fields(config, spec) -> None:
+    """Every config field the spec also has: sizes and per-file choices carry the same names on both sides."""
+    for item in fields(config):
+        if hasattr(spec, item.name):
+            setattr(spec, item.name, getattr(config, item.name))

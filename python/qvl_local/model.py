@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _core
 from .chat import MEDIA_OPTIONS, render_chat
-from .config import Qwen2VLConfig
+from .config import Qwen2VLConfig, text_spec, vision_spec
 from .errors import QvlError
 from .generation import GenerationConfig, GenerationResult, Sampler, StopStringMatcher
 from .gguf_file import GGUFFile
@@ -164,11 +164,10 @@ class Model:
         self.precision = precision
         self.min_pixels = min_pixels
         self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
-        self._decoder = _core.TextModel(
-            self.text_file.handle, dataclasses.asdict(self.config.text), self.n_ctx, n_batch, self.n_threads
-        )
+        self._pool = _core.ThreadPool(self.n_threads)  # the decoder's and the vision encoder's threads
+        self._decoder = _core.TextModel(self.text_file.handle, text_spec(self.config.text), self.n_ctx, n_batch, self._pool)
         self._vision = (
-            _core.VisionModel(self.mmproj_file.handle, dataclasses.asdict(self.config.vision), self.n_threads)
+            _core.VisionModel(self.mmproj_file.handle, vision_spec(self.config.vision), self._pool)
             if self.mmproj_file is not None
             else None
         )
@@ -259,23 +258,49 @@ class Model:
                 video_grid_thw: np.ndarray | None = None, precision: str | None = None) -> np.ndarray:
         """Logits float32 [N, vocab] for every position of `input_ids` (already expanded, as the HF
         processor makes them), on a fresh cache."""
+        return self._run_arrays(input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
+                                precision, trace=False)
+
+    def trace(self, input_ids: Sequence[int] | np.ndarray, *, pixel_values: np.ndarray | None = None,
+              image_grid_thw: np.ndarray | None = None, pixel_values_videos: np.ndarray | None = None,
+              video_grid_thw: np.ndarray | None = None, precision: str | None = None) -> dict[str, np.ndarray]:
+        """`forward`, returning every stage's activations by name (a debug hook: compare one stage with a
+        reference on its own). The vision encoder's under "image." / "video.": "patch_embed", "block.<i>"
+        (patches in the preprocessor's order), "merger" (the embeddings); the decoder's under "text.":
+        "input" (the embedded prompt), "block.<i>" (hidden states after layer i), "logits" (= forward's)."""
+        return self._run_arrays(input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
+                                precision, trace=True)
+
+    def _run_arrays(self, input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
+                    precision: str | None, *, trace: bool):
+        precision = self._precision(precision)
+        named: dict[str, np.ndarray] = {}
         media = []
-        for pixels, grids, is_video in ((pixel_values, image_grid_thw, False), (pixel_values_videos, video_grid_thw, True)):
+        for kind, pixels, grids in (("image", pixel_values, image_grid_thw), ("video", pixel_values_videos, video_grid_thw)):
             if pixels is None:
                 continue
             grids = np.asarray(grids, dtype=np.int64).reshape(-1, 3)
-            embeddings = self.encode_pixels(pixels, grids, precision=precision)
-            media.append((embeddings, grids, is_video))
+            if trace:
+                self._require_vision()
+                stages = self._vision.trace(np.ascontiguousarray(pixels, dtype=np.float32), grids, precision=precision)
+                named.update({f"{kind}.{name}": value for name, value in stages.items()})
+                embeddings = stages["merger"]
+            else:
+                embeddings = self.encode_pixels(pixels, grids, precision=precision)
+            media.append((embeddings, grids, kind == "video"))
         ids = np.asarray(input_ids, dtype=np.int64)
         positions, _ = self._positions(ids, image_grid_thw, video_grid_thw)
         embeddings, rows = self._vision_rows(ids, media)
         self._reset_cache()
-        logits = self._decoder.forward(
-            ids.astype(np.int32), positions.astype(np.int32), embeddings=embeddings, embedded_rows=rows,
-            logits="all", precision=self._precision(precision),
-        )
-        self._reset_cache()
-        return logits
+        arguments = dict(embeddings=embeddings, embedded_rows=rows, precision=precision)
+        try:
+            if trace:
+                stages = self._decoder.trace(ids.astype(np.int32), positions.astype(np.int32), **arguments)
+                named.update({f"text.{name}": value for name, value in stages.items()})
+                return named
+            return self._decoder.forward(ids.astype(np.int32), positions.astype(np.int32), logits="all", **arguments)
+        finally:
+            self._reset_cache()
 
     def _vision_rows(self, ids: np.ndarray, media: list) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Concatenated vision embeddings and the rows of `ids` they replace."""
