@@ -33,10 +33,23 @@ QWEN2_VL_VISION_SPEC = {
                "fc2_name": "mm.2"},
     "deepstack_layers": [], "deepstack_mergers": [],
 }
-# (text file, mmproj) -> expected (text spec, vision spec), relative to the fixtures' gguf folder.
+QWEN25_VL_VISION_SPEC = {
+    **QWEN2_VL_VISION_SPEC, "intermediate_size": 768, "block_norm": "rms_norm", "mlp": "swiglu", "window_size": 112,
+    "full_attention_layers": [1, 3],
+    "merger": {**QWEN2_VL_VISION_SPEC["merger"], "norm": "rms_norm"},
+}
+OLLAMA_QWEN25_VL_VISION_SPEC = {
+    **QWEN25_VL_VISION_SPEC, "patch_embed_names": ["v.patch_embd_0.weight", "v.patch_embd_1.weight"],
+    "merger": {**QWEN25_VL_VISION_SPEC["merger"], "norm_name": "v.merger.ln_q", "fc1_name": "v.merger.mlp.0",
+               "fc2_name": "v.merger.mlp.2"},
+}
+# (text file, vision file) -> expected (text spec, vision spec); "ollama" is the Qwen2.5-VL pair as one file.
 EXPECTED_SPECS = {
     ("qwen2vl-tiny-Q8_0.gguf", "mmproj-qwen2vl-tiny-F16.gguf"): (QWEN2_TEXT_SPEC, QWEN2_VL_VISION_SPEC),
     ("qwen2vl-tiny-Q4_K_M.gguf", "mmproj-qwen2vl-tiny-F16.gguf"): (QWEN2_TEXT_SPEC, QWEN2_VL_VISION_SPEC),
+    ("qwen25vl/qwen25vl-tiny-Q8_0.gguf", "qwen25vl/mmproj-qwen25vl-tiny-F16.gguf"):
+        (QWEN2_TEXT_SPEC, QWEN25_VL_VISION_SPEC),
+    ("ollama", "ollama"): (QWEN2_TEXT_SPEC, OLLAMA_QWEN25_VL_VISION_SPEC),
 }
 TRACE_EXACT_ATOL = 1e-4  # the exact path against the reference (tests/test_model_golden.py's limits)
 
@@ -55,14 +68,18 @@ def plain(value):
             if not name.startswith("_") and not callable(getattr(value, name))}
 
 
-def specs_of(fixtures: Path, text_name: str, mmproj_name: str) -> tuple[dict, dict]:
-    config = Qwen2VLConfig.from_gguf(GGUFFile(fixtures / "gguf" / text_name), GGUFFile(fixtures / "gguf" / mmproj_name))
+def specs_of(text_file: GGUFFile, vision_file: GGUFFile) -> tuple[dict, dict]:
+    config = Qwen2VLConfig.from_gguf(text_file, vision_file)
     return plain(text_spec(config.text)), plain(vision_spec(config.vision))
 
 
 @pytest.mark.parametrize("files", list(EXPECTED_SPECS), ids=lambda files: files[0])
-def test_spec_from_fixture_metadata(fixtures, files):
-    text, vision = specs_of(fixtures, *files)
+def test_spec_from_fixture_metadata(fixtures, request, files):
+    if files[0] == "ollama":
+        text_file = vision_file = GGUFFile(request.getfixturevalue("ollama_file"))
+    else:
+        text_file, vision_file = (GGUFFile(fixtures / "gguf" / name) for name in files)
+    text, vision = specs_of(text_file, vision_file)
     expected_text, expected_vision = EXPECTED_SPECS[files]
     assert {key: text[key] for key in expected_text} == expected_text
     assert {key: vision[key] for key in expected_vision} == expected_vision

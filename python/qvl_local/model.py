@@ -18,7 +18,8 @@ import numpy as np
 
 from . import _core
 from .chat import MEDIA_OPTIONS, render_chat
-from .config import Qwen2VLConfig, text_spec, vision_spec
+from .chat import builtin_chat_template
+from .config import Qwen2VLConfig, holds_vision_encoder, text_spec, vision_spec
 from .errors import QvlError
 from .generation import GenerationConfig, GenerationResult, Sampler, StopStringMatcher
 from .gguf_file import GGUFFile
@@ -87,7 +88,9 @@ def load(
     from .store import resolve_model
 
     model_path, store_mmproj = resolve_model(path, models_dir=models_dir)
-    if mmproj is None:
+    if mmproj is None and holds_vision_encoder(model_path):
+        mmproj_path = model_path  # one file with text and vision (Ollama's layout)
+    elif mmproj is None:
         mmproj_path = store_mmproj or find_mmproj(model_path)
     elif mmproj is False:
         mmproj_path = None
@@ -112,6 +115,7 @@ class _Media:
     pixel_values: np.ndarray
     grid_thw: np.ndarray  # [1, 3]
     digest: str
+    second_per_grid_t: float = 1.0  # a video's seconds between temporal grid steps (positions may follow time)
 
 
 @dataclass
@@ -149,7 +153,11 @@ class Model:
         if n_ctx <= 0 or n_batch <= 0:
             raise ValueError("n_ctx and n_batch must be positive")
         self.text_file = GGUFFile(model_path)
-        self.mmproj_file = GGUFFile(mmproj_path) if mmproj_path is not None else None
+        # The vision encoder's file: an mmproj, or the model file itself when it holds both parts.
+        if mmproj_path is None or Path(mmproj_path) == Path(model_path):
+            self.mmproj_file = None if mmproj_path is None else self.text_file
+        else:
+            self.mmproj_file = GGUFFile(mmproj_path)
         self.config = Qwen2VLConfig.from_gguf(self.text_file, self.mmproj_file)
         self.tokenizer = Tokenizer.from_fields(
             self.text_file.require("tokenizer.ggml.tokens"),
@@ -157,7 +165,8 @@ class Model:
             self.text_file.require("tokenizer.ggml.merges"),
             eos_id=self.config.tokens.eos,
             pad_id=self.text_file.get("tokenizer.ggml.padding_token_id"),
-            chat_template=self.text_file.get("tokenizer.chat_template"),
+            chat_template=self.text_file.get("tokenizer.chat_template")
+            or builtin_chat_template(self.config.text.variant.chat_template),
         )
         self.n_threads = n_threads or len(os.sched_getaffinity(0))
         self.n_ctx = min(n_ctx, self.config.text.context_length)
@@ -210,11 +219,18 @@ class Model:
                          max_pixels: int | None = None, **sampling: Any) -> tuple[np.ndarray, np.ndarray]:
         """(pixel_values_videos float32 [patches, 1176], video_grid_thw int64 [1, 3]) for a file or frame
         list. `sampling`: load_video's nframes, min_frames, max_frames, total_pixels."""
+        pixel_values, grid, _ = self._preprocess_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels,
+                                                       **sampling)
+        return pixel_values, grid
+
+    def _preprocess_video(self, video: Any, *, fps: float, min_pixels: int | None, max_pixels: int | None,
+                          **sampling: Any) -> tuple[np.ndarray, np.ndarray, float]:
+        """preprocess_video's arrays and the seconds between temporal grid steps (the frames' rate)."""
         vision = self._require_vision()
         # A video's frames get the video budget (per frame and in total) unless the call sets one;
         # the model's image budget only caps what comes out of it.
-        frames, _ = load_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels, **sampling)
-        return preprocess_frames(
+        frames, sampled_fps = load_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels, **sampling)
+        pixel_values, grid = preprocess_frames(
             list(frames),
             mean=vision.image_mean,
             std=vision.image_std,
@@ -224,6 +240,7 @@ class Model:
             temporal_patch_size=vision.temporal_patch_size,
             merge_size=vision.spatial_merge_size,
         )
+        return pixel_values, grid, vision.temporal_patch_size / sampled_fps
 
     def encode_image(self, image: Any, *, min_pixels: int | None = None, max_pixels: int | None = None,
                      pre_merge: bool = False, precision: str | None = None) -> np.ndarray:
@@ -255,24 +272,27 @@ class Model:
 
     def forward(self, input_ids: Sequence[int] | np.ndarray, *, pixel_values: np.ndarray | None = None,
                 image_grid_thw: np.ndarray | None = None, pixel_values_videos: np.ndarray | None = None,
-                video_grid_thw: np.ndarray | None = None, precision: str | None = None) -> np.ndarray:
+                video_grid_thw: np.ndarray | None = None, second_per_grid_ts: Sequence[float] | None = None,
+                precision: str | None = None) -> np.ndarray:
         """Logits float32 [N, vocab] for every position of `input_ids` (already expanded, as the HF
-        processor makes them), on a fresh cache."""
+        processor makes them), on a fresh cache. `second_per_grid_ts`: per video, the seconds between
+        its temporal grid steps (HF's name; 1.0 when not given), for models whose positions follow time."""
         return self._run_arrays(input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
-                                precision, trace=False)
+                                second_per_grid_ts, precision, trace=False)
 
     def trace(self, input_ids: Sequence[int] | np.ndarray, *, pixel_values: np.ndarray | None = None,
               image_grid_thw: np.ndarray | None = None, pixel_values_videos: np.ndarray | None = None,
-              video_grid_thw: np.ndarray | None = None, precision: str | None = None) -> dict[str, np.ndarray]:
+              video_grid_thw: np.ndarray | None = None, second_per_grid_ts: Sequence[float] | None = None,
+              precision: str | None = None) -> dict[str, np.ndarray]:
         """`forward`, returning every stage's activations by name (a debug hook: compare one stage with a
         reference on its own). The vision encoder's under "image." / "video.": "patch_embed", "block.<i>"
         (patches in the preprocessor's order), "merger" (the embeddings); the decoder's under "text.":
         "input" (the embedded prompt), "block.<i>" (hidden states after layer i), "logits" (= forward's)."""
         return self._run_arrays(input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
-                                precision, trace=True)
+                                second_per_grid_ts, precision, trace=True)
 
     def _run_arrays(self, input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
-                    precision: str | None, *, trace: bool):
+                    second_per_grid_ts, precision: str | None, *, trace: bool):
         precision = self._precision(precision)
         named: dict[str, np.ndarray] = {}
         media = []
@@ -289,7 +309,7 @@ class Model:
                 embeddings = self.encode_pixels(pixels, grids, precision=precision)
             media.append((embeddings, grids, kind == "video"))
         ids = np.asarray(input_ids, dtype=np.int64)
-        positions, _ = self._positions(ids, image_grid_thw, video_grid_thw)
+        positions, _ = self._positions(ids, image_grid_thw, video_grid_thw, second_per_grid_ts)
         embeddings, rows = self._vision_rows(ids, media)
         self._reset_cache()
         arguments = dict(embeddings=embeddings, embedded_rows=rows, precision=precision)
@@ -318,9 +338,16 @@ class Model:
             return None, None
         return np.concatenate(parts), np.concatenate(rows).astype(np.int32)
 
-    def _positions(self, ids: np.ndarray, image_grid_thw, video_grid_thw) -> tuple[np.ndarray, int]:
+    def _positions(self, ids: np.ndarray, image_grid_thw, video_grid_thw,
+                   second_per_grid_ts: Sequence[float] | None = None) -> tuple[np.ndarray, int]:
         tokens = self.config.tokens
-        merge = self.config.vision.spatial_merge_size if self.config.vision else 2
+        vision = self.config.vision
+        merge = vision.spatial_merge_size if vision else 2
+        time_scales = None
+        if video_grid_thw is not None and vision is not None:
+            n_videos = len(np.asarray(video_grid_thw).reshape(-1, 3))
+            seconds = [1.0] * n_videos if second_per_grid_ts is None else [float(t) for t in second_per_grid_ts]
+            time_scales = [vision.variant.video_time_scale(t) for t in seconds]
         return mrope_positions(
             ids,
             image_grid_thw=None if image_grid_thw is None else np.asarray(image_grid_thw).reshape(-1, 3),
@@ -329,6 +356,7 @@ class Model:
             video_token_id=tokens.video_pad,
             vision_start_token_id=tokens.vision_start,
             spatial_merge_size=merge,
+            video_time_scale=time_scales,
         )
 
     def _precision(self, precision: str | None) -> str:
@@ -476,12 +504,14 @@ class Model:
         video_media = []
         for item in videos:
             source, settings = _media_settings(item, "video", {**call_settings, "fps": fps})
-            video_media.append(self._media(self.preprocess_video(source, **settings)))
+            pixel_values, grid, second_per_grid_t = self._preprocess_video(source, **settings)
+            video_media.append(self._media((pixel_values, grid), second_per_grid_t))
         image_grids = np.concatenate([m.grid_thw for m in image_media]) if image_media else None
         video_grids = np.concatenate([m.grid_thw for m in video_media]) if video_media else None
         merge = self.config.vision.spatial_merge_size if self.config.vision else 2
         expanded = expand_media_tokens(ids, image_grids, video_grids, tokens.image_pad, tokens.video_pad, merge)
-        positions, rope_delta = self._positions(expanded, image_grids, video_grids)
+        positions, rope_delta = self._positions(expanded, image_grids, video_grids,
+                                                [m.second_per_grid_t for m in video_media])
         keys: list = [int(t) for t in expanded]
         spans = []
         for pad, media_list, is_video in ((tokens.image_pad, image_media, False), (tokens.video_pad, video_media, True)):
@@ -498,11 +528,12 @@ class Model:
         return PreparedPrompt(expanded.astype(np.int32), positions.astype(np.int32), int(rope_delta), keys, spans)
 
     @staticmethod
-    def _media(arrays: tuple[np.ndarray, np.ndarray]) -> _Media:
+    def _media(arrays: tuple[np.ndarray, np.ndarray], second_per_grid_t: float = 1.0) -> _Media:
         pixel_values, grid = arrays
         digest = hashlib.blake2b(pixel_values.tobytes(), digest_size=16)
         digest.update(grid.tobytes())
-        return _Media(pixel_values, grid, digest.hexdigest())
+        digest.update(np.float64(second_per_grid_t).tobytes())  # the positions may depend on it
+        return _Media(pixel_values, grid, digest.hexdigest(), second_per_grid_t)
 
     def reset(self) -> None:
         """Forget the cached conversation and image embeddings: the next call starts from scratch."""

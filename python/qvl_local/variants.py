@@ -16,6 +16,7 @@ class TextVariant:
     name: str
     block: str  # "qwen2": q/k/v biases; "qwen3": per-head RMSNorm of q and k, no biases
     mrope_layout: str  # "sectioned" (t, h, w in consecutive frequency sections) or "interleaved"
+    chat_template: str  # the package's built-in Jinja template (templates/<name>.jinja) for files without one
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,27 @@ class VisionVariant:
     video_time: str
     tokens_per_second: int = 0  # "seconds" only
 
+    def video_time_scale(self, second_per_grid_t: float) -> float:
+        """M-RoPE t positions per temporal grid step of a video whose grid steps are this many seconds apart."""
+        if self.video_time == "seconds":
+            return second_per_grid_t * self.tokens_per_second
+        return 1.0
 
-QWEN2_TEXT = TextVariant("qwen2", block="qwen2", mrope_layout="sectioned")
+
+# Qwen2-VL and Qwen2.5-VL share the text model (llama.cpp writes `qwen2vl` for both; Ollama's single
+# Qwen2.5-VL file says `qwen25vl`) and the chat template.
+QWEN2_TEXT = TextVariant("qwen2", block="qwen2", mrope_layout="sectioned", chat_template="qwen2vl")
 
 QWEN2_VL_VISION = VisionVariant(
     "qwen2-vl", block_norm="layer_norm", mlp="quick_gelu", fused_qkv=False, patch_bias=False, windowed=False,
     merger_norm="layer_norm", video_time="frame_index",
 )
+QWEN25_VL_VISION = VisionVariant(
+    "qwen2.5-vl", block_norm="rms_norm", mlp="swiglu", fused_qkv=False, patch_bias=False, windowed=True,
+    merger_norm="rms_norm", video_time="seconds", tokens_per_second=2,
+)
 
-TEXT_VARIANTS = {"qwen2vl": QWEN2_TEXT}
-VISION_VARIANTS = {"qwen2vl_merger": QWEN2_VL_VISION}
+TEXT_VARIANTS = {"qwen2vl": QWEN2_TEXT, "qwen25vl": QWEN2_TEXT}
+VISION_VARIANTS = {"qwen2vl_merger": QWEN2_VL_VISION, "qwen2.5vl_merger": QWEN25_VL_VISION}
+# Single files that hold their vision encoder too (Ollama's layout): the text architecture names it.
+EMBEDDED_VISION = {"qwen25vl": "qwen2.5vl_merger"}
