@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.machine import peak_rss_bytes, timed, timed_quietly
-from benchmarks.worker import WARMUP_TOKENS, Spec, prompt_ids, random_image, text_result
+from benchmarks.spec import WARMUP_TOKENS, Spec, prompt_ids, random_image, text_result
 
 
 def llama_cpp_version() -> str | None:

@@ -10,41 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from benchmarks.machine import peak_rss_bytes, timed, timed_quietly
-
-WARMUP_TOKENS = 8
-FIRST_ORDINARY_SPECIAL_ID = 151643  # Qwen2's special tokens start here; prompts stay below it
-
-
-@dataclass(frozen=True)
-class Spec:
-    kind: str
-    model: str
-    n_threads: int
-    prefill_tokens: int = 512
-    decode_tokens: int = 128
-    n_ctx: int = 4096
-    mmproj: str | None = None
-    images: dict[str, list[int]] | None = None  # label -> [width, height]
-    ttft_image: str | None = None  # the label of the image the question is about
-    question: str = "Describe this image in detail."
-    llama_extra_buffers: bool = True  # llama.cpp's repacked / AMX weight buffers (its default)
-    precision: str = "fast"  # ours: "fast" (the default) or "int8" (8-bit projector weights too)
-
-
-def prompt_ids(count: int, seed: int = 7) -> np.ndarray:
-    """The same ordinary (non-special) token ids for every engine."""
-    return np.random.default_rng(seed).integers(0, FIRST_ORDINARY_SPECIAL_ID, count).astype(np.int32)
-
-
-def text_positions(start: int, count: int) -> np.ndarray:
-    """M-RoPE positions of plain text: the same index on all three axes."""
-    return np.broadcast_to(np.arange(start, start + count, dtype=np.int32), (3, count)).copy()
+from benchmarks.spec import WARMUP_TOKENS, Spec, prompt_ids, random_image, text_positions, text_result
 
 
 def measure_ours_text(spec: Spec) -> dict[str, Any]:
@@ -69,22 +40,6 @@ def measure_ours_text(spec: Spec) -> dict[str, Any]:
     return text_result(spec, load, prefill_timing, decode_timing)
 
 
-def text_result(spec: Spec, load, prefill, decode) -> dict[str, Any]:
-    return {
-        "load": load.as_dict(),
-        "prefill": prefill.as_dict() | {"tokens_per_s": spec.prefill_tokens / prefill.seconds},
-        "decode": decode.as_dict() | {"tokens_per_s": spec.decode_tokens / decode.seconds},
-        "peak_rss_bytes": peak_rss_bytes(),
-    }
-
-
-def random_image(width: int, height: int, seed: int):
-    from PIL import Image
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
-
-
 def measure_ours_vision(spec: Spec) -> dict[str, Any]:
     import qvl_local
     from qvl_local.chat import render_chat
@@ -102,7 +57,7 @@ def measure_ours_vision(spec: Spec) -> dict[str, Any]:
         rendered = render_chat(messages, template=model.tokenizer.chat_template)
         stream = model.generate(rendered.prompt, images=rendered.images, stream=True, max_new_tokens=1)
         next(iter(stream), None)  # a first token that ends the answer still took this long
-        question["prompt_tokens"] = len(model._cached_keys)
+        question["prompt_tokens"] = len(model._cache)
 
     ttft, _ = timed_quietly(first_token, prepare=model.reset)
     encodes = {}

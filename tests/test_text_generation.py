@@ -150,3 +150,62 @@ def test_every_isa_gives_the_reference_logits(model, ref) -> None:
     finally:
         ops.set_isa(chosen)
         model.reset()
+
+
+
+class LogitsRecorder:
+    """Stands in for a model's decoder, passing every call through and keeping the logits it returned."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+        self.logits: list[np.ndarray] = []
+
+    def forward(self, *args, **kwargs):
+        logits = self.decoder.forward(*args, **kwargs)
+        self.logits.append(np.array(logits))
+        return logits
+
+    def __getattr__(self, name):
+        return getattr(self.decoder, name)
+
+
+def _chat_logits(model: qvl_local.Model, monkeypatch, messages, **generation) -> tuple[str, list[np.ndarray]]:
+    """The answer and the logits of every decoder call it made."""
+    recorder = LogitsRecorder(model._decoder)
+    with monkeypatch.context() as patch:
+        patch.setattr(model, "_decoder", recorder)
+        answer = model.chat(messages, **generation)
+    return answer, recorder.logits
+
+
+def test_exact_never_reuses_a_prefix_computed_at_another_precision(model, fixtures, monkeypatch) -> None:
+    """issue 16 item 2: the KV prefix is kept per precision, so "exact" does not depend on the calls before it."""
+    image = str(fixtures / "media/img_97x203.png")
+    messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "What is this?"}]}]
+    fresh = qvl_local.load(fixtures / "gguf/qwen2vl-tiny-Q8_0.gguf", mmproj=fixtures / "gguf/mmproj-qwen2vl-tiny-F16.gguf",
+                           n_ctx=256, n_batch=7)
+    expected, expected_logits = _chat_logits(fresh, monkeypatch, messages, max_new_tokens=4, precision="exact")
+    model.reset()
+    model.chat(messages, max_new_tokens=4, precision="int8")
+    answer, logits = _chat_logits(model, monkeypatch, messages, max_new_tokens=4, precision="exact")
+    assert answer == expected
+    assert len(logits) == len(expected_logits)
+    for step, (got, want) in enumerate(zip(logits, expected_logits)):
+        np.testing.assert_array_equal(got, want, err_msg=f"decoder call {step}")
+
+
+def test_forward_and_generate_place_the_media_alike(model, fixtures, monkeypatch) -> None:
+    """One layout of the vision rows: forward on a prepared prompt's ids and pixels gives the logits
+    that generate's prefill gives for the same prompt."""
+    images = [str(fixtures / "media/img_97x203.png"), str(fixtures / "media/img_56x56.png")]
+    prompt = ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>and"
+              "<|vision_start|><|image_pad|><|vision_end|>Compare.<|im_end|>\n<|im_start|>assistant\n")
+    prepared = model.prepare_prompt(prompt, images)
+    pixels = np.concatenate([span.media.pixel_values for span in prepared.media_spans])
+    grids = np.concatenate([span.media.grid_thw for span in prepared.media_spans])
+    logits = model.forward(prepared.ids, pixel_values=pixels, image_grid_thw=grids, precision="exact")
+    recorder = LogitsRecorder(model._decoder)
+    monkeypatch.setattr(model, "_decoder", recorder)
+    model.reset()
+    model.generate(prepared, max_new_tokens=1, precision="exact")
+    np.testing.assert_allclose(recorder.logits[0], logits[-1], rtol=0, atol=1e-5)

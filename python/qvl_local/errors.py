@@ -7,3 +7,7 @@ class QvlError(Exception):
 
 class ModelFormatError(QvlError, ValueError):
     """A model file is malformed, truncated, hostile, or not a model we can run."""
+
+
+class VisionUnavailableError(QvlError, ValueError):
+    """An image or video was given to a model loaded without its vision projector (mmproj)."""

@@ -1,56 +1,33 @@
 """The model users hold: `qvl_local.load(...)` -> `Model`, with chat, generate, forward and the vision encoder.
 
-Python keeps the glue (files, tokenizer, chat template, media, positions, sampling); the C++ core runs
-the decoder with its KV cache and the vision encoder, with the GIL released.
+Python keeps the glue, one job per module: prompt building (`prompt.py`), the prompt cache
+(`prompt_cache.py`), the generation loop (`decoding.py`: prefill, decode_one, sampling, stop strings);
+the C++ core runs the decoder with its KV cache and the vision encoder, with the GIL released.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import _core
-from .chat import MEDIA_OPTIONS, render_chat
-from .chat import builtin_chat_template
+from .chat import builtin_chat_template, render_chat
 from .config import Qwen2VLConfig, holds_vision_encoder, text_spec, vision_spec
-from .errors import QvlError
-from .generation import GenerationConfig, GenerationResult, Sampler, StopStringMatcher
+from .decoding import Outcome, generate_tokens, stream_text
+from .errors import QvlError, VisionUnavailableError
+from .generation import GenerationConfig, GenerationResult
 from .gguf_file import GGUFFile
-from .preprocess import preprocess_frames, preprocess_image
-from .rope_index import expand_media_tokens, mrope_positions, positions_for_generated
+from .ops import PRECISIONS
+from .prompt import DEFAULT_MAX_PIXELS, Media, PreparedPrompt, PromptBuilder, split_media, vision_rows
+from .prompt_cache import PromptCache
 from .tokenizer import Tokenizer
-from .video import DEFAULT_FPS, load_video
+from .video import DEFAULT_FPS
 
-PRECISIONS = ("exact", "fast", "int8")
-# The model's default image budget: 1280 tokens (1280 * 28 * 28 pixels), the top of the range Qwen
-# recommends. HF's processor allows 12.8 M pixels (16384 tokens): a phone photo would then need hours
-# of ViT on a CPU, gigabytes of activations, and more context than the default n_ctx. Images within
-# this budget are processed exactly as HF does; pass max_pixels=12845056 for HF's ceiling.
-DEFAULT_MAX_PIXELS = 1280 * 28 * 28
-
-
-def _media_settings(item: Any, kind: str, defaults: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """An image / video item and its preprocessing settings: an item may be a dict
-    {"image"|"video": source, **settings} (per-item settings, as chat parts carry them) that
-    override the call's."""
-    if isinstance(item, Mapping) and kind in item:
-        settings = {key: value for key, value in item.items() if key != kind}
-        unknown = set(settings) - set(MEDIA_OPTIONS[kind])
-        if unknown:
-            raise ValueError(f"unknown {kind} settings {sorted(unknown)}; expected some of {MEDIA_OPTIONS[kind]}")
-        return item[kind], {**defaults, **settings}
-    return item, defaults
-
-
-class VisionUnavailableError(QvlError, ValueError):
-    """An image or video was given to a model loaded without its vision projector (mmproj)."""
+__all__ = ["DEFAULT_MAX_PIXELS", "Model", "PreparedPrompt", "VisionUnavailableError", "find_mmproj", "load"]
 
 
 def find_mmproj(model_path: Path) -> Path | None:
@@ -108,31 +85,6 @@ def load(
     )
 
 
-@dataclass(frozen=True)
-class _Media:
-    """One preprocessed image or video, with the digest that identifies it in the prefix cache."""
-
-    pixel_values: np.ndarray
-    grid_thw: np.ndarray  # [1, 3]
-    digest: str
-    second_per_grid_t: float = 1.0  # a video's seconds between temporal grid steps (positions may follow time)
-
-
-@dataclass
-class PreparedPrompt:
-    """A prompt ready for the decoder: its media preprocessed, pad tokens expanded, positions computed.
-    `Model.prepare_prompt` makes it; `len(prepared)` is the exact number of prompt tokens."""
-
-    ids: np.ndarray  # int32 [N]
-    positions: np.ndarray  # int32 [3, N]
-    rope_delta: int
-    keys: list  # per position: the token id, or (media digest, index) for a vision token
-    media_spans: list  # (first row, media, is_video) per image / video, in order
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
 class Model:
     """A loaded Qwen2-VL model. Not thread-safe: one call at a time."""
 
@@ -148,8 +100,7 @@ class Model:
         max_pixels: int | None = None,
         precision: str = "fast",
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        _check_precision(precision)
         if n_ctx <= 0 or n_batch <= 0:
             raise ValueError("n_ctx and n_batch must be positive")
         self.text_file = GGUFFile(model_path)
@@ -171,8 +122,8 @@ class Model:
         self.n_threads = n_threads or len(os.sched_getaffinity(0))
         self.n_ctx = min(n_ctx, self.config.text.context_length)
         self.precision = precision
-        self.min_pixels = min_pixels
-        self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        self.prompts = PromptBuilder(self.config, self.tokenizer, n_ctx=self.n_ctx, model_name=self.text_file.path.name,
+                                     min_pixels=min_pixels, max_pixels=max_pixels)
         self._pool = _core.ThreadPool(self.n_threads)  # the decoder's and the vision encoder's threads
         self._decoder = _core.TextModel(self.text_file.handle, text_spec(self.config.text), self.n_ctx, n_batch, self._pool)
         self._vision = (
@@ -180,9 +131,21 @@ class Model:
             if self.mmproj_file is not None
             else None
         )
-        self._cached_keys: list = []  # what the decoder's KV cache holds, position by position
-        self.last_finish_reason: str | None = None  # "stop" or "length", once a generation ends
-        self._embedding_cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._cache = PromptCache()
+        self._outcome: Outcome | None = None
+
+    @property
+    def min_pixels(self) -> int | None:
+        return self.prompts.min_pixels
+
+    @property
+    def max_pixels(self) -> int:
+        return self.prompts.max_pixels
+
+    @property
+    def last_finish_reason(self) -> str | None:
+        """"stop" or "length", once the last generation has ended."""
+        return self._outcome.finish_reason if self._outcome else None
 
     # -- text ------------------------------------------------------------------------------------
 
@@ -201,46 +164,16 @@ class Model:
     def preprocess_image(self, image: Any, *, min_pixels: int | None = None, max_pixels: int | None = None,
                          resized_height: int | None = None, resized_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(pixel_values float32 [patches, 1176], grid_thw int64 [1, 3]) with this model's mean/std."""
-        vision = self._require_vision()
-        return preprocess_image(
-            image,
-            mean=vision.image_mean,
-            std=vision.image_std,
-            min_pixels=min_pixels if min_pixels is not None else self.min_pixels,
-            max_pixels=max_pixels if max_pixels is not None else self.max_pixels,
-            resized_height=resized_height,
-            resized_width=resized_width,
-            patch_size=vision.patch_size,
-            temporal_patch_size=vision.temporal_patch_size,
-            merge_size=vision.spatial_merge_size,
-        )
+        return self.prompts.image_arrays(image, min_pixels=min_pixels, max_pixels=max_pixels,
+                                         resized_height=resized_height, resized_width=resized_width)
 
     def preprocess_video(self, video: Any, *, fps: float = DEFAULT_FPS, min_pixels: int | None = None,
                          max_pixels: int | None = None, **sampling: Any) -> tuple[np.ndarray, np.ndarray]:
         """(pixel_values_videos float32 [patches, 1176], video_grid_thw int64 [1, 3]) for a file or frame
         list. `sampling`: load_video's nframes, min_frames, max_frames, total_pixels."""
-        pixel_values, grid, _ = self._preprocess_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels,
-                                                       **sampling)
+        pixel_values, grid, _ = self.prompts.video_arrays(video, fps=fps, min_pixels=min_pixels,
+                                                          max_pixels=max_pixels, **sampling)
         return pixel_values, grid
-
-    def _preprocess_video(self, video: Any, *, fps: float, min_pixels: int | None, max_pixels: int | None,
-                          **sampling: Any) -> tuple[np.ndarray, np.ndarray, float]:
-        """preprocess_video's arrays and the seconds between temporal grid steps (the frames' rate)."""
-        vision = self._require_vision()
-        # A video's frames get the video budget (per frame and in total) unless the call sets one;
-        # the model's image budget only caps what comes out of it.
-        frames, sampled_fps = load_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels, **sampling)
-        pixel_values, grid = preprocess_frames(
-            list(frames),
-            mean=vision.image_mean,
-            std=vision.image_std,
-            min_pixels=min_pixels if min_pixels is not None else self.min_pixels,
-            max_pixels=max_pixels if max_pixels is not None else self.max_pixels,
-            patch_size=vision.patch_size,
-            temporal_patch_size=vision.temporal_patch_size,
-            merge_size=vision.spatial_merge_size,
-        )
-        return pixel_values, grid, vision.temporal_patch_size / sampled_fps
 
     def encode_image(self, image: Any, *, min_pixels: int | None = None, max_pixels: int | None = None,
                      pre_merge: bool = False, precision: str | None = None) -> np.ndarray:
@@ -252,7 +185,7 @@ class Model:
     def encode_pixels(self, pixel_values: np.ndarray, grid_thw: np.ndarray, *, pre_merge: bool = False,
                       precision: str | None = None) -> np.ndarray:
         """The vision encoder on preprocessed pixels (the HF processor's arrays)."""
-        self._require_vision()
+        self.prompts.require_vision()
         return self._vision.encode(
             np.ascontiguousarray(pixel_values, dtype=np.float32),
             np.ascontiguousarray(grid_thw, dtype=np.int64).reshape(-1, 3),
@@ -260,13 +193,8 @@ class Model:
             precision=self._precision(precision),
         )
 
-    def _require_vision(self):
-        if self.config.vision is None:
-            raise VisionUnavailableError(
-                f"{self.text_file.path.name} was loaded without a vision projector: pass mmproj= to load() "
-                "(or put an mmproj*.gguf beside the model) to use images and videos"
-            )
-        return self.config.vision
+    def _encode_media(self, media: Media, precision: str) -> np.ndarray:
+        return self.encode_pixels(media.pixel_values, media.grid_thw, precision=precision)
 
     # -- the decoder -------------------------------------------------------------------------------
 
@@ -294,82 +222,51 @@ class Model:
     def _run_arrays(self, input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
                     second_per_grid_ts, precision: str | None, *, trace: bool):
         precision = self._precision(precision)
+        merge = self.prompts.merge
+        images = split_media(pixel_values, image_grid_thw, merge)
+        videos = self.prompts.timed(split_media(pixel_values_videos, video_grid_thw, merge), second_per_grid_ts)
+        prompt = self.prompts.layout(np.asarray(input_ids, dtype=np.int64), images, videos)
         named: dict[str, np.ndarray] = {}
-        media = []
-        for kind, pixels, grids in (("image", pixel_values, image_grid_thw), ("video", pixel_values_videos, video_grid_thw)):
-            if pixels is None:
+        encoded: dict[str, np.ndarray] = {}
+        # One encoder call per kind, as the HF model runs it; each media's share is its tokens.
+        for kind, items, pixels, grids in (("image", images, pixel_values, image_grid_thw),
+                                           ("video", videos, pixel_values_videos, video_grid_thw)):
+            if not items:
                 continue
-            grids = np.asarray(grids, dtype=np.int64).reshape(-1, 3)
             if trace:
-                self._require_vision()
-                stages = self._vision.trace(np.ascontiguousarray(pixels, dtype=np.float32), grids, precision=precision)
+                self.prompts.require_vision()
+                stages = self._vision.trace(np.ascontiguousarray(pixels, dtype=np.float32),
+                                            np.asarray(grids, dtype=np.int64).reshape(-1, 3), precision=precision)
                 named.update({f"{kind}.{name}": value for name, value in stages.items()})
                 embeddings = stages["merger"]
             else:
                 embeddings = self.encode_pixels(pixels, grids, precision=precision)
-            media.append((embeddings, grids, kind == "video"))
-        ids = np.asarray(input_ids, dtype=np.int64)
-        positions, _ = self._positions(ids, image_grid_thw, video_grid_thw, second_per_grid_ts)
-        embeddings, rows = self._vision_rows(ids, media)
-        self._reset_cache()
+            bounds = np.cumsum([0] + [media.tokens for media in items])
+            encoded.update((media.digest, embeddings[bounds[i]:bounds[i + 1]]) for i, media in enumerate(items))
+        embeddings, rows = vision_rows(prompt, 0, lambda media: encoded[media.digest])
         arguments = dict(embeddings=embeddings, embedded_rows=rows, precision=precision)
+        self._reset_prefix()
         try:
-            if trace:
-                stages = self._decoder.trace(ids.astype(np.int32), positions.astype(np.int32), **arguments)
-                named.update({f"text.{name}": value for name, value in stages.items()})
-                return named
-            return self._decoder.forward(ids.astype(np.int32), positions.astype(np.int32), logits="all", **arguments)
+            if not trace:
+                return self._decoder.forward(prompt.ids, prompt.positions, logits="all", **arguments)
+            stages = self._decoder.trace(prompt.ids, prompt.positions, **arguments)
+            named.update({f"text.{name}": value for name, value in stages.items()})
+            return named
         finally:
-            self._reset_cache()
-
-    def _vision_rows(self, ids: np.ndarray, media: list) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Concatenated vision embeddings and the rows of `ids` they replace."""
-        tokens = self.config.tokens
-        parts, rows = [], []
-        for embeddings, _, is_video in media:
-            pad = tokens.video_pad if is_video else tokens.image_pad
-            positions = np.flatnonzero(ids == pad)
-            if len(positions) != len(embeddings):
-                kind = "video" if is_video else "image"
-                raise ValueError(f"{len(positions)} {kind} pad tokens in input_ids but the {kind}s give {len(embeddings)} embeddings")
-            parts.append(embeddings)
-            rows.append(positions)
-        if not parts:
-            return None, None
-        return np.concatenate(parts), np.concatenate(rows).astype(np.int32)
-
-    def _positions(self, ids: np.ndarray, image_grid_thw, video_grid_thw,
-                   second_per_grid_ts: Sequence[float] | None = None) -> tuple[np.ndarray, int]:
-        tokens = self.config.tokens
-        vision = self.config.vision
-        merge = vision.spatial_merge_size if vision else 2
-        time_scales = None
-        if video_grid_thw is not None and vision is not None:
-            n_videos = len(np.asarray(video_grid_thw).reshape(-1, 3))
-            seconds = [1.0] * n_videos if second_per_grid_ts is None else [float(t) for t in second_per_grid_ts]
-            time_scales = [vision.variant.video_time_scale(t) for t in seconds]
-        return mrope_positions(
-            ids,
-            image_grid_thw=None if image_grid_thw is None else np.asarray(image_grid_thw).reshape(-1, 3),
-            video_grid_thw=None if video_grid_thw is None else np.asarray(video_grid_thw).reshape(-1, 3),
-            image_token_id=tokens.image_pad,
-            video_token_id=tokens.video_pad,
-            vision_start_token_id=tokens.vision_start,
-            spatial_merge_size=merge,
-            video_time_scale=time_scales,
-        )
+            self._reset_prefix()
 
     def _precision(self, precision: str | None) -> str:
-        precision = precision or self.precision
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        return precision
-
-    def _reset_cache(self) -> None:
-        self._decoder.truncate(0)
-        self._cached_keys = []
+        return _check_precision(precision or self.precision)
 
     # -- generation --------------------------------------------------------------------------------
+
+    def prepare_prompt(self, prompt: str, images: Sequence[Any] = (), videos: Sequence[Any] = (), *,
+                       fps: float = DEFAULT_FPS, min_pixels: int | None = None,
+                       max_pixels: int | None = None) -> PreparedPrompt:
+        """Tokenize the prompt and preprocess its media (no model compute): the step before
+        `generate`, for callers that need the exact prompt length first (e.g. a server checking
+        the context). Reads only the model's configuration, so it may run beside a generation."""
+        return self.prompts.prepare(prompt, images, videos, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
 
     def generate(self, prompt: str | PreparedPrompt, *, images: Sequence[Any] = (), videos: Sequence[Any] = (),
                  config: GenerationConfig | None = None, stream: bool = False, fps: float = DEFAULT_FPS,
@@ -384,12 +281,22 @@ class Model:
             config = dataclasses.replace(config, **generation)
         prepared = prompt if isinstance(prompt, PreparedPrompt) else self.prepare_prompt(
             prompt, images, videos, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels)
-        if len(prepared.ids) + 1 > self.n_ctx:
-            raise ValueError(f"the prompt has {len(prepared.ids)} tokens, more than the context of {self.n_ctx} allows")
-        chunks = self._generate(prepared, config, self._precision(precision))
+        if len(prepared) + 1 > self.n_ctx:
+            raise ValueError(f"the prompt has {len(prepared)} tokens, more than the context of {self.n_ctx} allows")
+        outcome = self._outcome = Outcome()
+        tokens = generate_tokens(
+            self._decoder, self._cache, prepared, config, precision=self._precision(precision),
+            encode=self._encode_media, end_ids=self._end_ids(), n_ctx=self.n_ctx, outcome=outcome,
+        )
+        chunks = stream_text(tokens, self.tokenizer, config.stop, outcome)
         if stream:
             return chunks
-        return self._collect(chunks, len(prepared.ids))
+        pieces, ids = [], []
+        for text, token in chunks:
+            pieces.append(text)
+            ids.append(token)
+        return GenerationResult(text="".join(pieces), token_ids=ids, prompt_tokens=len(prepared),
+                                finish_reason=outcome.finish_reason)
 
     def chat(self, messages: Sequence[Mapping[str, Any]], *, stream: bool = False, **generation: Any) -> str | Iterator[str]:
         """Answer the conversation (HF/OpenAI message shape). Returns the assistant's text, or with
@@ -401,145 +308,26 @@ class Model:
             return (text for text, _ in result if text)
         return result.text
 
-    def _collect(self, chunks: Iterator[tuple[str, int]], prompt_tokens: int) -> GenerationResult:
-        pieces, ids = [], []
-        for text, token in chunks:
-            pieces.append(text)
-            ids.append(token)
-        return GenerationResult(text="".join(pieces), token_ids=ids, prompt_tokens=prompt_tokens,
-                                finish_reason=self.last_finish_reason)
-
-    def _generate(self, prompt: PreparedPrompt, config: GenerationConfig, precision: str) -> Iterator[tuple[str, int]]:
-        self.last_finish_reason = "length"
-        logits = self._prefill(prompt, precision)
-        sampler = Sampler(config)
-        stops = StopStringMatcher(config.stop)
-        decoder = self.tokenizer.stream_decoder(skip_special_tokens=True)
-        end_ids = {self.config.tokens.eos, self.config.tokens.im_end, self.config.tokens.endoftext}
-        history = list(prompt.ids)
-        n = len(prompt.ids)
-        for step in range(config.max_new_tokens):
-            token = sampler.sample(logits, history)
-            if token in end_ids:
-                self.last_finish_reason = "stop"
-                break
-            history.append(token)
-            yield stops.feed(decoder.feed(token)), token
-            if stops.stopped:
-                self.last_finish_reason = "stop"
-                break
-            if step + 1 == config.max_new_tokens:
-                break
-            if n + 1 > self.n_ctx:
-                break  # the context is full: stop as if max_new_tokens were reached
-            position = positions_for_generated(prompt.rope_delta, n, 1).astype(np.int32)
-            logits = self._decoder.forward(np.array([token], dtype=np.int32), position, precision=precision)
-            self._cached_keys.append(token)
-            n += 1
-        tail = "" if stops.stopped else stops.feed(decoder.flush()) + stops.flush()
-        if tail:
-            yield tail, -1  # held-back text (an incomplete character or a partial stop string), no new token
-
-    def _prefill(self, prompt: PreparedPrompt, precision: str) -> np.ndarray:
-        """Runs what the cache does not already hold and returns the last position's logits."""
-        common = 0
-        limit = min(len(self._cached_keys), len(prompt.keys) - 1)  # always run at least one token
-        while common < limit and self._cached_keys[common] == prompt.keys[common]:
-            common += 1
-        self._decoder.truncate(common)
-        self._cached_keys = self._cached_keys[:common]
-        embeddings, rows = self._suffix_embeddings(prompt, common, precision)
-        logits = self._decoder.forward(
-            prompt.ids[common:], np.ascontiguousarray(prompt.positions[:, common:]),
-            embeddings=embeddings, embedded_rows=rows, logits="last", precision=precision,
-        )
-        self._cached_keys = list(prompt.keys)
-        return logits
-
-    def _suffix_embeddings(self, prompt: PreparedPrompt, common: int, precision: str):
-        parts, rows = [], []
-        for first, media, _ in prompt.media_spans:
-            count = int(np.prod(media.grid_thw[0])) // self.config.vision.spatial_merge_size ** 2
-            if first + count <= common:
-                continue  # already in the KV cache: no need to encode it again
-            embeddings = self._embeddings_for(media, precision)
-            keep = np.arange(count) + first >= common
-            parts.append(embeddings[keep])
-            rows.append(np.arange(first, first + count)[keep] - common)
-        if not parts:
-            return None, None
-        return np.concatenate(parts), np.concatenate(rows).astype(np.int32)
-
-    def _embeddings_for(self, media: _Media, precision: str) -> np.ndarray:
-        key = (media.digest, precision)
-        if key in self._embedding_cache:
-            self._embedding_cache.move_to_end(key)
-            return self._embedding_cache[key]
-        embeddings = self.encode_pixels(media.pixel_values, media.grid_thw, precision=precision)
-        self._embedding_cache[key] = embeddings
-        while len(self._embedding_cache) > 8:
-            self._embedding_cache.popitem(last=False)
-        return embeddings
-
-    def prepare_prompt(self, prompt: str, images: Sequence[Any] = (), videos: Sequence[Any] = (), *,
-                       fps: float = DEFAULT_FPS, min_pixels: int | None = None,
-                       max_pixels: int | None = None) -> PreparedPrompt:
-        """Tokenize the prompt and preprocess its media (no model compute): the step before
-        `generate`, for callers that need the exact prompt length first (e.g. a server checking
-        the context). Reads only the model's configuration, so it may run beside a generation."""
+    def _end_ids(self) -> set[int]:
         tokens = self.config.tokens
-        ids = np.asarray(self.tokenize(prompt), dtype=np.int64)
-        n_image_pads = int(np.sum(ids == tokens.image_pad))
-        n_video_pads = int(np.sum(ids == tokens.video_pad))
-        if n_image_pads != len(images) or n_video_pads != len(videos):
-            raise ValueError(
-                f"the prompt has {n_image_pads} <|image_pad|> and {n_video_pads} <|video_pad|> markers but "
-                f"{len(images)} images and {len(videos)} videos were given"
-            )
-        call_settings = {"min_pixels": min_pixels, "max_pixels": max_pixels}
-        image_media = []
-        for item in images:
-            source, settings = _media_settings(item, "image", call_settings)
-            image_media.append(self._media(self.preprocess_image(source, **settings)))
-        video_media = []
-        for item in videos:
-            source, settings = _media_settings(item, "video", {**call_settings, "fps": fps})
-            pixel_values, grid, second_per_grid_t = self._preprocess_video(source, **settings)
-            video_media.append(self._media((pixel_values, grid), second_per_grid_t))
-        image_grids = np.concatenate([m.grid_thw for m in image_media]) if image_media else None
-        video_grids = np.concatenate([m.grid_thw for m in video_media]) if video_media else None
-        merge = self.config.vision.spatial_merge_size if self.config.vision else 2
-        expanded = expand_media_tokens(ids, image_grids, video_grids, tokens.image_pad, tokens.video_pad, merge)
-        positions, rope_delta = self._positions(expanded, image_grids, video_grids,
-                                                [m.second_per_grid_t for m in video_media])
-        keys: list = [int(t) for t in expanded]
-        spans = []
-        for pad, media_list, is_video in ((tokens.image_pad, image_media, False), (tokens.video_pad, video_media, True)):
-            rows = np.flatnonzero(expanded == pad)
-            offset = 0
-            for media in media_list:
-                count = int(np.prod(media.grid_thw[0])) // merge**2
-                first = int(rows[offset])
-                spans.append((first, media, is_video))
-                for i in range(count):
-                    keys[first + i] = (media.digest, i)
-                offset += count
-        spans.sort(key=lambda span: span[0])
-        return PreparedPrompt(expanded.astype(np.int32), positions.astype(np.int32), int(rope_delta), keys, spans)
+        return {tokens.eos, tokens.im_end, tokens.endoftext}
 
-    @staticmethod
-    def _media(arrays: tuple[np.ndarray, np.ndarray], second_per_grid_t: float = 1.0) -> _Media:
-        pixel_values, grid = arrays
-        digest = hashlib.blake2b(pixel_values.tobytes(), digest_size=16)
-        digest.update(grid.tobytes())
-        digest.update(np.float64(second_per_grid_t).tobytes())  # the positions may depend on it
-        return _Media(pixel_values, grid, digest.hexdigest(), second_per_grid_t)
+    def _reset_prefix(self) -> None:
+        """Forget the cached conversation (the KV cache); image embeddings stay cached."""
+        self._decoder.truncate(0)
+        self._cache.forget_prefix()
 
     def reset(self) -> None:
         """Forget the cached conversation and image embeddings: the next call starts from scratch."""
-        self._reset_cache()
-        self._embedding_cache.clear()
+        self._reset_prefix()
+        self._cache.clear()
 
     def __repr__(self) -> str:
         vision = f", mmproj={self.mmproj_file.path.name!r}" if self.mmproj_file else ""
         return f"Model({self.text_file.path.name!r}{vision}, n_ctx={self.n_ctx}, threads={self.n_threads})"
+
+
+def _check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision

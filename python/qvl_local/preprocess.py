@@ -38,12 +38,18 @@ MAX_DECODE_PIXELS = 2**27
 # Downloads: generous for any real photo, small enough to not exhaust memory.
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 30.0
+EXIF_ORIENTATION = 0x0112
+TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 ImageSource = Union[str, Path, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
 
 class MediaError(QvlError, ValueError):
     """An image or video could not be read: missing, corrupt, unsupported or too large."""
+
+
+class MediaTooLargeError(MediaError):
+    """An image or video over a size limit (bytes or pixels)."""
 
 
 def smart_resize(
@@ -89,7 +95,7 @@ def load_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     size it will be resized to), so an oversized photo is never decoded at full size.
     Raises MediaError naming the source when it cannot be read.
     """
-    label = _describe(source)
+    label = describe_source(source)
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, np.ndarray):
@@ -131,7 +137,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return composited
 
 
-def _describe(source: object) -> str:
+def describe_source(source: object) -> str:
     """A short name for error messages (never a whole data URI or byte string)."""
     if isinstance(source, (str, Path)):
         text = str(source)
@@ -148,7 +154,7 @@ def _read_string_source(source: str | Path, label: str) -> io.BytesIO | Path:
     text = str(source)
     if isinstance(source, str):
         if text.startswith("data:"):
-            return io.BytesIO(_decode_data_uri(text, label))
+            return io.BytesIO(decode_data_uri(text, "image"))
         if text.startswith(("http://", "https://")):
             return io.BytesIO(download(text))
         if text.startswith("file://"):
@@ -159,14 +165,22 @@ def _read_string_source(source: str | Path, label: str) -> io.BytesIO | Path:
     return path
 
 
-def _decode_data_uri(uri: str, label: str) -> bytes:
+def decode_data_uri(uri: str, kind: str, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of a `data:<kind>/...;base64,` URI (kind "image" or "video"). Raises MediaError for
+    anything else, MediaTooLargeError when the data is over `max_bytes` (known before decoding)."""
+    label = describe_source(uri)
     header, sep, payload = uri.partition(",")
-    if not sep or not header.startswith("data:image") or not header.endswith(";base64"):
-        raise MediaError(f"expected a data:image/...;base64, URI, got {label}")
+    if not sep or not header.startswith(f"data:{kind}/") or not header.endswith(";base64"):
+        raise MediaError(f"expected a data:{kind}/...;base64, URI, got {label}")
+    if max_bytes is not None and len(payload) // 4 * 3 > max_bytes + 2:  # base64: 3 bytes per 4 characters
+        raise MediaTooLargeError(f"the {kind} in {label} is larger than {max_bytes} bytes")
     try:
-        return base64.b64decode(payload, validate=True)
+        data = base64.b64decode(payload, validate=True)
     except binascii.Error as exc:
-        raise MediaError(f"invalid base64 in data URI {label}: {exc}") from exc
+        raise MediaError(f"invalid base64 in data URI {label}: {exc}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise MediaTooLargeError(f"the {kind} in {label} is larger than {max_bytes} bytes")
+    return data
 
 
 def download(url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
@@ -179,7 +193,7 @@ def download(url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = 
             for chunk in response.iter_bytes():
                 received += len(chunk)
                 if received > max_bytes:
-                    raise MediaError(f"download of {url!r} exceeds {max_bytes} bytes")
+                    raise MediaTooLargeError(f"download of {url!r} exceeds {max_bytes} bytes")
                 chunks.append(chunk)
             return b"".join(chunks)
     except httpx.HTTPError as exc:
@@ -194,18 +208,27 @@ def _open_encoded(stream: io.BytesIO | Path, label: str, max_pixels: int | None)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(stream)
     except Image.DecompressionBombError as exc:
-        raise MediaError(f"image {label} is too large to decode: {exc}") from exc
+        raise MediaTooLargeError(f"image {label} is too large to decode: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise MediaError(f"cannot decode image {label}: not a supported image format ({exc})") from exc
     width, height = image.size
     if width * height > MAX_DECODE_PIXELS:
         image.close()
-        raise MediaError(
+        raise MediaTooLargeError(
             f"image {label} is {width}x{height}, above the {MAX_DECODE_PIXELS} pixel decode limit"
         )
     if max_pixels is not None:
         _draft_to_budget(image, max_pixels)
     return image
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of encoded image data as the model will see it (EXIF rotation applied), from
+    the header alone. Raises MediaError (MediaTooLargeError past the decode limit)."""
+    with _open_encoded(io.BytesIO(data), describe_source(data), None) as image:
+        width, height = image.size
+        orientation = image.getexif().get(EXIF_ORIENTATION)
+    return (height, width) if orientation in TRANSPOSED_ORIENTATIONS else (width, height)
 
 
 def _image_from_array(array: np.ndarray, label: str) -> Image.Image:
