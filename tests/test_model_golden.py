@@ -22,8 +22,13 @@ import numpy as np
 import pytest
 
 import qvl_local
-from golden import EXACT_EMBEDDING_ATOL, check_logits, check_teacher_forced_greedy, media_arrays, media_files
-from qvl_local.generation import GenerationConfig
+from golden import (
+    EXACT_EMBEDDING_ATOL,
+    check_generate_from_media_files,
+    check_logits,
+    check_teacher_forced_greedy,
+    media_arrays,
+)
 
 QUANTS = {"q8_0": "qwen2vl-tiny-Q8_0.gguf", "q4_k_m": "qwen2vl-tiny-Q4_K_M.gguf"}
 CASES = ["a_text", "b_image", "c_2images", "c_2images_pil", "d_video"]
@@ -81,12 +86,7 @@ def test_generate_from_media_files(model, fixtures, quant, case, precision) -> N
     pixels of c_2images differ by up to 0.24 where an image is upscaled.
     """
     ref = reference(fixtures, quant, case)
-    result = model.generate(str(ref["prompt"]), config=GenerationConfig(max_new_tokens=8), precision=precision,
-                            **media_files(fixtures, ref))
-    assert result.prompt_tokens == len(ref["input_ids"])
-    assert result.token_ids == ref["greedy_tokens"].tolist()
-    assert result.text == str(ref["greedy_text"])
-    assert result.finish_reason == "length"
+    check_generate_from_media_files(model, fixtures, ref, precision)
 
 
 def test_chat_matches_reference_prompt(model, fixtures, quant) -> None:

@@ -28,7 +28,7 @@ QWEN2_VL_VISION_SPEC = {
     "temporal_patch_size": 2, "spatial_merge_size": 2, "merger_hidden_size": 1024, "out_hidden_size": 256,
     "rope_theta": 10000.0, "block_norm": "layer_norm", "mlp": "quick_gelu", "fused_qkv": False,
     "patch_embed_names": ["v.patch_embd.weight", "v.patch_embd.weight.1"], "patch_bias_name": "",
-    "window_size": 0, "full_attention_layers": [],
+    "position_embed_name": "", "window_size": 0, "full_attention_layers": [],
     "merger": {"norm": "layer_norm", "norm_after_merge": False, "norm_name": "v.post_ln", "fc1_name": "mm.0",
                "fc2_name": "mm.2"},
     "deepstack_layers": [], "deepstack_mergers": [],
@@ -43,6 +43,23 @@ OLLAMA_QWEN25_VL_VISION_SPEC = {
     "merger": {**QWEN25_VL_VISION_SPEC["merger"], "norm_name": "v.merger.ln_q", "fc1_name": "v.merger.mlp.0",
                "fc2_name": "v.merger.mlp.2"},
 }
+QWEN3_TEXT_SPEC = {
+    **QWEN2_TEXT_SPEC, "num_layers": 3, "rope_theta": 5e6, "mrope_sections": [12, 10, 10],
+    "mrope_layout": "interleaved", "block": "qwen3", "deepstack_layers": 2,
+}
+
+
+def deepstack_merger(layer: int) -> dict:
+    prefix = f"v.deepstack.{layer}"
+    return {"norm": "layer_norm", "norm_after_merge": True, "norm_name": f"{prefix}.norm", "fc1_name": f"{prefix}.fc1",
+            "fc2_name": f"{prefix}.fc2"}
+
+
+QWEN3_VL_VISION_SPEC = {
+    **QWEN2_VL_VISION_SPEC, "intermediate_size": 512, "patch_size": 16, "mlp": "gelu_tanh", "fused_qkv": True,
+    "patch_bias_name": "v.patch_embd.bias", "position_embed_name": "v.position_embd.weight",
+    "deepstack_layers": [1, 2], "deepstack_mergers": [deepstack_merger(1), deepstack_merger(2)],
+}
 # (text file, vision file) -> expected (text spec, vision spec); "ollama" is the Qwen2.5-VL pair as one file.
 EXPECTED_SPECS = {
     ("qwen2vl-tiny-Q8_0.gguf", "mmproj-qwen2vl-tiny-F16.gguf"): (QWEN2_TEXT_SPEC, QWEN2_VL_VISION_SPEC),
@@ -50,6 +67,7 @@ EXPECTED_SPECS = {
     ("qwen25vl/qwen25vl-tiny-Q8_0.gguf", "qwen25vl/mmproj-qwen25vl-tiny-F16.gguf"):
         (QWEN2_TEXT_SPEC, QWEN25_VL_VISION_SPEC),
     ("ollama", "ollama"): (QWEN2_TEXT_SPEC, OLLAMA_QWEN25_VL_VISION_SPEC),
+    ("qwen3vl/qwen3vl-tiny-Q8_0.gguf", "qwen3vl/mmproj-qwen3vl-tiny-F16.gguf"): (QWEN3_TEXT_SPEC, QWEN3_VL_VISION_SPEC),
 }
 TRACE_EXACT_ATOL = 1e-4  # the exact path against the reference (tests/test_model_golden.py's limits)
 

@@ -20,6 +20,7 @@ import pytest
 import qvl_local
 from golden import (
     check_embeddings,
+    check_generate_from_media_files,
     check_logits,
     check_teacher_forced_greedy,
     media_arrays,
@@ -27,7 +28,6 @@ from golden import (
 )
 from qvl_local import _core
 from qvl_local.config import vision_spec
-from qvl_local.generation import GenerationConfig
 
 CASES = ["a_text", "b_image", "c_2images", "d_video"]
 LAYOUTS = ["llama.cpp", "ollama"]
@@ -120,11 +120,7 @@ def test_generate_from_media_files(model, fixtures, case, precision):
     """The whole path: prompt and media files through our preprocessing, the 8 greedy tokens out.
     The video's frames come at the default 2 fps, so its T positions are 2 apart as in the reference."""
     ref = reference(fixtures, case)
-    result = model.generate(str(ref["prompt"]), config=GenerationConfig(max_new_tokens=8), precision=precision,
-                            **media_files(fixtures, ref))
-    assert result.prompt_tokens == len(ref["input_ids"])
-    assert result.token_ids == ref["greedy_tokens"].tolist()
-    assert result.text == str(ref["greedy_text"])
+    check_generate_from_media_files(model, fixtures, ref, precision)
 
 
 def test_prompt_positions_follow_the_video_time(model, fixtures):

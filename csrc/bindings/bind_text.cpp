@@ -25,12 +25,13 @@ qvl::LogitsWanted parse_logits(const std::string& name) {
 // The arrays of one forward call, kept alive (and converted to the C++ types) while it runs.
 struct BatchArrays {
   IntArray ids, positions, rows;
-  FloatArray embeddings, deepstack;
+  FloatArray embeddings;
   qvl::TokenBatch batch;
 };
 
+// embeddings: (k, hidden), or (k, 1 + deepstack, hidden) with each row's deepstack features after it.
 void bind_batch(BatchArrays& arrays, const TextSpec& spec, const py::object& embeddings,
-                const py::object& embedded_rows, const py::object& deepstack) {
+                const py::object& embedded_rows) {
   if (arrays.ids.ndim() != 1) throw std::invalid_argument("ids must be a 1-D array");
   const int64_t n = arrays.ids.shape(0);
   if (arrays.positions.ndim() != 2 || arrays.positions.shape(0) != 3 || arrays.positions.shape(1) != n) {
@@ -40,28 +41,20 @@ void bind_batch(BatchArrays& arrays, const TextSpec& spec, const py::object& emb
   batch.n = n;
   batch.ids = arrays.ids.data();
   batch.positions = arrays.positions.data();
-  if (embeddings.is_none()) {
-    if (!deepstack.is_none()) throw std::invalid_argument("deepstack needs embeddings and embedded_rows");
-    return;
-  }
+  if (embeddings.is_none()) return;
   arrays.embeddings = embeddings.cast<FloatArray>();
   arrays.rows = embedded_rows.cast<IntArray>();
+  const auto& e = arrays.embeddings;
   const int64_t hidden = spec.hidden_size;
-  if (arrays.embeddings.ndim() != 2 || arrays.embeddings.shape(1) != hidden || arrays.rows.ndim() != 1 ||
-      arrays.rows.shape(0) != arrays.embeddings.shape(0)) {
-    throw std::invalid_argument("embeddings must be (k, " + std::to_string(hidden) + ") with k embedded_rows");
+  const bool shaped = (e.ndim() == 2 && e.shape(1) == hidden) || (e.ndim() == 3 && e.shape(2) == hidden && e.shape(1) >= 1);
+  if (!shaped || arrays.rows.ndim() != 1 || arrays.rows.shape(0) != e.shape(0)) {
+    throw std::invalid_argument("embeddings must be (k, " + std::to_string(hidden) + ") or (k, 1 + deepstack, " +
+                                std::to_string(hidden) + ") with k embedded_rows");
   }
-  batch.embeddings = arrays.embeddings.data();
+  batch.embeddings = e.data();
   batch.embedded_rows = arrays.rows.data();
   batch.n_embedded = arrays.rows.shape(0);
-  if (deepstack.is_none()) return;
-  arrays.deepstack = deepstack.cast<FloatArray>();
-  const auto& d = arrays.deepstack;
-  if (d.ndim() != 3 || d.shape(0) != spec.deepstack_layers || d.shape(1) != batch.n_embedded || d.shape(2) != hidden) {
-    throw std::invalid_argument("deepstack must have shape (" + std::to_string(spec.deepstack_layers) + ", " +
-                                std::to_string(batch.n_embedded) + ", " + std::to_string(hidden) + ")");
-  }
-  batch.deepstack = d.data();
+  batch.n_deepstack = e.ndim() == 3 ? e.shape(1) - 1 : 0;
 }
 
 py::object run_forward(TextDecoder& decoder, BatchArrays& arrays, qvl::LogitsWanted wanted, const std::string& precision,
@@ -81,17 +74,16 @@ py::object run_forward(TextDecoder& decoder, BatchArrays& arrays, qvl::LogitsWan
 }
 
 py::object forward(TextDecoder& decoder, const IntArray& ids, const IntArray& positions, const py::object& embeddings,
-                   const py::object& embedded_rows, const py::object& deepstack, const std::string& logits,
-                   const std::string& precision) {
+                   const py::object& embedded_rows, const std::string& logits, const std::string& precision) {
   BatchArrays arrays{ids, positions};
-  bind_batch(arrays, decoder.spec(), embeddings, embedded_rows, deepstack);
+  bind_batch(arrays, decoder.spec(), embeddings, embedded_rows);
   return run_forward(decoder, arrays, parse_logits(logits), precision, nullptr);
 }
 
 py::dict trace(TextDecoder& decoder, const IntArray& ids, const IntArray& positions, const py::object& embeddings,
-               const py::object& embedded_rows, const py::object& deepstack, const std::string& precision) {
+               const py::object& embedded_rows, const std::string& precision) {
   BatchArrays arrays{ids, positions};
-  bind_batch(arrays, decoder.spec(), embeddings, embedded_rows, deepstack);
+  bind_batch(arrays, decoder.spec(), embeddings, embedded_rows);
   qvl::ActivationDump dump;
   py::object logits = run_forward(decoder, arrays, qvl::LogitsWanted::All, precision, &dump);
   py::dict named = dump_to_dict(dump);
@@ -133,12 +125,12 @@ void register_text_model(py::module_& m) {
            }),
            py::arg("gguf"), py::arg("spec"), py::arg("n_ctx"), py::arg("n_batch"), py::arg("pool"))
       .def("forward", &forward, py::arg("ids"), py::arg("positions"), py::kw_only(), py::arg("embeddings") = py::none(),
-           py::arg("embedded_rows") = py::none(), py::arg("deepstack") = py::none(), py::arg("logits") = "last",
-           py::arg("precision") = "fast",
+           py::arg("embedded_rows") = py::none(), py::arg("logits") = "last", py::arg("precision") = "fast",
            "Runs the tokens after the cached ones; returns float32 logits [vocab] (last), [n, vocab] (all) or None. "
-           "deepstack: float32 (spec.deepstack_layers, k, hidden) for the k embedded rows")
+           "embeddings: float32 (k, hidden) for the k embedded_rows, or (k, 1 + spec.deepstack_layers, hidden) "
+           "with each row's deepstack features after its embedding (VisionModel.encode_features)")
       .def("trace", &trace, py::arg("ids"), py::arg("positions"), py::kw_only(), py::arg("embeddings") = py::none(),
-           py::arg("embedded_rows") = py::none(), py::arg("deepstack") = py::none(), py::arg("precision") = "fast",
+           py::arg("embedded_rows") = py::none(), py::arg("precision") = "fast",
            "forward (appending to the cache) that also returns the named activations: 'input', 'block.<i>' "
            "(each layer's hidden states) and 'logits', float32 [n, ...] each")
       .def_property_readonly("spec", &TextDecoder::spec)

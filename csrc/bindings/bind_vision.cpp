@@ -1,5 +1,6 @@
 // The vision encoder for Python: its VisionSpec as a bound struct, numpy pixel rows and grids in,
 // embeddings out, GIL released while it computes. Bad shapes raise ValueError before any work starts.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "bindings/bindings.h"
 #include "common/thread_pool.h"
 #include "model/gguf_file.h"
+#include "model/position_embedding.h"
 #include "model/vision_encoder.h"
 #include "model/window_order.h"
 
@@ -68,17 +70,24 @@ py::array_t<float> encode(const VisionEncoder& encoder, const FloatRows& pixel_v
   return result;
 }
 
-py::tuple encode_with_deepstack(const VisionEncoder& encoder, const FloatRows& pixel_values, const IntRows& grid_thw,
-                                const std::string& precision) {
+// Each token's embedding followed by its deepstack features: [tokens][1 + taps][width], the decoder's input.
+py::array_t<float> encode_features(const VisionEncoder& encoder, const FloatRows& pixel_values, const IntRows& grid_thw,
+                                   const std::string& precision) {
   const EncodeInputs in = checked_inputs(encoder, pixel_values, grid_thw, precision);
   const int64_t tokens = encoder.output_rows(in.n_patches, false), width = encoder.output_width(false);
-  py::array_t<float> embeddings({tokens, width});
-  py::array_t<float> deepstack({encoder.deepstack_taps(), tokens, width});
+  const int64_t taps = encoder.deepstack_taps();
+  std::vector<float> embeddings(static_cast<size_t>(tokens * width)), deepstack(static_cast<size_t>(taps * tokens * width));
   qvl::VisionOutputs out;
-  out.embeddings = embeddings.mutable_data();
-  out.deepstack = deepstack.mutable_data();
+  out.embeddings = embeddings.data();
+  out.deepstack = deepstack.data();
   run_encode(encoder, in, false, out);
-  return py::make_tuple(embeddings, deepstack);
+  py::array_t<float> features({tokens, 1 + taps, width});
+  float* to = features.mutable_data();
+  for (int64_t token = 0; token < tokens; ++token) {
+    to = std::copy_n(embeddings.data() + token * width, width, to);
+    for (int64_t tap = 0; tap < taps; ++tap) to = std::copy_n(deepstack.data() + (tap * tokens + token) * width, width, to);
+  }
+  return features;
 }
 
 py::dict trace(const VisionEncoder& encoder, const FloatRows& pixel_values, const IntRows& grid_thw,
@@ -97,6 +106,26 @@ py::tuple window_order(const IntRows& grid_thw, int64_t merge, int64_t window) {
   const qvl::WindowOrder order = qvl::window_order(grids_from_array(grid_thw), merge, window);
   return py::make_tuple(py::array_t<int64_t>(order.token_order.size(), order.token_order.data()),
                         py::array_t<int64_t>(order.window_bounds.size(), order.window_bounds.data()));
+}
+
+// The interpolated learned positions alone (what encode adds to the patch embeddings), for tests.
+py::array_t<float> position_embedding(const FloatRows& table, const IntRows& grid_thw, int64_t merge) {
+  if (table.ndim() != 2) throw py::value_error("table must be (side * side, width)");
+  int64_t side = 0;
+  while ((side + 1) * (side + 1) <= table.shape(0)) ++side;
+  if (side * side != table.shape(0)) throw py::value_error("table must have a square number of rows");
+  const std::vector<qvl::GridThw> grids = grids_from_array(grid_thw);
+  int64_t patches = 0;
+  for (const qvl::GridThw& g : grids) {
+    if (g.t <= 0 || g.h <= 0 || g.w <= 0 || merge <= 0 || g.h % merge || g.w % merge) {
+      throw py::value_error("grids must be positive multiples of the merge size");
+    }
+    patches += g.t * g.h * g.w;
+  }
+  py::array_t<float> out({patches, static_cast<int64_t>(table.shape(1))});
+  std::fill_n(out.mutable_data(), out.size(), 0.0f);
+  qvl::PositionGrid(table.data(), side, table.shape(1)).add_to(grids, merge, out.mutable_data());
+  return out;
 }
 
 }  // namespace
@@ -137,6 +166,7 @@ void register_vision_model(py::module_& m) {
       .def_readwrite("fused_qkv", &VisionSpec::fused_qkv)
       .def_readwrite("patch_embed_names", &VisionSpec::patch_embed_names)
       .def_readwrite("patch_bias_name", &VisionSpec::patch_bias_name)
+      .def_readwrite("position_embed_name", &VisionSpec::position_embed_name)
       .def_readwrite("window_size", &VisionSpec::window_size)
       .def_readwrite("full_attention_layers", &VisionSpec::full_attention_layers)
       .def_readwrite("merger", &VisionSpec::merger)
@@ -156,12 +186,15 @@ void register_vision_model(py::module_& m) {
            py::arg("precision") = "exact",
            "pixel_values float32 (P, patch_values), grid_thw int64 (k, 3) -> float32 (P / 4, out_hidden), or with "
            "pre_merge=True the last ViT block's patch features (P, hidden)")
-      .def("encode_with_deepstack", &encode_with_deepstack, py::arg("pixel_values"), py::arg("grid_thw"), py::kw_only(),
+      .def("encode_features", &encode_features, py::arg("pixel_values"), py::arg("grid_thw"), py::kw_only(),
            py::arg("precision") = "exact",
-           "(embeddings float32 (P / 4, out_hidden), deepstack float32 (deepstack_taps, P / 4, out_hidden))")
+           "float32 (P / 4, 1 + deepstack_taps, out_hidden): each token's embedding, then its deepstack features "
+           "(the decoder's embeddings input)")
       .def("trace", &trace, py::arg("pixel_values"), py::arg("grid_thw"), py::kw_only(), py::arg("precision") = "exact",
            "The named activations of one encode: 'patch_embed', 'block.<i>', 'deepstack.<k>', 'merger', "
            "in the preprocessor's patch / token order");
+  m.def("position_embedding", &position_embedding, py::arg("table"), py::arg("grid_thw"), py::arg("merge"),
+        "Qwen3-VL's learned positions: table float32 (side * side, width) interpolated to each grid, in merge order");
   m.def("window_order", &window_order, py::arg("grid_thw"), py::arg("merge"), py::arg("window"),
         "Qwen2.5-VL's window layout: (token_order, window_bounds) for windows of `window` merged tokens");
 }

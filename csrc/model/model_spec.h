@@ -82,6 +82,9 @@ struct VisionSpec {
   // One tensor per temporal slice of the Conv3D kernel, [hidden][3][patch][patch] each.
   std::vector<std::string> patch_embed_names;
   std::string patch_bias_name;  // the Conv3D bias, or empty when it has none
+  // A learned square grid of position embeddings [side * side][hidden] interpolated to each image
+  // (Qwen3-VL), or empty when the 2-D RoPE is the only position signal.
+  std::string position_embed_name;
   // Window attention (Qwen2.5-VL): windows of window_size pixels; 0 = every layer attends over the whole
   // frame. full_attention_layers lists the layers that still do when windows are on.
   int64_t window_size = 0;

@@ -117,6 +117,11 @@ void TextDecoder::forward(const TokenBatch& batch, LogitsWanted wanted, float* l
       throw std::invalid_argument("embedding row index out of range");
     }
   }
+  if (batch.n_embedded > 0 && batch.n_deepstack != spec_.deepstack_layers) {
+    throw std::invalid_argument("this model adds " + std::to_string(spec_.deepstack_layers) +
+                                " deepstack features to each embedded row, the batch has " +
+                                std::to_string(batch.n_deepstack));
+  }
   const int64_t start = cache_.size();
   cache_.grow(batch.n);  // throws the context-full error before any work is done
   try {
@@ -144,19 +149,19 @@ void TextDecoder::embed(const TokenBatch& batch, int64_t begin, int64_t count) {
     }
     dequantize_rows(token_embedding_, id, 1, x_.data() + i * hidden);
   }
+  const int64_t stride = (1 + batch.n_deepstack) * hidden;
   for (int64_t e = 0; e < batch.n_embedded; ++e) {
     int64_t row = batch.embedded_rows[e] - begin;
-    if (row >= 0 && row < count) std::memcpy(x_.data() + row * hidden, batch.embeddings + e * hidden, hidden * sizeof(float));
+    if (row >= 0 && row < count) std::memcpy(x_.data() + row * hidden, batch.embeddings + e * stride, hidden * sizeof(float));
   }
 }
 
-// Deepstack: the k-th extra vision embedding of every embedded row in this chunk joins its hidden state.
+// Deepstack: after layer k, every embedded row in this chunk adds its k-th deepstack feature.
 void TextDecoder::add_deepstack(const TokenBatch& batch, int64_t layer, int64_t begin, int64_t count) {
-  const int64_t hidden = spec_.hidden_size;
-  const float* tap = batch.deepstack + layer * batch.n_embedded * hidden;
+  const int64_t hidden = spec_.hidden_size, stride = (1 + batch.n_deepstack) * hidden;
   for (int64_t e = 0; e < batch.n_embedded; ++e) {
     int64_t row = batch.embedded_rows[e] - begin;
-    if (row >= 0 && row < count) add_in_place(x_.data() + row * hidden, tap + e * hidden, hidden);
+    if (row >= 0 && row < count) add_in_place(x_.data() + row * hidden, batch.embeddings + e * stride + (1 + layer) * hidden, hidden);
   }
 }
 
@@ -168,7 +173,7 @@ void TextDecoder::forward_chunk(const TokenBatch& batch, int64_t begin, int64_t 
   for (int64_t l = 0; l < spec_.num_layers; ++l) {
     attention_block(layers_[l], l, batch, begin, count, precision);
     mlp_block(layers_[l], count, precision);
-    if (batch.deepstack != nullptr && l < spec_.deepstack_layers) add_deepstack(batch, l, begin, count);
+    if (l < batch.n_deepstack) add_deepstack(batch, l, begin, count);
     record(dump, "block." + std::to_string(l), x_.data(), count, hidden);
   }
   if (wanted == LogitsWanted::None) return;

@@ -26,12 +26,12 @@ struct TokenBatch {
   int64_t n = 0;
   const int32_t* ids = nullptr;
   const int32_t* positions = nullptr;  // [3][n]
-  const float* embeddings = nullptr;   // [n_embedded][hidden]: these rows replace the ids' embeddings
+  // [n_embedded][1 + n_deepstack][hidden]: per embedded row the embedding that replaces its id's, then
+  // its deepstack features, the k-th added to the row's hidden state after layer k.
+  const float* embeddings = nullptr;
   const int32_t* embedded_rows = nullptr;  // [n_embedded] indices into the batch
   int64_t n_embedded = 0;
-  // [spec.deepstack_layers][n_embedded][hidden], or null: added to the embedded rows after each of the
-  // first deepstack_layers layers.
-  const float* deepstack = nullptr;
+  int64_t n_deepstack = 0;  // 0, or the spec's deepstack_layers
 };
 
 class TextDecoder {

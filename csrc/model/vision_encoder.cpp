@@ -121,6 +121,7 @@ VisionEncoder::VisionEncoder(std::shared_ptr<GgufFile> file, const VisionSpec& s
               spec.out_hidden_size) {
   if (!pool_) throw std::invalid_argument("VisionEncoder needs a thread pool");
   load_patch_embedding();
+  load_position_grid();
   for (int64_t i = 0; i < spec_.num_layers; ++i) blocks_.push_back(load_block(i));
   if (file_->find_tensor(block_prefix(spec_.num_layers) + "ln1.weight") != nullptr) {
     throw ModelFormatError(file_->path() + ": the file has more than the " + std::to_string(spec_.num_layers) +
@@ -169,6 +170,29 @@ void VisionEncoder::load_patch_embedding() {
   patch_embed_ = WeightView{GgmlType::F32, hidden, frames * slice_cols,
                             reinterpret_cast<const uint8_t*>(patch_embed_values_.data())};
   if (!spec_.patch_bias_name.empty()) patch_bias_ = f32_vector(*file_, spec_.patch_bias_name, hidden);
+}
+
+// A square grid of side x side learned positions, each `hidden` wide (ggml shape [hidden, side^2]).
+void VisionEncoder::load_position_grid() {
+  if (spec_.position_embed_name.empty()) return;
+  const std::string& name = spec_.position_embed_name;
+  const GgufTensorInfo& info = file_->tensor(name);
+  const int64_t hidden = spec_.hidden_size;
+  const int64_t entries = info.dims.size() == 2 && info.dims[0] == hidden ? info.dims[1] : 0;
+  int64_t side = 0;
+  while ((side + 1) * (side + 1) <= entries) ++side;
+  const bool float_type = info.type == GgmlType::F32 || info.type == GgmlType::F16 || info.type == GgmlType::BF16;
+  if (entries == 0 || side * side != entries || !float_type) {
+    throw ModelFormatError(file_->path() + ": tensor '" + name + "' should be F32/F16/BF16 of ggml shape [" +
+                           std::to_string(hidden) + ", side * side], found " + type_name(info.type));
+  }
+  const float* table = reinterpret_cast<const float*>(file_->tensor_data(info));
+  if (info.type != GgmlType::F32) {
+    position_values_.resize(static_cast<size_t>(entries * hidden));
+    dequantize_rows(WeightView{info.type, entries, hidden, file_->tensor_data(info)}, 0, entries, position_values_.data());
+    table = position_values_.data();
+  }
+  position_grid_.emplace(table, side, hidden);
 }
 
 VisionEncoder::Block VisionEncoder::load_block(int64_t index) const {
@@ -235,7 +259,7 @@ void VisionEncoder::encode(const float* pixels, int64_t n_patches, const std::ve
   validate(n_patches, patch_values(), grids);
   const int64_t d = spec_.hidden_size;
   Activations a(n_patches, spec_, head_dim_, grids, pool_->size());
-  embed_patches(pixels, a, precision, out.dump);
+  embed_patches(pixels, grids, a, precision, out.dump);
   std::vector<float> restored(out.dump != nullptr ? a.x.size() : 0);  // a dump's copy in the preprocessor's order
   const int64_t tokens = output_rows(n_patches, false);
   for (int64_t i = 0; i < spec_.num_layers; ++i) {
@@ -259,9 +283,10 @@ void VisionEncoder::encode(const float* pixels, int64_t n_patches, const std::ve
   record(out.dump, "merger", out.embeddings, tokens, merger_.out_width());
 }
 
-// x = pixels W^T (+ bias): the Conv3D as a matrix product, then put into attention order.
-void VisionEncoder::embed_patches(const float* pixels, Activations& a, Precision precision,
-                                  ActivationDump* dump) const {
+// x = pixels W^T (+ bias) (+ the interpolated learned positions): the Conv3D as a matrix product, then
+// put into attention order.
+void VisionEncoder::embed_patches(const float* pixels, const std::vector<GridThw>& grids, Activations& a,
+                                  Precision precision, ActivationDump* dump) const {
   ThreadPool& pool = *pool_;
   const int64_t d = spec_.hidden_size;
   float* embedded = a.reordered() ? a.normed.data() : a.x.data();
@@ -271,6 +296,7 @@ void VisionEncoder::embed_patches(const float* pixels, Activations& a, Precision
       for (int64_t i = first; i < end; ++i) add_in_place(embedded + i * d, patch_bias_, d);
     });
   }
+  if (position_grid_) position_grid_->add_to(grids, spec_.spatial_merge_size, embedded);
   record(dump, "patch_embed", embedded, a.n, d);
   if (a.reordered()) gather_units(a.order.token_order, embedded, merger_.patches_per_token() * d, a.x.data());
 }

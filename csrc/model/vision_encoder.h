@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/thread_pool.h"
@@ -14,6 +15,7 @@
 #include "model/gguf_file.h"
 #include "model/merger.h"
 #include "model/model_spec.h"
+#include "model/position_embedding.h"
 #include "model/vision_rope.h"
 #include "model/vision_weights.h"
 
@@ -24,8 +26,9 @@ struct VisionOutputs {
   float* embeddings = nullptr;  // output_rows() x output_width()
   // deepstack_taps() x tokens x out_hidden (the merged rows' order), or null to skip the deepstack mergers.
   float* deepstack = nullptr;
-  // Receives "patch_embed", "block.<i>" (each block's output), "deepstack.<k>" and "merger", all in the
-  // preprocessor's patch / token order, when given.
+  // Receives "patch_embed" (the first block's input: the patch embeddings, plus the learned positions
+  // where the spec has them), "block.<i>" (each block's output), "deepstack.<k>" and "merger", all in
+  // the preprocessor's patch / token order, when given.
   ActivationDump* dump = nullptr;
 };
 
@@ -63,7 +66,9 @@ class VisionEncoder {
 
   void load_patch_embedding();
   Block load_block(int64_t index) const;
-  void embed_patches(const float* pixels, Activations& a, Precision precision, ActivationDump* dump) const;
+  void load_position_grid();
+  void embed_patches(const float* pixels, const std::vector<GridThw>& grids, Activations& a, Precision precision,
+                     ActivationDump* dump) const;
   void run_block(const Block& block, int64_t index, Activations& a, Precision precision) const;
   void mlp(const Block& block, Activations& a, Precision precision) const;
   // x (attention order) copied to out in the preprocessor's patch order.
@@ -77,6 +82,8 @@ class VisionEncoder {
   std::vector<float> patch_embed_values_;  // [hidden][channel][t][row][col], the pixel rows' order
   WeightView patch_embed_;                 // F32 view of patch_embed_values_
   const float* patch_bias_ = nullptr;
+  std::vector<float> position_values_;  // the position grid as F32, when the file stores another type
+  std::optional<PositionGrid> position_grid_;
   std::vector<Block> blocks_;
   std::vector<bool> windowed_layer_;       // per block: attends within windows (else within frames)
   PatchMerger merger_;

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['GgufFile', 'MRopeLayout', 'MergerSpec', 'NormKind', 'TextBlockKind', 'TextModel', 'TextSpec', 'ThreadPool', 'VisionMlpKind', 'VisionModel', 'VisionSpec', 'active_isa', 'available_isas', 'causal_attention', 'default_threads', 'dequantize', 'matmul', 'quantize', 'set_isa', 'stream_read', 'window_order']
+__all__: list[str] = ['GgufFile', 'MRopeLayout', 'MergerSpec', 'NormKind', 'TextBlockKind', 'TextModel', 'TextSpec', 'ThreadPool', 'VisionMlpKind', 'VisionModel', 'VisionSpec', 'active_isa', 'available_isas', 'causal_attention', 'default_threads', 'dequantize', 'matmul', 'position_embedding', 'quantize', 'set_isa', 'stream_read', 'window_order']
 class GgufFile:
     """
     A validated, memory-mapped GGUF file (raises ModelFormatError)
@@ -124,11 +124,11 @@ class TextModel:
     """
     def __init__(self, gguf: GgufFile, spec: TextSpec, n_ctx: typing.SupportsInt | typing.SupportsIndex, n_batch: typing.SupportsInt | typing.SupportsIndex, pool: ThreadPool) -> None:
         ...
-    def forward(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], positions: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], *, embeddings: typing.Any = None, embedded_rows: typing.Any = None, deepstack: typing.Any = None, logits: str = 'last', precision: str = 'fast') -> typing.Any:
+    def forward(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], positions: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], *, embeddings: typing.Any = None, embedded_rows: typing.Any = None, logits: str = 'last', precision: str = 'fast') -> typing.Any:
         """
-        Runs the tokens after the cached ones; returns float32 logits [vocab] (last), [n, vocab] (all) or None. deepstack: float32 (spec.deepstack_layers, k, hidden) for the k embedded rows
+        Runs the tokens after the cached ones; returns float32 logits [vocab] (last), [n, vocab] (all) or None. embeddings: float32 (k, hidden) for the k embedded_rows, or (k, 1 + spec.deepstack_layers, hidden) with each row's deepstack features after its embedding (VisionModel.encode_features)
         """
-    def trace(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], positions: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], *, embeddings: typing.Any = None, embedded_rows: typing.Any = None, deepstack: typing.Any = None, precision: str = 'fast') -> dict:
+    def trace(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], positions: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], *, embeddings: typing.Any = None, embedded_rows: typing.Any = None, precision: str = 'fast') -> dict:
         """
         forward (appending to the cache) that also returns the named activations: 'input', 'block.<i>' (each layer's hidden states) and 'logits', float32 [n, ...] each
         """
@@ -269,9 +269,9 @@ class VisionModel:
         """
         pixel_values float32 (P, patch_values), grid_thw int64 (k, 3) -> float32 (P / 4, out_hidden), or with pre_merge=True the last ViT block's patch features (P, hidden)
         """
-    def encode_with_deepstack(self, pixel_values: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grid_thw: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], *, precision: str = 'exact') -> tuple:
+    def encode_features(self, pixel_values: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grid_thw: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], *, precision: str = 'exact') -> numpy.typing.NDArray[numpy.float32]:
         """
-        (embeddings float32 (P / 4, out_hidden), deepstack float32 (deepstack_taps, P / 4, out_hidden))
+        float32 (P / 4, 1 + deepstack_taps, out_hidden): each token's embedding, then its deepstack features (the decoder's embeddings input)
         """
     def trace(self, pixel_values: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grid_thw: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], *, precision: str = 'exact') -> dict:
         """
@@ -383,6 +383,12 @@ class VisionSpec:
     def patch_bias_name(self, arg0: str) -> None:
         ...
     @property
+    def position_embed_name(self) -> str:
+        ...
+    @position_embed_name.setter
+    def position_embed_name(self, arg0: str) -> None:
+        ...
+    @property
     def patch_embed_names(self) -> list[str]:
         ...
     @patch_embed_names.setter
@@ -441,6 +447,10 @@ def dequantize(data: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], type
 def matmul(data: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], type: str, rows: typing.SupportsInt | typing.SupportsIndex, cols: typing.SupportsInt | typing.SupportsIndex, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], precision: str, n_threads: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     """
     x @ W.T for W given as (data, type, rows, cols) and float32 x of shape (n, cols); precision 'exact' or 'fast'; n_threads <= 0 uses the default pool.
+    """
+def position_embedding(table: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grid_thw: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], merge: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Qwen3-VL's learned positions: table float32 (side * side, width) interpolated to each grid, in merge order
     """
 def quantize(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], type: str) -> numpy.typing.NDArray[numpy.uint8]:
     """

@@ -141,6 +141,11 @@ class Qwen2VLConfig:
                 f"{mmproj_file.path}: the projector outputs {vision.out_hidden_size}-wide embeddings but the text model "
                 f"{text_file.path} has hidden size {text.hidden_size}; this mmproj belongs to another model"
             )
+        if vision is not None and len(vision.deepstack_layers) != text.deepstack_layers:
+            raise ModelFormatError(
+                f"{mmproj_file.path}: the projector has {len(vision.deepstack_layers)} deepstack taps but the text model "
+                f"{text_file.path} takes {text.deepstack_layers}; this mmproj belongs to another model"
+            )
         return cls(architecture, text, vision, _special_tokens(text_file))
 
 
@@ -151,9 +156,10 @@ def _text_config(f: GGUFFile, arch: str) -> TextConfig:
     if num_layers == 0:
         raise ModelFormatError(f"{f.path}: no decoder blocks (blk.N.*) found")
     num_heads = int(f.require(f"{arch}.attention.head_count"))
-    if num_heads <= 0 or hidden % num_heads:
+    if num_heads <= 0 or (f"{arch}.attention.key_length" not in f.metadata and hidden % num_heads):
         raise ModelFormatError(f"{f.path}: hidden size {hidden} is not divisible by {num_heads} heads")
-    head_dim = hidden // num_heads
+    # Qwen3's heads need not tile the hidden size: the file then says how wide they are.
+    head_dim = int(f.get(f"{arch}.attention.key_length", hidden // num_heads))
     kv_width = f.tensor("blk.0.attn_k.weight").shape[1]
     if kv_width % head_dim or num_heads % (kv_width // head_dim):
         raise ModelFormatError(f"{f.path}: key projection width {kv_width} does not fit {num_heads} heads of {head_dim}")
@@ -178,6 +184,7 @@ def _text_config(f: GGUFFile, arch: str) -> TextConfig:
         rms_norm_eps=float(f.get(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
         mrope_sections=(sections[0], sections[1], sections[2]),
         tied_embeddings="output.weight" not in f.tensors,
+        deepstack_layers=int(f.get(f"{arch}.n_deepstack_layers", 0)),
     )
 
 
@@ -208,6 +215,7 @@ def _vision_config(f: GGUFFile) -> VisionConfig:
         image_std=_triple(f, "clip.vision.image_std"),
         window_size=int(f.get("clip.vision.window_size", DEFAULT_WINDOW_SIZE)) if variant.windowed else 0,
         full_attention_layers=full_attention,
+        deepstack_layers=tuple(i for i, tap in enumerate(f.get("clip.vision.is_deepstack_layers", ())) if tap),
     )
 
 
@@ -329,6 +337,7 @@ def vision_spec(config: VisionConfig):
     spec.fused_qkv = variant.fused_qkv
     spec.patch_embed_names = list(names.patch_embed)
     spec.patch_bias_name = "v.patch_embd.bias" if variant.patch_bias else ""
+    spec.position_embed_name = "v.position_embd.weight" if variant.learned_positions else ""
     spec.window_size = config.window_size if variant.windowed else 0
     spec.merger = _merger_spec(variant.merger_norm, False, names.merger_norm, names.merger_fc1, names.merger_fc2)
     spec.deepstack_mergers = [

@@ -194,7 +194,21 @@ class Model:
         )
 
     def _encode_media(self, media: Media, precision: str) -> np.ndarray:
-        return self.encode_pixels(media.pixel_values, media.grid_thw, precision=precision)
+        return self._vision_features(media.pixel_values, media.grid_thw, precision)
+
+    def _vision_features(self, pixel_values: np.ndarray, grid_thw: np.ndarray, precision: str,
+                         trace: dict[str, np.ndarray] | None = None, kind: str = "") -> np.ndarray:
+        """The decoder's input for vision tokens: float32 [tokens, 1 + deepstack taps, hidden], each token's
+        embedding then its deepstack features. With `trace`, the encoder's named stages go there as `kind.*`."""
+        self.prompts.require_vision()
+        pixels = np.ascontiguousarray(pixel_values, dtype=np.float32)
+        grids = np.ascontiguousarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+        if trace is None:
+            return self._vision.encode_features(pixels, grids, precision=precision)
+        stages = self._vision.trace(pixels, grids, precision=precision)
+        trace.update((f"{kind}.{name}", value) for name, value in stages.items())
+        taps = [stages[f"deepstack.{k}"] for k in range(self._vision.deepstack_taps)]
+        return np.stack([stages["merger"], *taps], axis=1)
 
     # -- the decoder -------------------------------------------------------------------------------
 
@@ -214,8 +228,9 @@ class Model:
               precision: str | None = None) -> dict[str, np.ndarray]:
         """`forward`, returning every stage's activations by name (a debug hook: compare one stage with a
         reference on its own). The vision encoder's under "image." / "video.": "patch_embed", "block.<i>"
-        (patches in the preprocessor's order), "merger" (the embeddings); the decoder's under "text.":
-        "input" (the embedded prompt), "block.<i>" (hidden states after layer i), "logits" (= forward's)."""
+        (patches in the preprocessor's order), "deepstack.<k>" (Qwen3-VL's extra embeddings), "merger" (the
+        embeddings); the decoder's under "text.": "input" (the embedded prompt), "block.<i>" (hidden states
+        after layer i, deepstack added), "logits" (= forward's)."""
         return self._run_arrays(input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
                                 second_per_grid_ts, precision, trace=True)
 
@@ -224,7 +239,8 @@ class Model:
         precision = self._precision(precision)
         merge = self.prompts.merge
         images = split_media(pixel_values, image_grid_thw, merge)
-        videos = self.prompts.timed(split_media(pixel_values_videos, video_grid_thw, merge), second_per_grid_ts)
+        videos = self.prompts.vision_blocks(
+            self.prompts.timed(split_media(pixel_values_videos, video_grid_thw, merge), second_per_grid_ts))
         prompt = self.prompts.layout(np.asarray(input_ids, dtype=np.int64), images, videos)
         named: dict[str, np.ndarray] = {}
         encoded: dict[str, np.ndarray] = {}
@@ -233,14 +249,7 @@ class Model:
                                            ("video", videos, pixel_values_videos, video_grid_thw)):
             if not items:
                 continue
-            if trace:
-                self.prompts.require_vision()
-                stages = self._vision.trace(np.ascontiguousarray(pixels, dtype=np.float32),
-                                            np.asarray(grids, dtype=np.int64).reshape(-1, 3), precision=precision)
-                named.update({f"{kind}.{name}": value for name, value in stages.items()})
-                embeddings = stages["merger"]
-            else:
-                embeddings = self.encode_pixels(pixels, grids, precision=precision)
+            embeddings = self._vision_features(pixels, grids, precision, named if trace else None, kind)
             bounds = np.cumsum([0] + [media.tokens for media in items])
             encoded.update((media.digest, embeddings[bounds[i]:bounds[i + 1]]) for i, media in enumerate(items))
         embeddings, rows = vision_rows(prompt, 0, lambda media: encoded[media.digest])
