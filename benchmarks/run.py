@@ -1,7 +1,8 @@
 """End-to-end benchmark: a Qwen2-VL-2B-shaped model with random weights, per quantization level.
 
     python -m benchmarks.run [--quick] [--compare-llama-cpp] [--quants Q4_K_M Q4_0] [--threads N]
-    qvl-local bench [same options]
+
+(from the root of a checkout: the benchmarks are not part of the installed package)
 
 For F16, Q8_0, Q4_K_M and Q4_0 it measures load time, peak RSS, prefill tokens/s (512-token prompt,
 fresh cache, logits of the last position) and decode tokens/s (128 tokens, end of text ignored); with

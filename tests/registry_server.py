@@ -4,7 +4,8 @@ It serves `/v2/<namespace>/<model>/manifests/<tag>` and `/v2/<namespace>/<model>
 (with HTTP Range), built from the fixture GGUFs, and can inject the faults a real network has: a
 connection cut mid-body, corrupted bytes, error statuses, redirects of blobs to another server.
 Every request is logged, and the body bytes sent per blob are counted, so tests can prove what was
-(not) downloaded.
+(not) downloaded. With `tags_ignore_case`, it answers a tag in any case, as Hugging Face's
+Ollama-compatible endpoint does for quantization tags (`:Q4_K_M`, `:q4_k_m`).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ PROJECTOR_MEDIA_TYPE = "application/vnd.ollama.image.projector"
 TEMPLATE_MEDIA_TYPE = "application/vnd.ollama.image.template"
 PARAMS_MEDIA_TYPE = "application/vnd.ollama.image.params"
 
+# Ollama's template layers are Go templates (this one is the shape of its qwen2.5vl template's start).
 FIXTURE_TEMPLATE = "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n"
 FIXTURE_PARAMS = {"stop": ["<|im_end|>"], "temperature": 0.1}
 
@@ -103,7 +105,8 @@ class Request:
 class RegistryServer:
     """Start with `with RegistryServer() as server:`; `server.url` is its base URL."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, tags_ignore_case: bool = False) -> None:
+        self.tags_ignore_case = tags_ignore_case
         self.faults = Faults()
         self.requests: list[Request] = []
         self.blob_bytes_sent: dict[str, int] = {}
@@ -153,41 +156,45 @@ class RegistryServer:
         except (ValueError, KeyError, TypeError):
             pass  # a deliberately broken manifest: served as is
         with self._lock:
-            self._models[(namespace, model, tag)] = published
+            self._models[self.model_key(namespace, model, tag)] = published
             self._blobs.update({blob.digest: blob for blob in blobs})
         return published
 
+    def model_key(self, namespace: str, model: str, tag: str) -> tuple[str, str, str]:
+        return namespace, model, tag.casefold() if self.tags_ignore_case else tag
+
     def publish_fixture_model(self, fixtures: Path, name: str, *, gguf: str = "qwen2vl-tiny-Q8_0.gguf") -> PublishedModel:
         """The tiny Qwen2-VL fixture as an Ollama model: weights, mmproj, template and params."""
-        model = file_blob(fixtures / "gguf" / gguf)
-        projector = file_blob(fixtures / "gguf" / "mmproj-qwen2vl-tiny-F16.gguf")
-        template = bytes_blob(FIXTURE_TEMPLATE.encode())
-        params = bytes_blob(json.dumps(FIXTURE_PARAMS).encode())
-        quant = gguf.removesuffix(".gguf").rsplit("-", 1)[-1]
+        return self.publish_model(name, fixtures / "gguf" / gguf, fixtures / "gguf" / "mmproj-qwen2vl-tiny-F16.gguf")
+
+    def publish_model(self, name: str, model_file: Path, projector_file: Path | None = None, *,
+                      template: str | None = FIXTURE_TEMPLATE, family: str = "qwen2vl") -> PublishedModel:
+        """A GGUF (and its projector, if any) as an Ollama model, with a template layer (Go, like
+        Ollama's, unless another text is given) and params."""
+        model = file_blob(model_file)
+        projector = file_blob(projector_file) if projector_file is not None else None
+        quant = model_file.name.removesuffix(".gguf").rsplit("-", 1)[-1]
         config = bytes_blob(
             json.dumps(
                 {
                     "model_format": "gguf",
-                    "model_family": "qwen2vl",
-                    "model_families": ["qwen2vl", "clip"],
+                    "model_family": family,
+                    "model_families": [family, "clip"] if projector else [family],
                     "model_type": "40M",
                     "file_type": quant,
                     "architecture": "amd64",
                     "os": "linux",
-                    "rootfs": {"type": "layers", "diff_ids": [model.digest, projector.digest]},
+                    "rootfs": {"type": "layers", "diff_ids": [b.digest for b in (model, projector) if b]},
                 }
             ).encode()
         )
-        return self.publish(
-            name,
-            config,
-            [
-                (MODEL_MEDIA_TYPE, model),
-                (PROJECTOR_MEDIA_TYPE, projector),
-                (TEMPLATE_MEDIA_TYPE, template),
-                (PARAMS_MEDIA_TYPE, params),
-            ],
-        )
+        layers = [(MODEL_MEDIA_TYPE, model)]
+        if projector is not None:
+            layers.append((PROJECTOR_MEDIA_TYPE, projector))
+        if template is not None:
+            layers.append((TEMPLATE_MEDIA_TYPE, bytes_blob(template.encode())))
+        layers.append((PARAMS_MEDIA_TYPE, bytes_blob(json.dumps(FIXTURE_PARAMS).encode())))
+        return self.publish(name, config, layers)
 
     # -- what happened --------------------------------------------------------------------------
     def blob_requests(self) -> list[Request]:
@@ -257,7 +264,7 @@ def _handler_for(server: RegistryServer) -> type[BaseHTTPRequestHandler]:
             self._reply_status(404)
 
         def _manifest(self, key: tuple[str, ...]) -> None:
-            published = server._models.get(key)
+            published = server._models.get(server.model_key(*key))
             if published is None:
                 return self._reply_status(404)
             self._record(200)

@@ -25,9 +25,8 @@ def test_quick_benchmark_end_to_end(fixtures, tmp_path, capsys):
     assert "Q4_K_M" in table and "first token (256x171)" in table and "encode 256x171, int8" in table
 
 
-def test_cli_bench_passes_every_option_to_the_runner(capsys):
-    from qvl_local.cli import main
-
-    assert main(["bench", "--help"]) == 0
+def test_documented_runner_shows_its_options(capsys):
+    # README: `python -m benchmarks.run` from a checkout (the installed `qvl-local` has no bench command).
+    assert run.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "--compare-llama-cpp" in out and "--quick" in out

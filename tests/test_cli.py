@@ -1,16 +1,19 @@
 """`qvl-local` end to end: pull from a loopback registry, list, show, run, rm; exit codes and errors."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from qvl_local.cli import main
+from qvl_local.cli import AnswerStats, main
 from qvl_local.store import MODEL_MEDIA_TYPE, PROJECTOR_MEDIA_TYPE, ModelStore
+from qvl_local.threads import MAX_THREADS_PER_CORE, available_cores
 from registry_server import RegistryServer
 from conftest import subprocess_env
+from fixture_tools import link_as
 
 NAME = "library/qwen2vl-tiny:q8_0"
 
@@ -39,16 +42,24 @@ def pull_args(server: RegistryServer, store: Path, name: str = NAME) -> list[str
 def test_help_lists_every_command(capsys) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("run", "pull", "list", "rm", "show", "quantize", "bench", "serve"):
+    for command in ("run", "pull", "list", "rm", "show", "quantize", "serve"):
         assert f"    {command} " in out
     assert "examples:" in out
+    assert "qwen2-vl:2b" not in out  # no such model in Ollama's library: the examples name real ones
+
+
+def test_bench_is_not_a_command_of_the_installed_tool(capsys) -> None:
+    # The benchmarks live in the checkout (`python -m benchmarks.run`), not in the package.
+    assert main(["bench"]) == 2
+    assert "invalid choice: 'bench'" in capsys.readouterr().err
 
 
 def test_run_help_explains_chat_and_options(capsys) -> None:
     assert main(["run", "--help"]) == 0
     out = capsys.readouterr().out
     for option in ("--image", "--video", "--fps", "--mmproj", "--threads", "--ctx-size", "--max-tokens",
-                   "--temperature", "--seed", "--min-pixels", "--max-pixels", "--precision", "/bye"):
+                   "--temperature", "--seed", "--min-pixels", "--max-pixels", "--precision", "--no-pull",
+                   "--verbose", "/bye"):
         assert option in out
 
 
@@ -76,6 +87,30 @@ def test_bad_names_and_missing_models_exit_1(tmp_path: Path, capsys) -> None:
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 3 and all(line.startswith("qvl-local: error: ") for line in errors)
     assert "qvl-local pull not-pulled:latest" in errors[1]
+
+
+def test_name_with_the_tag_before_a_slash_is_explained(tmp_path: Path, capsys) -> None:
+    assert main(["pull", "model:../x", "--models-dir", str(tmp_path)]) == 1
+    error = capsys.readouterr().err
+    assert "':' starts the tag, which must come last" in error
+    assert "'model:..'" not in error
+
+
+def test_cli_hints_name_cli_options_not_python_keywords(fixtures: Path, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "models"
+    link_as(folder, {"model.gguf": fixtures / "gguf" / "qwen2vl-tiny-Q8_0.gguf",
+                     "mmproj-a.gguf": fixtures / "gguf" / "mmproj-qwen2vl-tiny-F16.gguf",
+                     "mmproj-b.gguf": fixtures / "gguf" / "qwen25vl" / "mmproj-qwen25vl-tiny-F16.gguf"})
+    existing = tmp_path / "out.gguf"
+    existing.write_bytes(b"keep me")
+
+    assert main(["run", str(folder / "model.gguf"), "Hello"]) == 1
+    assert main(["quantize", str(folder / "model.gguf"), str(existing), "Q8_0"]) == 1
+
+    ambiguous, exists = capsys.readouterr().err.splitlines()
+    assert "mmproj-a.gguf, mmproj-b.gguf" in ambiguous and "--mmproj" in ambiguous and "mmproj=" not in ambiguous
+    assert "--force" in exists and "overwrite=" not in exists
+    assert existing.read_bytes() == b"keep me"
 
 
 # -- pull, list, show, rm -----------------------------------------------------------------------
@@ -123,6 +158,82 @@ def published_size(server: RegistryServer, fixtures: Path) -> int:
 
 
 # -- run (needs the model runtime) --------------------------------------------------------------
+
+
+def test_run_pulls_a_model_that_is_not_in_the_store(server: RegistryServer, tmp_path: Path) -> None:
+    name = f"http://{server.netloc}/{NAME}"  # the loopback registry speaks plain HTTP
+    options = ["--models-dir", str(tmp_path), "--max-tokens", "4", "--temperature", "0", "--ctx-size", "256"]
+
+    offline = cli("run", name, "--no-pull", *options, "Hello")
+    assert offline.returncode == 1
+    assert "is not in" in offline.stderr and "qvl-local pull" in offline.stderr
+    assert server.requests == []
+
+    pulled = cli("run", name, *options, "Hello")
+    assert pulled.returncode == 0, pulled.stderr
+    assert server.total_blob_bytes_sent() > 0
+    again = cli("run", "qwen2vl-tiny:q8_0", "--no-pull", *options, "Hello")  # now in the store
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == pulled.stdout
+
+
+def test_serve_pulls_before_serving(server: RegistryServer, tmp_path: Path, monkeypatch) -> None:
+    import qvl_local.server
+
+    served = []
+    monkeypatch.setattr(qvl_local.server, "serve", lambda model, *args, **kwargs: served.append((model, kwargs)))
+    name = f"http://{server.netloc}/{NAME}"
+    assert main(["serve", name, "--no-pull", "--models-dir", str(tmp_path)]) == 1
+    assert served == [] and server.requests == []
+
+    assert main(["serve", name, "--models-dir", str(tmp_path), "--ctx-size", "256"]) == 0
+
+    (model, options), = served
+    assert model.has_vision and options["model_id"] == name
+
+
+def test_run_prints_figures_on_stderr_and_caps_threads(server: RegistryServer, tmp_path: Path) -> None:
+    assert cli(*pull_args(server, tmp_path)).returncode == 0
+    limit = MAX_THREADS_PER_CORE * available_cores()
+    options = ["--models-dir", str(tmp_path), "--max-tokens", "6", "--temperature", "0", "--ctx-size", "512"]
+
+    result = cli("run", "qwen2vl-tiny:q8_0", *options, "--threads", "100000", "Describe the weather.")
+
+    assert result.returncode == 0, result.stderr
+    warning, figures = result.stderr.splitlines()
+    assert warning == (f"qvl-local: warning: 100000 threads asked on {available_cores()} cores: using {limit} "
+                       f"({MAX_THREADS_PER_CORE} per core at most; more only slow the work down)")
+    assert re.fullmatch(r"prompt \d+ tokens, first token after \d+\.\d\d s, 6 tokens at \d+\.\d tokens/s", figures)
+    assert result.stdout.count("\n") == 1 and "tokens" not in result.stdout  # the answer alone
+
+
+def test_chat_prints_figures_per_answer_only_when_verbose(server: RegistryServer, tmp_path: Path) -> None:
+    assert cli(*pull_args(server, tmp_path)).returncode == 0
+    options = ["--models-dir", str(tmp_path), "--max-tokens", "3", "--temperature", "0", "--ctx-size", "512"]
+
+    quiet = cli("run", "qwen2vl-tiny:q8_0", *options, stdin="Hi\nAnd?\n")
+    verbose = cli("run", "qwen2vl-tiny:q8_0", *options, "--verbose", stdin="Hi\nAnd?\n")
+
+    assert quiet.returncode == verbose.returncode == 0
+    assert quiet.stderr == ""
+    figures = verbose.stderr.splitlines()
+    assert len(figures) == 2  # one line per answer
+    assert all(re.fullmatch(r"prompt \d+ tokens, first token after \d+\.\d\d s, 3 tokens at \d+\.\d tokens/s", line)
+               for line in figures), figures
+    assert verbose.stdout == quiet.stdout
+
+
+def test_answer_figures_count_tokens_not_held_back_text() -> None:
+    stats = AnswerStats(prompt_tokens=12, started=0.0)
+    assert stats.summary() == "prompt 12 tokens, no new tokens"
+    stats.record(5)
+    stats.first_token_at, stats.last_token_at = 1.5, 1.5
+    stats.record(-1)  # text released at the end: no token
+    assert stats.generated == 1 and stats.summary() == "prompt 12 tokens, first token after 1.50 s, 1 token"
+    stats.record(6)
+    stats.record(7)
+    stats.first_token_at, stats.last_token_at = 1.5, 2.5
+    assert stats.summary() == "prompt 12 tokens, first token after 1.50 s, 3 tokens at 2.0 tokens/s"
 
 
 def test_run_streams_the_same_answer_as_the_api(server: RegistryServer, tmp_path: Path, capsys) -> None:

@@ -22,10 +22,13 @@ from qvl_local.store import (
     PROJECTOR_MEDIA_TYPE,
     InvalidModelNameError,
     ModelNotFoundError,
+    ModelNotPulledError,
     ModelStore,
     parse_name,
+    read_gguf_header,
     resolve_model,
 )
+from fixture_tools import ollama_qwen25vl, without_chat_template
 from registry_server import CONFIG_MEDIA_TYPE, RegistryServer, bytes_blob, file_digest
 
 NAME = "library/qwen2vl-tiny:q8_0"
@@ -73,6 +76,10 @@ def expected_blob_names(published) -> set[str]:
         ("someone/model_x:Q4_K_M", "registry.ollama.ai/someone/model_x:Q4_K_M"),
         ("127.0.0.1:5000/ns/m:t", "127.0.0.1:5000/ns/m:t"),
         ("https://example.com/ns/m", "example.com/ns/m:latest"),
+        ("hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:Q4_K_M", "hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:Q4_K_M"),
+        ("hf.co/Qwen/Qwen3-VL-2B-Instruct-GGUF", "hf.co/Qwen/Qwen3-VL-2B-Instruct-GGUF:latest"),
+        ("huggingface.co/bartowski/Qwen2-VL-2B-Instruct-GGUF:q4_k_m", "hf.co/bartowski/Qwen2-VL-2B-Instruct-GGUF:q4_k_m"),
+        ("https://HuggingFace.co/user.name/repo:Q8_0", "hf.co/user.name/repo:Q8_0"),
     ],
 )
 def test_parse_name_fills_ollama_defaults(text: str, expected: str) -> None:
@@ -87,6 +94,16 @@ def test_parse_name_fills_ollama_defaults(text: str, expected: str) -> None:
 def test_parse_name_rejects_bad_names(text: str) -> None:
     with pytest.raises(InvalidModelNameError):
         parse_name(text)
+
+
+@pytest.mark.parametrize(("text", "says"), [("model:../x", "':' starts the tag, which must come last"),
+                                            ("m:t/x", "':' starts the tag"),
+                                            ("hf.co/Qwen2-VL-2B-Instruct-GGUF", "hf.co/{user}/{repo}[:{quant}]")])
+def test_bad_names_are_explained_in_the_users_terms(text: str, says: str) -> None:
+    with pytest.raises(InvalidModelNameError) as error:
+        parse_name(text)
+    assert says in str(error.value)
+    assert "bad namespace" not in str(error.value)  # 'model:..' is not a namespace the user wrote
 
 
 def test_invalid_name_fails_before_any_request(server: RegistryServer, tmp_path: Path) -> None:
@@ -117,7 +134,8 @@ def test_full_pull_in_parallel_ranges_gives_ollama_layout(
     assert len(model_requests) == -(-published.layers[MODEL_MEDIA_TYPE].size // (4 * MiB))
     assert all(r.status == 206 for r in model_requests)
     assert server.total_blob_bytes_sent() == published.total_size
-    assert resolve_model(str(result.name), models_dir=tmp_path) == (result.model_path, result.mmproj_path)
+    resolved = resolve_model(str(result.name), models_dir=tmp_path)
+    assert (resolved.model_path, resolved.projector_path) == (result.model_path, result.mmproj_path)
 
 
 def test_present_blobs_are_never_fetched_again(server: RegistryServer, published, tmp_path: Path) -> None:
@@ -317,7 +335,135 @@ def test_registry_errors_are_qvl_errors() -> None:
         assert issubclass(error, QvlError)
 
 
+# -- Hugging Face names and Ollama's single-file layout -----------------------------------------
+
+HF_REPO = "ggml-org/Qwen2.5-VL-3B-Instruct-GGUF"
+
+
+@pytest.fixture
+def hf_registry():
+    """A registry that, like Hugging Face's, answers a quantization tag in any case."""
+    with RegistryServer(tags_ignore_case=True) as running:
+        yield running
+
+
+@pytest.mark.parametrize("host", ["hf.co", "huggingface.co"])
+def test_hugging_face_pair_is_stored_under_hf_co(hf_registry: RegistryServer, fixtures: Path, tmp_path: Path,
+                                                 host: str) -> None:
+    pair = fixtures / "gguf" / "qwen25vl"
+    published = hf_registry.publish_model(f"{HF_REPO}:Q8_0", pair / "qwen25vl-tiny-Q8_0.gguf",
+                                          pair / "mmproj-qwen25vl-tiny-F16.gguf")
+
+    result = pull_from(hf_registry, tmp_path, f"{host}/{HF_REPO}:q8_0")  # the tag in another case
+
+    assert str(result.name) == f"hf.co/{HF_REPO}:q8_0"
+    manifest_path = tmp_path / "manifests" / "hf.co" / "ggml-org" / "Qwen2.5-VL-3B-Instruct-GGUF" / "q8_0"
+    assert manifest_path.read_bytes() == published.manifest
+    for spelling in (f"hf.co/{HF_REPO}:Q8_0", f"huggingface.co/{HF_REPO}:q8_0"):
+        resolved = resolve_model(spelling, models_dir=tmp_path)
+        assert sha256_of(resolved.model_path) == file_digest(pair / "qwen25vl-tiny-Q8_0.gguf")
+        assert sha256_of(resolved.projector_path) == file_digest(pair / "mmproj-qwen25vl-tiny-F16.gguf")
+
+
+def test_hugging_face_default_tag_is_latest(hf_registry: RegistryServer, fixtures: Path, tmp_path: Path) -> None:
+    hf_registry.publish_model(f"{HF_REPO}:latest", fixtures / "gguf" / "qwen2vl-tiny-Q8_0.gguf",
+                              fixtures / "gguf" / "mmproj-qwen2vl-tiny-F16.gguf")
+    result = pull_from(hf_registry, tmp_path, f"hf.co/{HF_REPO}")
+    assert (tmp_path / "manifests" / "hf.co" / "ggml-org" / "Qwen2.5-VL-3B-Instruct-GGUF" / "latest").is_file()
+    assert resolve_model(f"hf.co/{HF_REPO}", models_dir=tmp_path).model_path == result.model_path
+
+
+@pytest.fixture(scope="module")
+def ollama_single_file(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ollama_qwen25vl(fixtures, tmp_path_factory)
+
+
+def test_ollama_single_file_model_resolves_to_one_file(server: RegistryServer, ollama_single_file: Path,
+                                                       tmp_path: Path) -> None:
+    # As Ollama's library serves qwen2.5vl: one model layer holding text and vision, a Go template layer.
+    server.publish_model("library/qwen2.5vl:tiny", ollama_single_file, family="qwen25vl")
+
+    pull_from(server, tmp_path, "library/qwen2.5vl:tiny")
+    resolved = resolve_model("qwen2.5vl:tiny", models_dir=tmp_path)
+
+    assert resolved.projector_path is None
+    assert resolved.chat_template is None  # a Go template is never handed to the model
+    assert sha256_of(resolved.model_path) == file_digest(ollama_single_file)
+    header = read_gguf_header(resolved.model_path)
+    assert header.architecture == "qwen25vl"
+    assert any(tensor.name.startswith("v.blk.") for tensor in header.tensors)
+
+
+# -- pulling on demand ----------------------------------------------------------------------------
+
+
+def test_resolve_pulls_a_missing_name_only_when_asked(server: RegistryServer, published, tmp_path: Path) -> None:
+    name = f"http://{server.netloc}/{NAME}"  # the local registry speaks plain HTTP
+    with pytest.raises(ModelNotPulledError, match="qvl-local pull"):
+        resolve_model(name, models_dir=tmp_path)
+    assert server.requests == []
+
+    resolved = resolve_model(name, models_dir=tmp_path, pull=True, progress=False)
+
+    assert sha256_of(resolved.model_path) == published.layers[MODEL_MEDIA_TYPE].digest
+    assert sha256_of(resolved.projector_path) == published.layers[PROJECTOR_MEDIA_TYPE].digest
+    fetched = len(server.requests)
+    assert resolve_model(name, models_dir=tmp_path, pull=True) == resolved
+    assert len(server.requests) == fetched  # present now: nothing is fetched again
+
+
+def test_resolve_pulls_again_when_a_blob_is_missing(server: RegistryServer, published, tmp_path: Path) -> None:
+    name = f"http://{server.netloc}/{NAME}"
+    first = resolve_model(name, models_dir=tmp_path, pull=True, progress=False)
+    first.projector_path.unlink()
+    with pytest.raises(ModelNotPulledError, match="pull the model again"):
+        resolve_model(name, models_dir=tmp_path)
+
+    again = resolve_model(name, models_dir=tmp_path, pull=True, progress=False)
+
+    assert sha256_of(again.projector_path) == published.layers[PROJECTOR_MEDIA_TYPE].digest
+    assert server.blob_bytes_sent[published.layers[MODEL_MEDIA_TYPE].digest] == published.layers[MODEL_MEDIA_TYPE].size
+
+
 # -- load() by name (needs the model runtime) ---------------------------------------------------
+
+
+def test_load_pulls_a_name_that_is_not_in_the_store(server: RegistryServer, published, tmp_path: Path) -> None:
+    import qvl_local
+
+    name = f"http://{server.netloc}/{NAME}"
+    with pytest.raises(ModelNotPulledError):
+        qvl_local.load(name, models_dir=tmp_path, pull=False, n_ctx=256)
+    assert server.requests == []
+
+    model = qvl_local.load(name, models_dir=tmp_path, n_ctx=256)
+
+    assert model.has_vision
+    assert sha256_of(model.text_file.path) == published.layers[MODEL_MEDIA_TYPE].digest
+    assert sha256_of(model.mmproj_file.path) == published.layers[PROJECTOR_MEDIA_TYPE].digest
+
+
+@pytest.mark.parametrize("layer_is_jinja", [True, False])
+def test_template_layer_reaches_the_model_only_when_jinja(server: RegistryServer, fixtures: Path, tmp_path: Path,
+                                                          layer_is_jinja: bool) -> None:
+    import qvl_local
+
+    from test_store import OLLAMA_GO_TEMPLATE
+
+    jinja = json.loads((fixtures / "tokenizer" / "qwen2vl" / "chat_template.json").read_text())["chat_template"]
+    bare = without_chat_template(fixtures / "gguf" / "qwen2vl-tiny-Q8_0.gguf", tmp_path / "no-template.gguf")
+    server.publish_model("library/bare:q8_0", bare, fixtures / "gguf" / "mmproj-qwen2vl-tiny-F16.gguf",
+                         template=jinja if layer_is_jinja else OLLAMA_GO_TEMPLATE)
+    store_dir = tmp_path / "store"
+    pull_from(server, store_dir, "library/bare:q8_0")
+
+    model = qvl_local.load("bare:q8_0", models_dir=store_dir, pull=False, n_ctx=256)
+
+    assert model.text_file.get("tokenizer.chat_template") is None
+    if layer_is_jinja:
+        assert model.tokenizer.chat_template == jinja
+    else:
+        assert model.tokenizer.chat_template != OLLAMA_GO_TEMPLATE  # None, or the model's built-in one
 
 
 def test_load_by_name_after_pull_equals_load_by_path(server: RegistryServer, tmp_path: Path, monkeypatch) -> None:

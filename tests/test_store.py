@@ -12,15 +12,20 @@ from qvl_local.store import (
     MODEL_MEDIA_TYPE,
     PARAMS_MEDIA_TYPE,
     PROJECTOR_MEDIA_TYPE,
+    TEMPLATE_MEDIA_TYPE,
     GGUFArray,
     InvalidModelNameError,
     ModelNotFoundError,
+    ModelNotPulledError,
     ModelStore,
+    ResolvedModel,
     default_models_dir,
+    jinja_template_or_none,
     parse_name,
     read_gguf_header,
     resolve_model,
 )
+from registry_server import FIXTURE_TEMPLATE
 
 CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
 Q8 = "qwen2vl-tiny-Q8_0.gguf"
@@ -33,7 +38,7 @@ def digest_of(data: bytes) -> str:
 
 
 def add_model(store: ModelStore, fixtures: Path, name: str, *, gguf: str = Q8, mmproj: bool = True,
-              config: dict | None = None) -> dict[str, str]:
+              config: dict | None = None, template: str | None = None) -> dict[str, str]:
     """Put a model into the store the way a pull leaves it. The GGUF blobs are symlinks to the
     fixtures (the store only reads them); the small blobs are real files."""
     store.blobs_dir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +53,8 @@ def add_model(store: ModelStore, fixtures: Path, name: str, *, gguf: str = Q8, m
             link.symlink_to(path)
         entries.append({"mediaType": media_type, "digest": digest, "size": path.stat().st_size})
         digests[media_type] = digest
+    if template is not None:
+        entries.append(_write_small_blob(store, TEMPLATE_MEDIA_TYPE, template.encode()))
     params = json.dumps({"stop": ["<|im_end|>"], "model": name}).encode()
     entries.append(_write_small_blob(store, PARAMS_MEDIA_TYPE, params))
     config_entry = _write_small_blob(store, CONFIG_MEDIA_TYPE, json.dumps(config or {}).encode())
@@ -77,8 +84,9 @@ def _write_small_blob(store: ModelStore, media_type: str, data: bytes) -> dict:
 
 def test_plain_path_resolves_to_itself(fixtures: Path) -> None:
     path = fixtures / "gguf" / Q8
-    assert resolve_model(path) == (path, None)
-    assert resolve_model(str(path)) == (path, None)
+    assert resolve_model(path) == ResolvedModel(model_path=path)
+    assert resolve_model(str(path)) == ResolvedModel(model_path=path)
+    assert not resolve_model(path).from_store
 
 
 def test_missing_file_is_reported_as_a_file(tmp_path: Path) -> None:
@@ -90,7 +98,9 @@ def test_name_resolves_to_model_and_projector(fixtures: Path, tmp_path: Path) ->
     store = ModelStore(tmp_path)
     digests = add_model(store, fixtures, "qwen2vl-tiny:q8")
 
-    expected = (store.blob_path(digests[MODEL_MEDIA_TYPE]), store.blob_path(digests[PROJECTOR_MEDIA_TYPE]))
+    expected = ResolvedModel(model_path=store.blob_path(digests[MODEL_MEDIA_TYPE]),
+                             projector_path=store.blob_path(digests[PROJECTOR_MEDIA_TYPE]),
+                             name=parse_name("qwen2vl-tiny:q8"))
     for spelling in ("qwen2vl-tiny:q8", "library/qwen2vl-tiny:q8", "registry.ollama.ai/library/qwen2vl-tiny:q8"):
         assert resolve_model(spelling, models_dir=tmp_path) == expected
     assert (tmp_path / "manifests" / "registry.ollama.ai" / "library" / "qwen2vl-tiny" / "q8").is_file()
@@ -99,7 +109,7 @@ def test_name_resolves_to_model_and_projector(fixtures: Path, tmp_path: Path) ->
 def test_model_without_projector_resolves_to_none(fixtures: Path, tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     add_model(store, fixtures, "text-only", mmproj=False)
-    assert resolve_model("text-only", models_dir=tmp_path)[1] is None
+    assert resolve_model("text-only", models_dir=tmp_path).projector_path is None
 
 
 def test_models_dir_defaults_to_ollama_models(monkeypatch, tmp_path: Path) -> None:
@@ -120,8 +130,57 @@ def test_name_from_another_registry_is_found_without_its_host(fixtures: Path, tm
 
 
 def test_unknown_name_says_how_to_pull(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="qvl-local pull nothing-here:latest"):
-        resolve_model("nothing-here", models_dir=tmp_path)
+    with pytest.raises(ModelNotPulledError, match="qvl-local pull nothing-here:latest"):
+        resolve_model("nothing-here", models_dir=tmp_path)  # pull=False is the default here
+
+
+def test_names_compare_without_case_as_registries_do(fixtures: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    add_model(store, fixtures, "hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:Q4_K_M")
+    stored = parse_name("hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:Q4_K_M")
+    assert (tmp_path / "manifests" / "hf.co" / "ggml-org" / "Qwen2.5-VL-3B-Instruct-GGUF" / "Q4_K_M").is_file()
+
+    for spelling in ("hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:q4_k_m", "HF.CO/GGML-ORG/qwen2.5-vl-3b-instruct-gguf:Q4_k_m",
+                     "huggingface.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:q4_k_m",
+                     "https://huggingface.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:Q4_K_M"):
+        assert store.find(spelling) == stored, spelling
+        assert resolve_model(spelling, models_dir=tmp_path).name == stored
+    with pytest.raises(ModelNotPulledError):
+        resolve_model("hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:Q8_0", models_dir=tmp_path)
+
+
+# -- the template layer -------------------------------------------------------------------------
+
+QWEN2VL_JINJA = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+# The shape of Ollama's own qwen2.5vl template: Go's text/template, with ranges, slices and ends.
+OLLAMA_GO_TEMPLATE = """{{- if .Messages }}{{- range $i, $_ := .Messages }}{{- $last := eq (len (slice $.Messages $i)) 1 -}}
+<|im_start|>{{ .Role }}
+{{ .Content }}{{ if not $last }}<|im_end|>
+{{ end }}{{- if and (ne .Role "assistant") $last }}<|im_end|>
+<|im_start|>assistant
+{{ end }}{{- end }}{{- else }}{{- if .System }}<|im_start|>system
+{{ .System }}<|im_end|>
+{{ end }}{{ if .Prompt }}<|im_start|>user
+{{ .Prompt }}<|im_end|>
+{{ end }}<|im_start|>assistant
+{{ end }}{{ .Response }}{{ if .Response }}<|im_end|>{{ end }}"""
+
+
+@pytest.mark.parametrize(("template", "handed_over"), [(QWEN2VL_JINJA, True), (OLLAMA_GO_TEMPLATE, False),
+                                                        (FIXTURE_TEMPLATE, False), (None, False)])
+def test_template_layer_is_handed_over_only_when_jinja(fixtures: Path, tmp_path: Path, template: str | None,
+                                                       handed_over: bool) -> None:
+    add_model(ModelStore(tmp_path), fixtures, "tiny:q8", template=template)
+    resolved = resolve_model("tiny:q8", models_dir=tmp_path)
+    assert resolved.chat_template == (template if handed_over else None)
+
+
+def test_jinja_templates_are_told_from_go_templates(fixtures: Path) -> None:
+    real_jinja = json.loads((fixtures / "tokenizer" / "qwen2vl" / "chat_template.json").read_text())["chat_template"]
+    assert jinja_template_or_none(real_jinja) == real_jinja
+    assert jinja_template_or_none(QWEN2VL_JINJA) == QWEN2VL_JINJA
+    for not_jinja in (OLLAMA_GO_TEMPLATE, FIXTURE_TEMPLATE, "{% for x in %}broken{% endfor %}", "plain text", "", None):
+        assert jinja_template_or_none(not_jinja) is None
 
 
 @pytest.mark.parametrize("text", ["library/..:passwd", "a/../../b", "library/m:..", "x/..:y"])
@@ -176,7 +235,7 @@ def test_remove_keeps_blobs_shared_with_other_models(fixtures: Path, tmp_path: P
     assert store.blob_path(q8[MODEL_MEDIA_TYPE]) in deleted
     assert not store.blob_path(q8[MODEL_MEDIA_TYPE]).exists()
     assert store.blob_path(q4[PROJECTOR_MEDIA_TYPE]).exists()  # shared: kept
-    assert resolve_model("tiny:q4", models_dir=tmp_path)[1] == store.blob_path(q4[PROJECTOR_MEDIA_TYPE])
+    assert resolve_model("tiny:q4", models_dir=tmp_path).projector_path == store.blob_path(q4[PROJECTOR_MEDIA_TYPE])
     assert [entry.name.short for entry in store.list_models()] == ["tiny:q4"]
 
     store.remove("tiny:q4")

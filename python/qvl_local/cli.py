@@ -2,7 +2,7 @@
 
 Every subcommand turns its arguments into one API call and prints the result; errors become one line
 on stderr and a non-zero exit status (1: the command failed, 2: bad usage, 130: interrupted).
-Optional parts (model runtime, quantizer, benchmarks, server) are imported only when asked for.
+Optional parts (model runtime, quantizer, server) are imported only when asked for.
 """
 from __future__ import annotations
 
@@ -11,29 +11,34 @@ import importlib
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import QvlError
+from .threads import MAX_THREADS_PER_CORE
 
 PROG = "qvl-local"
 
 _DESCRIPTION = """\
-Run Qwen2-VL vision-language models from GGUF files on your own machine.
+Run Qwen-VL vision-language models (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) from GGUF files on your own machine.
 
-Models are GGUF files (weights + an mmproj vision projector) or names pulled from an Ollama
-registry into the Ollama model folder ($OLLAMA_MODELS, default ~/.ollama/models), so models
-already pulled by Ollama are used as they are.
+Models are GGUF files (weights + an mmproj vision projector, or Ollama's single file) or names
+pulled from an Ollama registry or Hugging Face (hf.co/{user}/{repo}[:{quant}]) into the Ollama
+model folder ($OLLAMA_MODELS, default ~/.ollama/models), so models already pulled by Ollama are
+used as they are. `run` and `serve` pull a name that is not there yet.
 
 examples:
-  qvl-local pull qwen2-vl:2b
-  qvl-local run qwen2-vl:2b --image cat.jpg "What is in this picture?"
+  qvl-local run qwen2.5vl:3b --image photo.jpg "What is in this picture?"
+  qvl-local run hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:Q4_K_M --image a.png --image b.png "What changed?"
   qvl-local run model-Q4_K_M.gguf --mmproj mmproj-F16.gguf --video clip.mp4 --fps 1 "Summarize."
-  qvl-local run qwen2-vl:2b              (chat: one message per line, /bye to quit)
+  qvl-local run qwen2.5vl:3b             (chat: one message per line, /bye to quit)
+  qvl-local pull hf.co/Qwen/Qwen3-VL-2B-Instruct-GGUF:Q4_K_M
   qvl-local list
-  qvl-local show qwen2-vl:2b
-  qvl-local rm qwen2-vl:2b
+  qvl-local show qwen2.5vl:3b
+  qvl-local rm qwen2.5vl:3b
 """
 
 
@@ -50,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_request:  # --help, or a usage error argparse already explained
         return exit_request.code if isinstance(exit_request.code, int) else 2
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.handler(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -59,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    """Library warnings (e.g. a thread count that was capped) as one line, like the errors."""
+    print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def _one_line(error: BaseException) -> str:
@@ -90,7 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rm(commands, store_option)
     _add_show(commands, store_option)
     _add_quantize(commands, store_option)
-    _add_bench(commands)
     _add_serve(commands, store_option)
     return parser
 
@@ -106,10 +117,14 @@ def _command(commands: Any, name: str, handler: Callable[[argparse.Namespace], i
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a GGUF file, or a pulled model name such as qwen2-vl:2b")
+    parser.add_argument("model", metavar="MODEL", help="a GGUF file, or a model name such as qwen2.5vl:3b or "
+                        "hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:Q4_K_M (pulled first when not in the store)")
     parser.add_argument("--mmproj", metavar="GGUF", help="vision projector file (default: the pulled model's, "
-                        "or the one mmproj*.gguf next to the model file)")
-    parser.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads (default: all cores)")
+                        "or the *mmproj*.gguf beside the model file that fits it)")
+    parser.add_argument("--no-pull", action="store_true",
+                        help="never download: a model name that is not in the store is an error")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help=f"CPU threads (default: all cores; more than {MAX_THREADS_PER_CORE} per core are capped)")
     parser.add_argument("--ctx-size", type=_positive_int, default=4096, metavar="N",
                         help="context length in tokens, prompt + answer (default: %(default)s)")
     parser.add_argument("--min-pixels", type=_positive_int, metavar="N",
@@ -128,7 +143,9 @@ def _add_run(commands: Any, store_option: argparse.ArgumentParser) -> None:
         parents=[store_option],
         epilog="Without PROMPT, reads one message per line and keeps the conversation (the cached\n"
                "prefix is reused, so earlier turns are not computed again). /clear forgets it, /bye quits.\n\n"
-               "example:\n  qvl-local run qwen2-vl:2b --image a.png --image b.png \"What changed?\"",
+               "After an answer, a line on stderr gives the prompt tokens, the time to the first token\n"
+               "and the answer's tokens per second (in chat, with --verbose).\n\n"
+               "example:\n  qvl-local run qwen2.5vl:3b --image a.png --image b.png \"What changed?\"",
     )
     _add_model_options(parser)
     parser.add_argument("prompt", nargs="?", metavar="PROMPT", help="the question; omit it to chat")
@@ -140,12 +157,18 @@ def _add_run(commands: Any, store_option: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=_non_negative_float, metavar="T",
                         help="sampling temperature; 0 is greedy and repeatable (default: 0)")
     parser.add_argument("--seed", type=_non_negative_int, metavar="S", help="random seed for sampling")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print the prompt tokens, time to first token and tokens/s after every answer")
 
 
 def _add_pull(commands: Any, store_option: argparse.ArgumentParser) -> None:
-    parser = _command(commands, "pull", _pull, "download a model from an Ollama registry", parents=[store_option],
-                      epilog="Blobs already in the store are not downloaded again; an interrupted pull resumes.")
-    parser.add_argument("name", metavar="NAME", help="[host/][namespace/]model[:tag], e.g. qwen2-vl:2b")
+    parser = _command(commands, "pull", _pull, "download a model from an Ollama registry or Hugging Face",
+                      parents=[store_option],
+                      epilog="Blobs already in the store are not downloaded again; an interrupted pull resumes.\n\n"
+                             "examples:\n  qvl-local pull qwen2.5vl:3b\n"
+                             "  qvl-local pull hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:Q4_K_M")
+    parser.add_argument("name", metavar="NAME", help="[host/][namespace/]model[:tag], e.g. qwen2.5vl:3b, or "
+                        "hf.co/{user}/{repo}[:{quant}] for a Hugging Face GGUF repository")
     parser.add_argument("--registry", metavar="URL",
                         help="registry base URL (default: https://<host of NAME>, i.e. registry.ollama.ai)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -185,29 +208,12 @@ def _add_quantize(commands: Any, store_option: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_bench(commands: Any) -> None:
-    # No --help of its own: `qvl-local bench --help` shows the benchmark runner's options.
-    help_text = "measure speed (arguments go to the benchmark runner)"
-    parser = commands.add_parser("bench", help=help_text, description=help_text, add_help=False)
-    parser.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="ARGS",
-                        help="benchmark options (see `qvl-local bench --help`)")
-    parser.set_defaults(handler=_bench, command_parser=_BenchArguments())
-
-
-class _BenchArguments:
-    """Stands in for `bench`'s parser when options follow it (argparse leaves them over): every
-    token after `bench` goes to the benchmark runner as it is."""
-
-    def parse_intermixed_args(self, tokens: list[str]) -> argparse.Namespace:
-        return argparse.Namespace(handler=_bench, bench_args=list(tokens))
-
-
 def _add_serve(commands: Any, store_option: argparse.ArgumentParser) -> None:
     parser = _command(commands, "serve", _serve, "serve a model over an OpenAI-compatible HTTP API",
                       parents=[store_option],
                       epilog="Endpoints: POST /v1/chat/completions, GET /v1/models, GET /health. Requests run one\n"
                              "at a time; a conversation that continues reuses the cached prefix.\n\n"
-                             "example:\n  QVL_API_KEY=secret qvl-local serve qwen2-vl:2b --port 8000 --media-dir ~/videos")
+                             "example:\n  QVL_API_KEY=secret qvl-local serve qwen2.5vl:3b --port 8000 --media-dir ~/videos")
     _add_model_options(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=_port, default=8000, help="port to listen on (default: %(default)s)")
@@ -255,26 +261,31 @@ def _run(args: argparse.Namespace) -> int:
     }
     if args.prompt is not None:
         messages = [{"role": "user", "content": [*media, {"type": "text", "text": args.prompt}]}]
-        _print_stream(model.chat(messages, stream=True, **generation))
+        _answer(model, messages, generation, show_stats=True)
         return 0
-    return _chat(model, media, generation)
+    return _chat(model, media, generation, show_stats=args.verbose)
 
 
 def _load_model(args: argparse.Namespace) -> Any:
-    from .store import resolve_model
+    from .projector import AmbiguousProjectorError, NoFittingProjectorError
 
     load = _optional_feature("qvl_local.model", "load", "running a model")
-    model_path, store_mmproj = resolve_model(args.model, models_dir=args.models_dir)
-    mmproj = args.mmproj or store_mmproj
-    return load(
-        model_path,
-        mmproj=mmproj,
-        n_threads=args.threads,
-        n_ctx=args.ctx_size,
-        min_pixels=args.min_pixels,
-        max_pixels=args.max_pixels,
-        precision=args.precision,
-    )
+    try:
+        return load(
+            args.model,
+            mmproj=args.mmproj,
+            n_threads=args.threads,
+            n_ctx=args.ctx_size,
+            min_pixels=args.min_pixels,
+            max_pixels=args.max_pixels,
+            precision=args.precision,
+            models_dir=args.models_dir,
+            pull=not args.no_pull,
+        )
+    except AmbiguousProjectorError as error:
+        raise QvlError(error.describe("choose one with --mmproj")) from None
+    except NoFittingProjectorError as error:
+        raise QvlError(error.describe("name the right one with --mmproj")) from None
 
 
 def _media_parts(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -287,19 +298,63 @@ def _media_parts(args: argparse.Namespace) -> list[dict[str, Any]]:
     return parts
 
 
-def _print_stream(pieces: Iterable[str]) -> str:
-    """Print text pieces as they come; returns the whole text."""
+def _answer(model: Any, messages: list[dict[str, Any]], generation: dict[str, Any], *, show_stats: bool) -> str:
+    """Stream the answer to stdout, as the model writes it; with show_stats, then a line of figures to
+    stderr (so a piped answer stays clean). Returns the whole answer."""
+    from .chat import render_chat
+
+    started = time.perf_counter()
+    rendered = render_chat(messages, template=model.tokenizer.chat_template)
+    prepared = model.prepare_prompt(rendered.prompt, rendered.images, rendered.videos)
+    stats = AnswerStats(prompt_tokens=len(prepared), started=started)
     received = []
-    for piece in pieces:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-        received.append(piece)
+    for text, token in model.generate(prepared, stream=True, **generation):
+        stats.record(token)
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            received.append(text)
     sys.stdout.write("\n")
     sys.stdout.flush()
+    if show_stats:
+        print(stats.summary(), file=sys.stderr)
     return "".join(received)
 
 
-def _chat(model: Any, media: list[dict[str, Any]], generation: dict[str, Any]) -> int:
+@dataclass
+class AnswerStats:
+    """The figures `llama-cli` and `ollama run --verbose` users look at: prompt length, time to the
+    first token (media preprocessing, vision encoder and prefill included: the wait the user sees)
+    and the decode rate from the first token to the last."""
+
+    prompt_tokens: int
+    started: float  # time.perf_counter() before the prompt was built
+    generated: int = 0
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+
+    def record(self, token_id: int) -> None:
+        if token_id < 0:
+            return  # text held back until the end (a partial stop string), not a new token
+        now = time.perf_counter()
+        if self.first_token_at is None:
+            self.first_token_at = now
+        self.last_token_at = now
+        self.generated += 1
+
+    def summary(self) -> str:
+        prompt = f"prompt {self.prompt_tokens} tokens"
+        if self.first_token_at is None or self.last_token_at is None:
+            return f"{prompt}, no new tokens"
+        first = f"first token after {self.first_token_at - self.started:.2f} s"
+        decode_time = self.last_token_at - self.first_token_at
+        if self.generated < 2 or decode_time <= 0:
+            return f"{prompt}, {first}, {self.generated} token"
+        rate = (self.generated - 1) / decode_time
+        return f"{prompt}, {first}, {self.generated} tokens at {rate:.1f} tokens/s"
+
+
+def _chat(model: Any, media: list[dict[str, Any]], generation: dict[str, Any], *, show_stats: bool) -> int:
     """One user message per input line; the images/video given on the command line go with the first."""
     interactive = sys.stdin.isatty()
     if interactive:
@@ -321,7 +376,7 @@ def _chat(model: Any, media: list[dict[str, Any]], generation: dict[str, Any]) -
             continue
         history.append({"role": "user", "content": [*pending_media, {"type": "text", "text": text}]})
         pending_media = []
-        answer = _print_stream(model.chat(history, stream=True, **generation))
+        answer = _answer(model, history, generation, show_stats=show_stats)
         history.append({"role": "assistant", "content": answer})
     return 0
 
@@ -360,12 +415,12 @@ def _rm(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from .store import ModelStore, resolve_model
 
-    model_path, store_mmproj = resolve_model(args.model, models_dir=args.models_dir)
-    _describe_gguf("model", model_path, tensors=args.tensors)
-    mmproj = args.mmproj or store_mmproj
+    resolved = resolve_model(args.model, models_dir=args.models_dir)
+    _describe_gguf("model", resolved.model_path, tensors=args.tensors)
+    mmproj = args.mmproj or resolved.projector_path
     if mmproj:
         _describe_gguf("projector", Path(mmproj), tensors=args.tensors)
-    if not Path(args.model).expanduser().is_file():
+    if resolved.from_store:
         _describe_layers(ModelStore(args.models_dir), args.model)
     return 0
 
@@ -380,6 +435,9 @@ def _describe_gguf(title: str, path: Path, *, tensors: bool) -> None:
     print(f"  file type     {header.file_type_name or '?'}")
     histogram = ", ".join(f"{kind} {count}" for kind, count in sorted(header.tensor_type_histogram().items()))
     print(f"  tensors       {len(header.tensors)} ({histogram})")
+    vision_tensors = sum(tensor.name.startswith("v.") for tensor in header.tensors)
+    if vision_tensors and header.architecture != "clip":
+        print(f"  vision        in this file ({vision_tensors} v.* tensors: no projector file needed)")
     for key, value in header.metadata.items():
         if key.startswith("tokenizer.") and key not in ("tokenizer.ggml.model", "tokenizer.ggml.tokens"):
             continue  # token lists, merges and the chat template would drown the rest
@@ -404,7 +462,8 @@ def _format_value(value: object) -> str:
 
 
 def _describe_layers(store: Any, text: str) -> None:
-    from .store import LICENSE_MEDIA_TYPE, PARAMS_MEDIA_TYPE, SYSTEM_MEDIA_TYPE, TEMPLATE_MEDIA_TYPE
+    from .store import (LICENSE_MEDIA_TYPE, PARAMS_MEDIA_TYPE, SYSTEM_MEDIA_TYPE, TEMPLATE_MEDIA_TYPE,
+                        jinja_template_or_none)
 
     name = store.find(text)
     manifest = store.read_manifest(name)
@@ -412,15 +471,18 @@ def _describe_layers(store: Any, text: str) -> None:
     for title, media_type in (("params", PARAMS_MEDIA_TYPE), ("system", SYSTEM_MEDIA_TYPE),
                               ("template", TEMPLATE_MEDIA_TYPE), ("license", LICENSE_MEDIA_TYPE)):
         content = store.read_text_layer(manifest, media_type)
-        if content is not None:
-            first_lines = content.strip().splitlines()[:8]
-            print(f"{title}")
-            for line in first_lines:
-                print(f"  {line}")
+        if content is None:
+            continue
+        if media_type == TEMPLATE_MEDIA_TYPE and jinja_template_or_none(content) is None:
+            title += " (an Ollama Go template: not used, the model's own chat template applies)"
+        print(f"{title}")
+        for line in content.strip().splitlines()[:8]:
+            print(f"  {line}")
 
 
 def _quantize(args: argparse.Namespace) -> int:
     from .store import resolve_model
+    from .threads import thread_count
 
     quantize_gguf = _optional_feature("qvl_local.quantize", "quantize_gguf", "quantization")
     if args.type and args.type_option and args.type.upper() != args.type_option.upper():
@@ -428,9 +490,11 @@ def _quantize(args: argparse.Namespace) -> int:
     quant_type = args.type or args.type_option
     if not quant_type:
         raise ValueError("no quantization type given (e.g. Q4_K_M, as TYPE or --type)")
-    source, _ = resolve_model(args.source, models_dir=args.models_dir)
+    if Path(args.destination).exists() and not args.force:
+        raise QvlError(f"output file exists: {args.destination} (--force replaces it)")
+    source = resolve_model(args.source, models_dir=args.models_dir).model_path
     report = quantize_gguf(source, args.destination, quant_type, overwrite=args.force,
-                           progress=not args.quiet, n_threads=args.threads)
+                           progress=not args.quiet, n_threads=thread_count(args.threads))
     for warning in report.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     print(f"wrote {report.destination} ({report.file_type.name}, {format_size(report.destination_bytes)} from "
@@ -440,15 +504,6 @@ def _quantize(args: argparse.Namespace) -> int:
             for summary in report.by_type()]
     _print_table(("TYPE", "TENSORS", "SIZE", "REL RMS ERROR", "WORST TENSOR"), rows)
     return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    try:
-        run_benchmarks = _optional_feature("qvl_local.bench", "main", "benchmarking")
-    except QvlError:
-        run_benchmarks = _optional_feature("benchmarks.run", "main", "benchmarking")
-    status = run_benchmarks(args.bench_args)
-    return status if isinstance(status, int) else 0
 
 
 def _serve(args: argparse.Namespace) -> int:

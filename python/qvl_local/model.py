@@ -27,16 +27,7 @@ from .prompt_cache import PromptCache
 from .tokenizer import Tokenizer
 from .video import DEFAULT_FPS
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Model", "PreparedPrompt", "VisionUnavailableError", "find_mmproj", "load"]
-
-
-def find_mmproj(model_path: Path) -> Path | None:
-    """The projector beside a model file: the one `mmproj*.gguf` in its folder, if any."""
-    candidates = sorted(p for p in model_path.parent.glob("mmproj*.gguf") if p.is_file())
-    if len(candidates) > 1:
-        listing = ", ".join(p.name for p in candidates)
-        raise QvlError(f"several mmproj files next to {model_path.name} ({listing}); pass mmproj= to choose one")
-    return candidates[0] if candidates else None
+__all__ = ["DEFAULT_MAX_PIXELS", "Model", "PreparedPrompt", "VisionUnavailableError", "load"]
 
 
 def load(
@@ -50,11 +41,18 @@ def load(
     max_pixels: int | None = None,
     precision: str = "fast",
     models_dir: str | os.PathLike[str] | None = None,
+    pull: bool = True,
 ) -> "Model":
-    """Open a Qwen2-VL model from a GGUF path or a pulled model name ("qwen2-vl:2b").
+    """Open a Qwen-VL model from a GGUF path or a model name ("qwen2.5vl:3b",
+    "hf.co/ggml-org/Qwen2.5-VL-3B-Instruct-GGUF:Q4_K_M").
 
-    `mmproj`: the vision projector file; None finds `mmproj*.gguf` beside the model (or the
-    projector layer of a pulled model); False loads the text model alone.
+    A name not in the store yet is pulled from its registry first (progress bars on a terminal;
+    an interrupted pull resumes), as `ollama run` does; `pull=False` makes that an error instead.
+    `mmproj`: the vision projector file; None takes a pulled model's projector layer, or for a file
+    the projector beside it that belongs to it (see `qvl_local.projector`); False loads the text
+    model alone.
+    `n_threads`: None uses every available core; fewer than 1 is a ValueError, more than a few per
+    core are capped with a warning.
     `precision`: "fast" (8-bit activations, integer kernels), "exact" (float activations) or
     "int8" ("fast", and float weights such as an F16 projector's are also multiplied as 8-bit
     Q8_0 blocks: the quickest image encoding, with ~2% RMS error in the vision embeddings against
@@ -62,19 +60,22 @@ def load(
     `min_pixels` / `max_pixels`: the image budget; the default max is 1280 tokens (see
     DEFAULT_MAX_PIXELS), HF's processor allows 12845056 pixels.
     """
+    from .projector import find_projector
     from .store import resolve_model
+    from .threads import thread_count
 
-    model_path, store_mmproj = resolve_model(path, models_dir=models_dir)
-    if mmproj is None and holds_vision_encoder(model_path):
-        mmproj_path = model_path  # one file with text and vision (Ollama's layout)
+    n_threads = thread_count(n_threads)  # before a pull, which may take long
+    resolved = resolve_model(path, models_dir=models_dir, pull=pull)
+    if mmproj is None and holds_vision_encoder(resolved.model_path):
+        mmproj_path = resolved.model_path  # one file with text and vision (Ollama's layout)
     elif mmproj is None:
-        mmproj_path = store_mmproj or find_mmproj(model_path)
+        mmproj_path = resolved.projector_path if resolved.from_store else find_projector(resolved.model_path)
     elif mmproj is False:
         mmproj_path = None
     else:
         mmproj_path = Path(mmproj)
-    return Model(
-        model_path,
+    model = Model(
+        resolved.model_path,
         mmproj_path,
         n_threads=n_threads,
         n_ctx=n_ctx,
@@ -83,6 +84,10 @@ def load(
         max_pixels=max_pixels,
         precision=precision,
     )
+    if resolved.chat_template is not None and model.text_file.get("tokenizer.chat_template") is None:
+        # The registry's Jinja template layer, ahead of any built-in fallback (Go templates never get here).
+        model.tokenizer.chat_template = resolved.chat_template
+    return model
 
 
 class Model:

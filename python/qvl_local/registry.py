@@ -105,7 +105,7 @@ def pull(
     """
     model_name, base_url = _locate(name, registry)
     store = ModelStore(models_dir)
-    show_progress = sys.stderr.isatty() if progress is None else progress
+    show_progress = progress_shown(progress)
     with httpx.Client(
         follow_redirects=True,
         timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 15.0)),
@@ -128,6 +128,11 @@ def pull(
         downloaded_bytes=downloaded,
         reused_bytes=manifest.total_size - downloaded,
     )
+
+
+def progress_shown(progress: bool | None) -> bool:
+    """Whether a pull with this `progress` setting draws progress bars: None means when stderr is a terminal."""
+    return sys.stderr.isatty() if progress is None else progress
 
 
 def _locate(name: str, registry: str | None) -> tuple[ModelName, str]:

@@ -13,17 +13,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gguf
+import jinja2
+from jinja2.ext import loopcontrols
 
 from .errors import ModelFormatError, QvlError
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
+# Hugging Face's Ollama-compatible registry: `hf.co/{user}/{repo}[:{quant}]` serves a GGUF repo's file of
+# that quantization as the model layer and its mmproj as the projector layer. Both spellings of the
+# host reach it; models are stored under `hf.co`, as Ollama stores them.
+HF_HOST = "hf.co"
+_HF_HOST_SPELLINGS = {HF_HOST, "huggingface.co", "www.huggingface.co"}
 
 MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
@@ -45,6 +53,15 @@ class ModelNotFoundError(QvlError, LookupError):
     """The model is neither in the local store nor a file (or the registry does not know it)."""
 
 
+class ModelNotPulledError(ModelNotFoundError):
+    """A model name whose manifest or blobs are not (completely) in the local store: pulling it helps.
+    `name` is the model concerned."""
+
+    def __init__(self, message: str, name: ModelName) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 # ---------------------------------------------------------------------------------------------------
 # Names and digests. Both become path components, so they are validated before any path is built:
 # a part starts with a letter, digit or underscore and holds no '/', so '..' or an absolute path cannot
@@ -53,6 +70,7 @@ class ModelNotFoundError(QvlError, LookupError):
 _PART_PATTERNS = {
     "host": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,349}(:[0-9]{1,5})?"),
     "namespace": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,79}"),
+    "Hugging Face user": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"),
     "model": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"),
     "tag": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"),
 }
@@ -109,23 +127,47 @@ def has_explicit_host(text: str) -> bool:
 
 
 def parse_name(text: str, *, default_host: str = DEFAULT_HOST) -> ModelName:
-    """Parse `[http(s)://][host/][namespace/]model[:tag]`, filling in the defaults."""
+    """Parse `[http(s)://][host/][namespace/]model[:tag]`, filling in the defaults.
+    `huggingface.co/...` is read as `hf.co/...`."""
     _, rest = split_scheme(text.strip())
     if not rest or len(rest) > 512:
         raise InvalidModelNameError(f"invalid model name {text!r}: empty or longer than 512 characters")
     pieces = rest.split("/")
     if len(pieces) > 3:
         raise InvalidModelNameError(f"invalid model name {text!r}: too many '/' (form [host/][namespace/]model[:tag])")
+    _check_piece_layout(pieces, text)
     last = pieces[-1]
     model, _, tag = last.rpartition(":") if ":" in last else (last, "", DEFAULT_TAG)
     host = pieces[0] if len(pieces) == 3 else default_host
+    host = HF_HOST if host.lower() in _HF_HOST_SPELLINGS else host
     namespace = pieces[-2] if len(pieces) >= 2 else DEFAULT_NAMESPACE
+    namespace_kind = "Hugging Face user" if host == HF_HOST else "namespace"
     return ModelName(
         host=_check_part("host", host, text),
-        namespace=_check_part("namespace", namespace, text),
+        namespace=_check_part(namespace_kind, namespace, text),
         model=_check_part("model", model, text),
         tag=_check_part("tag", tag, text),
     )
+
+
+def _check_piece_layout(pieces: list[str], text: str) -> None:
+    """Errors that name what the user got wrong, before a piece is misread as another part."""
+    first_is_host = len(pieces) == 3
+    for index, piece in enumerate(pieces[:-1]):
+        if ":" in piece and not (index == 0 and first_is_host):  # a host may carry its port
+            raise InvalidModelNameError(
+                f"invalid model name {text!r}: ':' starts the tag, which must come last "
+                f"(form [host[:port]/][namespace/]model[:tag])"
+            )
+    if not first_is_host and pieces[0].lower() in _HF_HOST_SPELLINGS:
+        raise InvalidModelNameError(
+            f"invalid model name {text!r}: Hugging Face models are named {HF_HOST}/{{user}}/{{repo}}[:{{quant}}]"
+        )
+
+
+def _folded(name: ModelName) -> tuple[str, ...]:
+    """The name's parts for a case-insensitive comparison: registries treat `Q4_K_M` and `q4_k_m` alike."""
+    return tuple(part.casefold() for part in name.parts)
 
 
 def check_digest(digest: str) -> str:
@@ -246,8 +288,8 @@ class ModelStore:
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise ModelNotFoundError(
-                f"model {name.short} is not in {self.root} (download it with `qvl-local pull {name.short}`)"
+            raise ModelNotPulledError(
+                f"model {name.short} is not in {self.root} (download it with `qvl-local pull {name.short}`)", name
             ) from None
         try:
             return parse_manifest(raw)
@@ -277,23 +319,27 @@ class ModelStore:
         return sorted(found, key=str)
 
     def find(self, text: str) -> ModelName:
-        """The stored model a user means. Without a host, the default registry's copy wins; a model
-        pulled from another registry is found too when exactly one host has it."""
+        """The stored model a user means. Names compare without case, as registries treat them (the
+        exact spelling wins). Without a host, the default registry's copy wins; a model pulled from
+        another registry is found too when exactly one host has it."""
         name = parse_name(text)
-        if has_explicit_host(text) or self.manifest_path(name).is_file():
+        if self.manifest_path(name).is_file():
             return name
-        same_elsewhere = [
-            other for other in self.names() if (other.namespace, other.model, other.tag) == name.parts[1:]
-        ]
-        if len(same_elsewhere) == 1:
-            return same_elsewhere[0]
-        if len(same_elsewhere) > 1:
-            choices = ", ".join(str(other) for other in same_elsewhere)
-            raise ModelNotFoundError(f"{text!r} is ambiguous: it is stored from several registries ({choices})")
-        return name  # read_manifest() reports it missing, with a hint
+        # Compare from the host on when the name gives one, else from the namespace on.
+        first_part = 0 if has_explicit_host(text) else 1
+        wanted = _folded(name)[first_part:]
+        matches = [other for other in self.names() if _folded(other)[first_part:] == wanted]
+        on_named_host = [other for other in matches if other.host.casefold() == name.host.casefold()]
+        chosen = on_named_host or matches
+        if len(chosen) > 1:
+            choices = ", ".join(str(other) for other in chosen)
+            raise ModelNotFoundError(f"{text!r} is ambiguous: the store holds several models of that name ({choices})")
+        return chosen[0] if chosen else name  # read_manifest() reports a missing one, with a hint
 
-    def resolve(self, text: str) -> tuple[Path, Path | None]:
-        """The model's GGUF and its projector (mmproj) GGUF, or None when it has none."""
+    def resolve(self, text: str) -> ResolvedModel:
+        """The model's GGUF, its projector (mmproj) GGUF when the manifest has one, and its template
+        layer when that is a Jinja template. A model without a projector layer is either text only or
+        Ollama's single-file layout, whose model blob holds the vision tensors (`v.*`) too."""
         name = self.find(text)
         manifest = self.read_manifest(name)
         model_layer = manifest.layer(MODEL_MEDIA_TYPE)
@@ -302,12 +348,16 @@ class ModelStore:
         projector_layer = manifest.layer(PROJECTOR_MEDIA_TYPE)
         for layer in filter(None, (model_layer, projector_layer)):
             if not self.has_blob(layer):
-                raise ModelNotFoundError(
+                raise ModelNotPulledError(
                     f"model {name.short}: blob {layer.digest} is missing or incomplete in {self.blobs_dir} "
-                    f"(pull the model again)"
+                    f"(pull the model again)", name
                 )
-        model_path = self.blob_path(model_layer.digest)
-        return model_path, self.blob_path(projector_layer.digest) if projector_layer else None
+        return ResolvedModel(
+            model_path=self.blob_path(model_layer.digest),
+            projector_path=self.blob_path(projector_layer.digest) if projector_layer else None,
+            chat_template=jinja_template_or_none(self.read_text_layer(manifest, TEMPLATE_MEDIA_TYPE)),
+            name=name,
+        )
 
     def list_models(self) -> list[ModelEntry]:
         entries = []
@@ -385,17 +435,69 @@ class ModelStore:
             directory = directory.parent
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What a model path or name stands for: the files to load and what the store adds to them.
+
+    `projector_path` is the manifest's projector layer (llama.cpp's mmproj); None for a file path (the
+    caller may look for a projector beside it) and for a stored model without one. `chat_template` is
+    the manifest's template layer when it is a Jinja template, for use when the GGUF carries none.
+    `name` is the stored model's name; None for a file path."""
+
+    model_path: Path
+    projector_path: Path | None = None
+    chat_template: str | None = None
+    name: ModelName | None = None
+
+    @property
+    def from_store(self) -> bool:
+        return self.name is not None
+
+
 def resolve_model(
-    name_or_path: str | os.PathLike[str], *, models_dir: str | os.PathLike[str] | None = None
-) -> tuple[Path, Path | None]:
-    """An existing file is used as is (no mmproj implied); anything else is a model name in the store."""
+    name_or_path: str | os.PathLike[str],
+    *,
+    models_dir: str | os.PathLike[str] | None = None,
+    pull: bool = False,
+    progress: bool | None = None,
+) -> ResolvedModel:
+    """An existing file is used as is (no projector implied); anything else is a model name in the
+    store. With `pull`, a name the store lacks (or holds incompletely) is pulled from its registry
+    first, as `ollama run` does; without it, that is a ModelNotPulledError."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
-        return path, None
+        return ResolvedModel(model_path=path)
     text = os.fspath(name_or_path)
     if path.suffix.lower() == ".gguf" or text.startswith((".", "~", os.sep)):
         raise ModelNotFoundError(f"no such model file: {text}")
-    return ModelStore(models_dir).resolve(text)
+    store = ModelStore(models_dir)
+    try:
+        return store.resolve(text)
+    except ModelNotPulledError as missing:
+        if not pull:
+            raise
+        # The name as typed keeps its scheme; a short name that found a model of another registry
+        # (whose blobs are gone) is pulled from that registry.
+        source = text if parse_name(text) == missing.name else str(missing.name)
+    from .registry import progress_shown, pull as pull_model  # registry imports this module
+
+    if progress_shown(progress):
+        print(f"pulling {source} (not in {store.root} yet)", file=sys.stderr)
+    pull_model(source, models_dir=store.root, progress=progress)
+    return store.resolve(text)
+
+
+def jinja_template_or_none(text: str | None) -> str | None:
+    """`text` when it is a Jinja chat template, as GGUF files carry them; None for anything else. Ollama's
+    template layers are Go templates (`{{ .Prompt }}`, `{{ if .System }}`, never a `{% %}` statement),
+    whose meaning differs: they are not interpreted, the model's own template applies instead."""
+    if not text or "{%" not in text:
+        return None
+    try:
+        jinja2.Environment(extensions=[loopcontrols]).parse(text)
+    except jinja2.TemplateSyntaxError:
+        return None
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------
