@@ -40,28 +40,20 @@ def isa(request: pytest.FixtureRequest):
     ops.set_isa(previous)
 
 
-def make_ollama_qwen25vl(fixtures: Path, out: Path, *extra: str) -> Path:
-    """The Qwen2.5-VL fixture pair in Ollama's single-file layout, written by the fixtures' own tool."""
-    import subprocess
-    import sys
-
-    tool = fixtures / "tools" / "make_ollama_qwen25vl.py"
-    pair = [fixtures / "gguf/qwen25vl/qwen25vl-tiny-Q8_0.gguf", fixtures / "gguf/qwen25vl/mmproj-qwen25vl-tiny-F16.gguf"]
-    subprocess.run([sys.executable, str(tool), *map(str, pair), str(out), *extra], check=True, capture_output=True)
-    return out
-
-
 @pytest.fixture(scope="session")
 def ollama_file(fixtures: Path, tmp_path_factory) -> Path:
     """qwen25vl-tiny as one file (general.architecture = qwen25vl, text and v.* tensors together)."""
-    return make_ollama_qwen25vl(fixtures, tmp_path_factory.mktemp("ollama") / "qwen2.5vl-tiny.gguf")
+    from fixture_tools import ollama_qwen25vl  # imports this module: not at its top
+
+    return ollama_qwen25vl(fixtures, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def ollama_file_without_template(fixtures: Path, tmp_path_factory) -> Path:
     """The same without tokenizer.chat_template, as Ollama blobs whose template is a registry layer."""
-    out = tmp_path_factory.mktemp("ollama-no-template") / "qwen2.5vl-tiny.gguf"
-    return make_ollama_qwen25vl(fixtures, out, "--no-chat-template")
+    from fixture_tools import ollama_qwen25vl
+
+    return ollama_qwen25vl(fixtures, tmp_path_factory, chat_template=False)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
