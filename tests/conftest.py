@@ -40,6 +40,22 @@ def isa(request: pytest.FixtureRequest):
     ops.set_isa(previous)
 
 
+@pytest.fixture(scope="session")
+def ollama_file(fixtures: Path, tmp_path_factory) -> Path:
+    """qwen25vl-tiny as one file (general.architecture = qwen25vl, text and v.* tensors together)."""
+    from fixture_tools import ollama_qwen25vl  # imports this module: not at its top
+
+    return ollama_qwen25vl(fixtures, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def ollama_file_without_template(fixtures: Path, tmp_path_factory) -> Path:
+    """The same without tokenizer.chat_template, as Ollama blobs whose template is a registry layer."""
+    from fixture_tools import ollama_qwen25vl
+
+    return ollama_qwen25vl(fixtures, tmp_path_factory, chat_template=False)
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for a child `python -m qvl_local`: it imports the very package this test run
     imported (installed or a development tree), not whatever else is on the path."""

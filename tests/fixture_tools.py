@@ -13,17 +13,20 @@ import pytest
 from conftest import subprocess_env
 
 
-def ollama_qwen25vl(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ollama_qwen25vl(fixtures: Path, tmp_path_factory: pytest.TempPathFactory, *, chat_template: bool = True) -> Path:
     """The qwen25vl-tiny pair in Ollama's single-file layout (text and `v.*` vision tensors in one GGUF,
-    `general.architecture = qwen25vl`), written by the fixtures' own tool."""
-    out = tmp_path_factory.getbasetemp() / "ollama-layout" / "qwen25vl-tiny-ollama.gguf"
+    `general.architecture = qwen25vl`), written by the fixtures' own tool; without `tokenizer.chat_template`
+    (the tool's --no-chat-template, as blobs whose template is a registry layer) when chat_template is False."""
+    name = "qwen25vl-tiny-ollama.gguf" if chat_template else "qwen25vl-tiny-ollama-no-template.gguf"
+    out = tmp_path_factory.getbasetemp() / "ollama-layout" / name
     if not out.is_file():
         out.parent.mkdir(exist_ok=True)
         partial = out.with_suffix(".partial")
         pair = fixtures / "gguf" / "qwen25vl"
+        flags = [] if chat_template else ["--no-chat-template"]
         subprocess.run([sys.executable, str(fixtures / "tools" / "make_ollama_qwen25vl.py"),
-                        str(pair / "qwen25vl-tiny-Q8_0.gguf"), str(pair / "mmproj-qwen25vl-tiny-F16.gguf"), str(partial)],
-                       check=True, capture_output=True, env=subprocess_env(), timeout=300)
+                        str(pair / "qwen25vl-tiny-Q8_0.gguf"), str(pair / "mmproj-qwen25vl-tiny-F16.gguf"), str(partial),
+                        *flags], check=True, capture_output=True, env=subprocess_env(), timeout=300)
         partial.rename(out)
     return out
 

@@ -22,13 +22,16 @@ import numpy as np
 import pytest
 
 import qvl_local
-from qvl_local.generation import GenerationConfig
+from golden import (
+    EXACT_EMBEDDING_ATOL,
+    check_generate_from_media_files,
+    check_logits,
+    check_teacher_forced_greedy,
+    media_arrays,
+)
 
 QUANTS = {"q8_0": "qwen2vl-tiny-Q8_0.gguf", "q4_k_m": "qwen2vl-tiny-Q4_K_M.gguf"}
 CASES = ["a_text", "b_image", "c_2images", "c_2images_pil", "d_video"]
-EXACT_LOGITS_ATOL = 2e-4
-EXACT_EMBEDDING_ATOL = 1e-4
-FAST_LOGITS_LIMITS = {"q8_0": (0.35, 0.07), "q4_k_m": (0.45, 0.10)}  # (max abs, RMS)
 
 
 @pytest.fixture(scope="module", params=list(QUANTS))
@@ -45,31 +48,13 @@ def reference(fixtures: Path, quant: str, case: str):
     return np.load(fixtures / f"ref/qwen2vl-tiny/{quant}/{case}.npz")
 
 
-def media_arrays(ref) -> dict:
-    if "pixel_values" in ref:
-        return {"pixel_values": ref["pixel_values"], "image_grid_thw": ref["image_grid_thw"]}
-    if "pixel_values_videos" in ref:
-        return {"pixel_values_videos": ref["pixel_values_videos"], "video_grid_thw": ref["video_grid_thw"]}
-    return {}
-
-
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("precision", ["exact", "fast"])
 def test_logits(model, fixtures, quant, case, precision) -> None:
     ref = reference(fixtures, quant, case)
     logits = model.forward(ref["input_ids"], precision=precision, **media_arrays(ref))
     assert logits.shape == (len(ref["input_ids"]), model.config.text.vocab_size)
-    error = logits[-1] - ref["logits_last"]
-    if precision == "exact":
-        np.testing.assert_allclose(logits[-1], ref["logits_last"], rtol=0, atol=EXACT_LOGITS_ATOL)
-        if "logits_all" in ref:
-            np.testing.assert_allclose(logits, ref["logits_all"], rtol=0, atol=EXACT_LOGITS_ATOL)
-    else:
-        max_abs, rms = FAST_LOGITS_LIMITS[quant]
-        assert np.abs(error).max() < max_abs
-        assert np.sqrt(np.mean(error**2)) < rms
-        if "logits_all" in ref:
-            assert np.sqrt(np.mean((logits - ref["logits_all"]) ** 2)) < rms
+    check_logits(logits, ref, precision, quant)
 
 
 @pytest.mark.parametrize("case", ["b_image", "c_2images", "c_2images_pil", "d_video"])
@@ -87,34 +72,9 @@ def test_vision_embeddings(model, fixtures, quant, case) -> None:
 def test_teacher_forced_greedy_steps(model, fixtures, quant, case, precision) -> None:
     """Each reference greedy token is our argmax when the earlier ones are fed in, through the KV cache."""
     ref = reference(fixtures, quant, case)
-    decoder = model._decoder
-    ids = ref["input_ids"].astype(np.int32)
-    positions = ref["position_ids_with_generated"].astype(np.int32)
     arrays = media_arrays(ref)
-    embeddings = rows = None
-    if arrays:
-        pixels, grids = list(arrays.values())
-        embeddings = model.encode_pixels(pixels, grids, precision=precision)
-        pad = model.config.tokens.video_pad if "video_grid_thw" in arrays else model.config.tokens.image_pad
-        rows = np.flatnonzero(ids == pad).astype(np.int32)
-    model.reset()
-    logits = decoder.forward(ids, np.ascontiguousarray(positions[:, : len(ids)]), embeddings=embeddings,
-                             embedded_rows=rows, precision=precision)
-    for step, token in enumerate(ref["greedy_tokens"]):
-        top5 = ref["greedy_top5_ids"][step]
-        assert int(np.argmax(logits)) == token, f"step {step}: reference top5 {top5.tolist()}"
-        where = len(ids) + step
-        logits = decoder.forward(np.array([token], np.int32), np.ascontiguousarray(positions[:, where:where + 1]),
-                                 precision=precision)
-    model.reset()
-
-
-def _media_files(fixtures: Path, ref) -> dict:
-    if "image_files" in ref:
-        return {"images": [fixtures / "media" / name for name in ref["image_files"]]}
-    if "video_files" in ref:
-        return {"videos": [[fixtures / "media" / name for name in ref["video_files"]]]}
-    return {}
+    embeddings = model.encode_pixels(*list(arrays.values())[:2], precision=precision) if arrays else None
+    check_teacher_forced_greedy(model, ref, precision, embeddings=embeddings)
 
 
 @pytest.mark.parametrize("case", ["a_text", "b_image", "c_2images_pil", "d_video"])
@@ -126,12 +86,7 @@ def test_generate_from_media_files(model, fixtures, quant, case, precision) -> N
     pixels of c_2images differ by up to 0.24 where an image is upscaled.
     """
     ref = reference(fixtures, quant, case)
-    result = model.generate(str(ref["prompt"]), config=GenerationConfig(max_new_tokens=8), precision=precision,
-                            **_media_files(fixtures, ref))
-    assert result.prompt_tokens == len(ref["input_ids"])
-    assert result.token_ids == ref["greedy_tokens"].tolist()
-    assert result.text == str(ref["greedy_text"])
-    assert result.finish_reason == "length"
+    check_generate_from_media_files(model, fixtures, ref, precision)
 
 
 def test_chat_matches_reference_prompt(model, fixtures, quant) -> None:

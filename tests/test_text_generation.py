@@ -93,8 +93,8 @@ def test_follow_up_question_reuses_the_cached_image_and_turns(model, fixtures, m
     recorder = RecordingDecoder(model._decoder)
     monkeypatch.setattr(model, "_decoder", recorder)
     encodes = []
-    real_encode = model.encode_pixels
-    monkeypatch.setattr(model, "encode_pixels", lambda *a, **k: encodes.append(1) or real_encode(*a, **k))
+    real_encode = model._vision_features  # what the prompt path encodes through (embeddings + deepstack)
+    monkeypatch.setattr(model, "_vision_features", lambda *a, **k: encodes.append(1) or real_encode(*a, **k))
     model.reset()
 
     answer = model.chat(messages, max_new_tokens=4, precision="exact")

@@ -10,14 +10,13 @@ The int8 path also rounds the F16 weights to Q8_0 blocks: measured RMS relative 
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qvl_local import _core
-from qvl_local.config import _vision_config
+from qvl_local.config import _vision_config, vision_spec
 from qvl_local.errors import ModelFormatError
 from qvl_local.gguf_file import GGUFFile
 
@@ -42,7 +41,7 @@ def mmproj(fixtures: Path) -> GGUFFile:
 
 @pytest.fixture(scope="module")
 def vision(mmproj: GGUFFile) -> _core.VisionModel:
-    return _core.VisionModel(mmproj.handle, dataclasses.asdict(_vision_config(mmproj)), 2)
+    return _core.VisionModel(mmproj.handle, vision_spec(_vision_config(mmproj)), _core.ThreadPool(2))
 
 
 def load_case(fixtures: Path, case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,22 +160,33 @@ def test_bad_shapes_raise_value_error(vision, pixels_shape, grid, message):
         vision.encode(np.zeros(pixels_shape, np.float32), np.array(grid, dtype=np.int64))
 
 
-def test_bad_precision_and_params_raise_value_error(mmproj, vision):
+def spec_with(mmproj: GGUFFile, **changes) -> _core.VisionSpec:
+    spec = vision_spec(_vision_config(mmproj))
+    for name, value in changes.items():
+        setattr(spec, name, value)
+    return spec
+
+
+def test_bad_precision_and_spec_raise_value_error(mmproj, vision):
     pixels = np.zeros((4, 1176), np.float32)
     with pytest.raises(ValueError, match="precision"):
         vision.encode(pixels, np.array([[1, 2, 2]]), precision="bf16")
-    params = dataclasses.asdict(_vision_config(mmproj))
-    del params["num_heads"]
-    with pytest.raises(ValueError, match="num_heads"):
-        _core.VisionModel(mmproj.handle, params, 1)
+    with pytest.raises(ValueError, match="over 3 heads"):
+        _core.VisionModel(mmproj.handle, spec_with(mmproj, num_heads=3), _core.ThreadPool(1))
+    with pytest.raises(ValueError, match="one tensor per temporal patch slice"):
+        _core.VisionModel(mmproj.handle, spec_with(mmproj, patch_embed_names=["v.patch_embd.weight"]), _core.ThreadPool(1))
+    with pytest.raises(ValueError, match="full-attention layer out of range"):
+        _core.VisionModel(mmproj.handle, spec_with(mmproj, full_attention_layers=[4]), _core.ThreadPool(1))
 
 
-def test_parameters_that_do_not_fit_the_file_raise_model_format_error(fixtures, mmproj):
-    params = dataclasses.asdict(_vision_config(mmproj))
+def test_specs_that_do_not_fit_the_file_raise_model_format_error(fixtures, mmproj):
+    pool = _core.ThreadPool(1)
     with pytest.raises(ModelFormatError, match="v.blk.0.ffn_up.weight"):
-        _core.VisionModel(mmproj.handle, {**params, "intermediate_size": 512}, 1)
+        _core.VisionModel(mmproj.handle, spec_with(mmproj, intermediate_size=512), pool)
     with pytest.raises(ModelFormatError, match="more than the 3 vision blocks"):
-        _core.VisionModel(mmproj.handle, {**params, "num_layers": 3}, 1)
+        _core.VisionModel(mmproj.handle, spec_with(mmproj, num_layers=3), pool)
+    with pytest.raises(ModelFormatError, match="v.blk.0.ffn_gate.weight"):
+        _core.VisionModel(mmproj.handle, spec_with(mmproj, mlp=_core.VisionMlpKind.swiglu), pool)
     text = GGUFFile(fixtures / "gguf" / "qwen2vl-tiny-Q8_0.gguf")
     with pytest.raises(ModelFormatError, match="v.post_ln.weight"):
-        _core.VisionModel(text.handle, params, 1)
+        _core.VisionModel(text.handle, spec_with(mmproj), pool)

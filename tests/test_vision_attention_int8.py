@@ -11,14 +11,13 @@ lies well above the GEMMs' difference). On the golden cases (<= 192 patches) the
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qvl_local import _core
-from qvl_local.config import _vision_config
+from qvl_local.config import _vision_config, vision_spec
 from qvl_local.gguf_file import GGUFFile
 from test_vision import CASES, INT8_MAX_RELATIVE, INT8_RMS_RELATIVE, load_case, rms_relative
 
@@ -36,7 +35,7 @@ needs_int8_attention = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def vision(fixtures: Path) -> _core.VisionModel:
     mmproj = GGUFFile(fixtures / "gguf" / "mmproj-qwen2vl-tiny-F16.gguf")
-    return _core.VisionModel(mmproj.handle, dataclasses.asdict(_vision_config(mmproj)), 2)
+    return _core.VisionModel(mmproj.handle, vision_spec(_vision_config(mmproj)), _core.ThreadPool(2))
 
 
 def encode_int8(vision: _core.VisionModel, pixels: np.ndarray, grid: np.ndarray, isa: str, **kwargs) -> np.ndarray:

@@ -9,14 +9,13 @@ this machine, so the tolerance of 1e-5 leaves ~10x room.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from qvl_local import _core
-from qvl_local.config import _vision_config
+from qvl_local.config import _vision_config, vision_spec
 from qvl_local.gguf_file import GGUFFile
 
 RAGGED_GRID = np.array([[1, 10, 14], [1, 6, 10], [2, 4, 6]], dtype=np.int64)  # (t, h, w) per image/video
@@ -27,7 +26,7 @@ VECTOR_ISAS = [isa for isa in _core.available_isas() if isa != "scalar"]
 @pytest.fixture(scope="module")
 def vision(fixtures: Path) -> _core.VisionModel:
     mmproj = GGUFFile(fixtures / "gguf" / "mmproj-qwen2vl-tiny-F16.gguf")
-    return _core.VisionModel(mmproj.handle, dataclasses.asdict(_vision_config(mmproj)), 2)
+    return _core.VisionModel(mmproj.handle, vision_spec(_vision_config(mmproj)), _core.ThreadPool(2))
 
 
 @pytest.fixture(scope="module")

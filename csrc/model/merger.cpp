@@ -6,26 +6,24 @@
 
 namespace qvl {
 
-PatchMerger::PatchMerger(const GgufFile& file, int64_t hidden, int64_t merge, int64_t merger_hidden,
-                         int64_t out_hidden)
+PatchMerger::PatchMerger(const GgufFile& file, const MergerSpec& spec, int64_t hidden, int64_t merge,
+                         int64_t merger_hidden, int64_t out_hidden)
     : hidden_(hidden),
       merge_(merge),
-      norm_weight_(f32_vector(file, "v.post_ln.weight", hidden)),
-      norm_bias_(f32_vector(file, "v.post_ln.bias", hidden)),
-      expand_(Linear::load(file, "mm.0", merger_hidden, merge * merge * hidden)),
-      project_(Linear::load(file, "mm.2", out_hidden, merger_hidden)) {}
+      norm_after_merge_(spec.norm_after_merge),
+      norm_(Norm::load(file, spec.norm_name, spec.norm, spec.norm_after_merge ? merge * merge * hidden : hidden,
+                       kNormEps)),
+      expand_(Linear::load(file, spec.fc1_name, merger_hidden, merge * merge * hidden)),
+      project_(Linear::load(file, spec.fc2_name, out_hidden, merger_hidden)) {}
 
 void PatchMerger::forward(const float* patches, int64_t n_patches, float* out, Precision precision,
                           ThreadPool& pool) const {
   const int64_t n_tokens = n_patches / patches_per_token();
-  // Normalised patches [n_patches, hidden] are, read row-major, already the windows' concatenations
-  // [n_tokens, merge^2 * hidden]: consecutive patches form a window.
+  // Patches [n_patches, hidden] are, read row-major, already the windows' concatenations
+  // [n_tokens, merge^2 * hidden]: consecutive patches form a window. So normalising each patch or each
+  // window is the same buffer cut into rows of a different width.
   std::vector<float> windows(static_cast<size_t>(n_patches * hidden_));
-  parallel_rows(pool, n_patches, [&](int64_t first, int64_t end) {
-    for (int64_t i = first; i < end; ++i) {
-      layer_norm(patches + i * hidden_, norm_weight_, norm_bias_, hidden_, kNormEps, windows.data() + i * hidden_);
-    }
-  });
+  norm_.forward(patches, norm_after_merge_ ? n_tokens : n_patches, windows.data(), pool);
   const int64_t width = expand_.weight.rows;
   std::vector<float> expanded(static_cast<size_t>(n_tokens * width));
   expand_.forward(windows.data(), n_tokens, expanded.data(), precision, pool);

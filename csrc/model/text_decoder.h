@@ -1,5 +1,6 @@
-// The Qwen2 decoder of Qwen2-VL: token embedding, blocks of RMSNorm -> GQA attention with M-RoPE ->
-// RMSNorm -> SwiGLU MLP, final norm, output projection (the token embedding when the file ties them).
+// The decoder: token embedding, blocks of RMSNorm -> GQA attention with M-RoPE -> RMSNorm -> SwiGLU MLP,
+// final norm, output projection (the token embedding when the file ties them). What differs between the
+// Qwen2 and Qwen3 blocks, the M-RoPE layout and deepstack come from the TextSpec.
 // Weights are views into the mapped GGUF; the KV cache and every activation buffer are allocated once.
 #pragma once
 #include <cstdint>
@@ -10,23 +11,12 @@
 #include "kernels/kernels.h"
 #include "backend/backend.h"
 #include "gguf/gguf_file.h"
+#include "model/activation_dump.h"
 #include "model/kv_cache.h"
+#include "model/model_spec.h"
 #include "model/mrope.h"
 
 namespace qvl {
-
-struct TextHyperParams {
-  int64_t vocab_size = 0;
-  int64_t hidden_size = 0;
-  int64_t intermediate_size = 0;
-  int64_t num_layers = 0;
-  int64_t num_heads = 0;
-  int64_t num_kv_heads = 0;
-  int64_t head_dim = 0;
-  double rope_theta = 1e6;
-  float rms_norm_eps = 1e-6f;
-  int mrope_sections[3] = {0, 0, 0};
-};
 
 enum class LogitsWanted { None, Last, All };
 
@@ -36,39 +26,51 @@ struct TokenBatch {
   int64_t n = 0;
   const int32_t* ids = nullptr;
   const int32_t* positions = nullptr;  // [3][n]
-  const float* embeddings = nullptr;   // [n_embedded][hidden]: these rows replace the ids' embeddings
+  // [n_embedded][1 + n_deepstack][hidden]: per embedded row the embedding that replaces its id's, then
+  // its deepstack features, the k-th added to the row's hidden state after layer k.
+  const float* embeddings = nullptr;
   const int32_t* embedded_rows = nullptr;  // [n_embedded] indices into the batch
   int64_t n_embedded = 0;
+  int64_t n_deepstack = 0;  // 0, or the spec's deepstack_layers
 };
 
 class TextDecoder {
  public:
-  TextDecoder(std::shared_ptr<GgufFile> file, const TextHyperParams& params, int64_t n_ctx, int64_t n_batch, int n_threads);
+  // The pool is shared with the vision encoder of the same model.
+  TextDecoder(std::shared_ptr<GgufFile> file, const TextSpec& spec, int64_t n_ctx, int64_t n_batch,
+              std::shared_ptr<ThreadPool> pool);
 
-  const TextHyperParams& params() const { return params_; }
+  const TextSpec& spec() const { return spec_; }
   int64_t n_past() const { return cache_.size(); }
   int64_t n_ctx() const { return cache_.capacity(); }
   void truncate(int64_t n_past) { cache_.truncate(n_past); }
   size_t kv_cache_bytes() const { return cache_.bytes(); }
 
   // Appends the batch to the cache and runs it in chunks of n_batch. logits receives vocab_size floats
-  // for the last token (Last) or for every token (All).
-  void forward(const TokenBatch& batch, LogitsWanted wanted, float* logits, Precision precision);
+  // for the last token (Last) or for every token (All). dump, when given, receives "input" and
+  // "block.<i>" (every token's hidden state after layer i).
+  void forward(const TokenBatch& batch, LogitsWanted wanted, float* logits, Precision precision,
+               ActivationDump* dump = nullptr);
 
  private:
   struct Layer {
     const float* attn_norm;
     WeightView q, k, v, o;
-    const float *q_bias, *k_bias, *v_bias;
+    const float *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr;  // TextBlockKind::Qwen2
+    const float *q_norm = nullptr, *k_norm = nullptr;                     // TextBlockKind::Qwen3, [head_dim]
     const float* ffn_norm;
     WeightView gate, up, down;
   };
 
+  Layer load_layer(int64_t index);
   void forward_chunk(const TokenBatch& batch, int64_t begin, int64_t count, LogitsWanted wanted, float* logits,
-                     Precision precision);
+                     Precision precision, ActivationDump* dump);
   void embed(const TokenBatch& batch, int64_t begin, int64_t count);
+  void add_deepstack(const TokenBatch& batch, int64_t layer, int64_t begin, int64_t count);
   void attention_block(const Layer& layer, int64_t index, const TokenBatch& batch, int64_t begin, int64_t count,
                        Precision precision);
+  // Biases (Qwen2) or per-head q/k norms (Qwen3) on one token's projections, before RoPE.
+  void prepare_query_key(const Layer& layer, float* q, float* k, float* v) const;
   void mlp_block(const Layer& layer, int64_t count, Precision precision);
   void project_logits(const float* hidden_rows, int64_t count, float* logits, Precision precision);
   // row_fn(i) for i < count, on the pool's threads (a single row, as in decode, runs on the calling
@@ -79,9 +81,9 @@ class TextDecoder {
   WeightView matrix(const std::string& name, int64_t rows, int64_t cols) const;
 
   std::shared_ptr<GgufFile> file_;
-  TextHyperParams params_;
+  TextSpec spec_;
   int64_t n_batch_;
-  ThreadPool pool_;
+  std::shared_ptr<ThreadPool> pool_;
   MRope rope_;
   KvCache cache_;
   AttentionShape attention_shape_;

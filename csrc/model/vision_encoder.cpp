@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "backend/backend.h"
+#include "model/window_order.h"
 
 namespace qvl {
 
@@ -13,18 +15,33 @@ namespace {
 
 constexpr int64_t kChannels = 3;
 
-int64_t checked_head_dim(const GgufFile& file, const VisionHyperParams& p) {
-  const int64_t sizes[] = {p.hidden_size,         p.intermediate_size,  p.num_layers,
-                           p.num_heads,           p.patch_size,         p.temporal_patch_size,
-                           p.spatial_merge_size,  p.merger_hidden_size, p.out_hidden_size};
-  if (*std::min_element(std::begin(sizes), std::end(sizes)) <= 0 || !(p.layer_norm_eps > 0.0f)) {
+int64_t checked_head_dim(const GgufFile& file, const VisionSpec& s) {
+  const int64_t sizes[] = {s.hidden_size,         s.intermediate_size,  s.num_layers,
+                           s.num_heads,           s.patch_size,         s.temporal_patch_size,
+                           s.spatial_merge_size,  s.merger_hidden_size, s.out_hidden_size};
+  if (*std::min_element(std::begin(sizes), std::end(sizes)) <= 0 || !(s.layer_norm_eps > 0.0f)) {
     throw ModelFormatError(file.path() + ": vision parameters must all be positive");
   }
-  if (p.hidden_size % p.num_heads != 0 || (p.hidden_size / p.num_heads) % 4 != 0) {
-    throw ModelFormatError(file.path() + ": vision width " + std::to_string(p.hidden_size) + " over " +
-                           std::to_string(p.num_heads) + " heads does not give a head size that is a multiple of 4");
+  if (s.hidden_size % s.num_heads != 0 || (s.hidden_size / s.num_heads) % 4 != 0) {
+    throw ModelFormatError(file.path() + ": vision width " + std::to_string(s.hidden_size) + " over " +
+                           std::to_string(s.num_heads) + " heads does not give a head size that is a multiple of 4");
   }
-  return p.hidden_size / p.num_heads;
+  if (static_cast<int64_t>(s.patch_embed_names.size()) != s.temporal_patch_size) {
+    throw std::invalid_argument("vision spec: patch_embed_names needs one tensor per temporal patch slice");
+  }
+  if (s.deepstack_layers.size() != s.deepstack_mergers.size()) {
+    throw std::invalid_argument("vision spec: one deepstack merger per deepstack layer");
+  }
+  for (int64_t layer : s.full_attention_layers) {
+    if (layer < 0 || layer >= s.num_layers) throw std::invalid_argument("vision spec: full-attention layer out of range");
+  }
+  for (int64_t layer : s.deepstack_layers) {
+    if (layer < 0 || layer >= s.num_layers) throw std::invalid_argument("vision spec: deepstack layer out of range");
+  }
+  if (s.window_size < 0 || (s.window_size > 0 && s.window_size % (s.patch_size * s.spatial_merge_size) != 0)) {
+    throw std::invalid_argument("vision spec: window_size must be a multiple of patch_size x spatial_merge_size");
+  }
+  return s.hidden_size / s.num_heads;
 }
 
 // cu_seqlens of the reference: every frame of every grid is its own attention segment.
@@ -36,66 +53,101 @@ std::vector<int64_t> frame_bounds(const std::vector<GridThw>& grids) {
   return bounds;
 }
 
+std::string block_prefix(int64_t index) { return "v.blk." + std::to_string(index) + "."; }
+
 }  // namespace
 
-// Everything one encode call writes, allocated once per call. `work` holds q, k, v and the attention
-// context side by side during attention and is reused for the MLP's wide activations afterwards.
+// Everything one encode call writes, allocated once per call. The rows of x are in attention order:
+// the preprocessor's order, or window by window when the spec has windows (`order`). `work` holds q, k,
+// v and the attention context side by side during attention and is reused for the MLP's wide
+// activations afterwards.
 struct VisionEncoder::Activations {
-  Activations(int64_t n_patches, const VisionHyperParams& p, int64_t head_dim, const std::vector<GridThw>& grids,
+  Activations(int64_t n_patches, const VisionSpec& s, int64_t head_dim, const std::vector<GridThw>& grids,
               int n_threads)
       : n(n_patches),
-        x(static_cast<size_t>(n * p.hidden_size)),
+        order(s.window_size > 0 ? window_order(grids, s.spatial_merge_size,
+                                               s.window_size / s.patch_size / s.spatial_merge_size)
+                                : WindowOrder{}),
+        x(static_cast<size_t>(n * s.hidden_size)),
         normed(x.size()),
-        work(static_cast<size_t>(n * std::max(4 * p.hidden_size, p.intermediate_size))),
+        work(static_cast<size_t>(n * std::max(4 * s.hidden_size, mlp_width(s)))),
         q(work.data()),
-        k(q + n * p.hidden_size),
-        v(k + n * p.hidden_size),
-        context(v + n * p.hidden_size),
-        mlp(work.data()),
-        rope(head_dim, patch_positions(grids, p.spatial_merge_size)),
-        attention(p.num_heads, head_dim, frame_bounds(grids), n_threads) {}
+        k(q + n * s.hidden_size),
+        v(k + n * s.hidden_size),
+        context(v + n * s.hidden_size),
+        rope(head_dim, attention_positions(grids, s.spatial_merge_size), s.rope_theta),
+        frames(s.num_heads, head_dim, frame_bounds(grids), n_threads) {
+    if (s.window_size > 0) windows.emplace(s.num_heads, head_dim, order.window_bounds, n_threads);
+  }
+
+  static int64_t mlp_width(const VisionSpec& s) {
+    return s.mlp == VisionMlpKind::SwiGlu ? 2 * s.intermediate_size : s.intermediate_size;
+  }
+
+  bool reordered() const { return !order.token_order.empty(); }
+
+  std::vector<PatchPosition> attention_positions(const std::vector<GridThw>& grids, int64_t merge) const {
+    std::vector<PatchPosition> positions = patch_positions(grids, merge);
+    if (order.token_order.empty()) return positions;
+    const int64_t unit = merge * merge;
+    std::vector<PatchPosition> reordered(positions.size());
+    for (size_t j = 0; j < order.token_order.size(); ++j) {
+      std::copy_n(positions.begin() + order.token_order[j] * unit, unit, reordered.begin() + j * unit);
+    }
+    return reordered;
+  }
 
   int64_t n;
-  std::vector<float> x;       // [n][hidden] the residual stream
-  std::vector<float> normed;  // [n][hidden] LayerNorm output, then a projection's output
+  WindowOrder order;          // empty without windows
+  std::vector<float> x;       // [n][hidden] the residual stream, in attention order
+  std::vector<float> normed;  // [n][hidden] a norm's output, then a projection's output
   std::vector<float> work;
   float* q;
   float* k;
   float* v;
   float* context;
-  float* mlp;  // [n][intermediate]
   VisionRope rope;
-  SegmentedAttention attention;
+  SegmentedAttention frames;                  // each frame attends to itself
+  std::optional<SegmentedAttention> windows;  // each window attends to itself
 };
 
-VisionEncoder::VisionEncoder(std::shared_ptr<GgufFile> file, const VisionHyperParams& params, ThreadPool* pool)
+VisionEncoder::VisionEncoder(std::shared_ptr<GgufFile> file, const VisionSpec& spec, std::shared_ptr<ThreadPool> pool)
     : file_(std::move(file)),
-      params_(params),
-      pool_(pool),
-      head_dim_(checked_head_dim(*file_, params)),
-      merger_(*file_, params.hidden_size, params.spatial_merge_size, params.merger_hidden_size,
-              params.out_hidden_size) {
-  if (pool_ == nullptr) throw std::invalid_argument("VisionEncoder needs a thread pool");
+      spec_(spec),
+      pool_(std::move(pool)),
+      head_dim_(checked_head_dim(*file_, spec)),
+      merger_(*file_, spec.merger, spec.hidden_size, spec.spatial_merge_size, spec.merger_hidden_size,
+              spec.out_hidden_size) {
+  if (!pool_) throw std::invalid_argument("VisionEncoder needs a thread pool");
   load_patch_embedding();
-  for (int64_t i = 0; i < params_.num_layers; ++i) blocks_.push_back(load_block(i));
-  if (file_->find_tensor("v.blk." + std::to_string(params_.num_layers) + ".ln1.weight") != nullptr) {
-    throw ModelFormatError(file_->path() + ": the file has more than the " + std::to_string(params_.num_layers) +
+  load_position_grid();
+  for (int64_t i = 0; i < spec_.num_layers; ++i) blocks_.push_back(load_block(i));
+  if (file_->find_tensor(block_prefix(spec_.num_layers) + "ln1.weight") != nullptr) {
+    throw ModelFormatError(file_->path() + ": the file has more than the " + std::to_string(spec_.num_layers) +
                            " vision blocks the parameters name");
+  }
+  windowed_layer_.assign(static_cast<size_t>(spec_.num_layers), spec_.window_size > 0);
+  for (int64_t layer : spec_.full_attention_layers) windowed_layer_[layer] = false;
+  deepstack_tap_of_layer_.assign(static_cast<size_t>(spec_.num_layers), -1);
+  for (size_t tap = 0; tap < spec_.deepstack_layers.size(); ++tap) {
+    deepstack_tap_of_layer_[spec_.deepstack_layers[tap]] = static_cast<int64_t>(tap);
+    deepstack_mergers_.emplace_back(*file_, spec_.deepstack_mergers[tap], spec_.hidden_size, spec_.spatial_merge_size,
+                                    spec_.merger_hidden_size, spec_.out_hidden_size);
   }
 }
 
 // The converter split the Conv3D kernel [hidden][channel][t][row][col] into one tensor per temporal
-// slice t, each [hidden][channel][row][col] (`v.patch_embd.weight`, `v.patch_embd.weight.1`, ...).
-// Interleaving them back gives one matrix whose columns follow the pixel rows' (channel, t, row, col).
+// slice t, each [hidden][channel][row][col] (spec.patch_embed_names). Interleaving them back gives one
+// matrix whose columns follow the pixel rows' (channel, t, row, col).
 void VisionEncoder::load_patch_embedding() {
-  const int64_t p = params_.patch_size;
-  const int64_t frames = params_.temporal_patch_size;
-  const int64_t hidden = params_.hidden_size;
+  const int64_t p = spec_.patch_size;
+  const int64_t frames = spec_.temporal_patch_size;
+  const int64_t hidden = spec_.hidden_size;
   const int64_t slice_cols = kChannels * p * p;
   std::vector<float> slice(static_cast<size_t>(hidden * slice_cols));
   patch_embed_values_.assign(static_cast<size_t>(hidden * frames * slice_cols), 0.0f);
   for (int64_t t = 0; t < frames; ++t) {
-    const std::string name = t == 0 ? "v.patch_embd.weight" : "v.patch_embd.weight." + std::to_string(t);
+    const std::string& name = spec_.patch_embed_names[t];
     const GgufTensorInfo& info = file_->tensor(name);
     const std::vector<int64_t> expected{p, p, kChannels, hidden};
     const bool float_type = info.type == GgmlType::F32 || info.type == GgmlType::F16 || info.type == GgmlType::BF16;
@@ -116,35 +168,65 @@ void VisionEncoder::load_patch_embedding() {
   }
   patch_embed_ = WeightView{GgmlType::F32, hidden, frames * slice_cols,
                             reinterpret_cast<const uint8_t*>(patch_embed_values_.data())};
+  if (!spec_.patch_bias_name.empty()) patch_bias_ = f32_vector(*file_, spec_.patch_bias_name, hidden);
+}
+
+// A square grid of side x side learned positions, each `hidden` wide (ggml shape [hidden, side^2]).
+void VisionEncoder::load_position_grid() {
+  if (spec_.position_embed_name.empty()) return;
+  const std::string& name = spec_.position_embed_name;
+  const GgufTensorInfo& info = file_->tensor(name);
+  const int64_t hidden = spec_.hidden_size;
+  const int64_t entries = info.dims.size() == 2 && info.dims[0] == hidden ? info.dims[1] : 0;
+  int64_t side = 0;
+  while ((side + 1) * (side + 1) <= entries) ++side;
+  const bool float_type = info.type == GgmlType::F32 || info.type == GgmlType::F16 || info.type == GgmlType::BF16;
+  if (entries == 0 || side * side != entries || !float_type) {
+    throw ModelFormatError(file_->path() + ": tensor '" + name + "' should be F32/F16/BF16 of ggml shape [" +
+                           std::to_string(hidden) + ", side * side], found " + type_name(info.type));
+  }
+  const float* table = reinterpret_cast<const float*>(file_->tensor_data(info));
+  if (info.type != GgmlType::F32) {
+    position_values_.resize(static_cast<size_t>(entries * hidden));
+    dequantize_rows(WeightView{info.type, entries, hidden, file_->tensor_data(info)}, 0, entries, position_values_.data());
+    table = position_values_.data();
+  }
+  position_grid_.emplace(table, side, hidden);
 }
 
 VisionEncoder::Block VisionEncoder::load_block(int64_t index) const {
   const GgufFile& f = *file_;
-  const std::string prefix = "v.blk." + std::to_string(index) + ".";
-  const int64_t d = params_.hidden_size;
+  const std::string prefix = block_prefix(index);
+  const int64_t d = spec_.hidden_size, wide = spec_.intermediate_size;
   Block block;
-  block.norm1_weight = f32_vector(f, prefix + "ln1.weight", d);
-  block.norm1_bias = f32_vector(f, prefix + "ln1.bias", d);
-  block.q = Linear::load(f, prefix + "attn_q", d, d);
-  block.k = Linear::load(f, prefix + "attn_k", d, d);
-  block.v = Linear::load(f, prefix + "attn_v", d, d);
+  block.norm1 = Norm::load(f, prefix + "ln1", spec_.block_norm, d, spec_.layer_norm_eps);
+  if (spec_.fused_qkv) {
+    const Linear qkv = Linear::load(f, prefix + "attn_qkv", 3 * d, d);
+    block.q = qkv.rows(0, d);
+    block.k = qkv.rows(d, d);
+    block.v = qkv.rows(2 * d, d);
+  } else {
+    block.q = Linear::load(f, prefix + "attn_q", d, d);
+    block.k = Linear::load(f, prefix + "attn_k", d, d);
+    block.v = Linear::load(f, prefix + "attn_v", d, d);
+  }
   block.out = Linear::load(f, prefix + "attn_out", d, d);
-  block.norm2_weight = f32_vector(f, prefix + "ln2.weight", d);
-  block.norm2_bias = f32_vector(f, prefix + "ln2.bias", d);
-  block.up = Linear::load(f, prefix + "ffn_up", params_.intermediate_size, d);
-  block.down = Linear::load(f, prefix + "ffn_down", d, params_.intermediate_size);
+  block.norm2 = Norm::load(f, prefix + "ln2", spec_.block_norm, d, spec_.layer_norm_eps);
+  if (spec_.mlp == VisionMlpKind::SwiGlu) block.gate = Linear::load(f, prefix + "ffn_gate", wide, d);
+  block.up = Linear::load(f, prefix + "ffn_up", wide, d);
+  block.down = Linear::load(f, prefix + "ffn_down", d, wide);
   return block;
 }
 
 void VisionEncoder::validate(int64_t n_patches, int64_t values_per_patch, const std::vector<GridThw>& grids) const {
   if (values_per_patch != patch_values()) {
     throw std::invalid_argument("pixel_values must have " + std::to_string(patch_values()) +
-                                " values per patch row (3 x " + std::to_string(params_.temporal_patch_size) + " x " +
-                                std::to_string(params_.patch_size) + " x " + std::to_string(params_.patch_size) +
+                                " values per patch row (3 x " + std::to_string(spec_.temporal_patch_size) + " x " +
+                                std::to_string(spec_.patch_size) + " x " + std::to_string(spec_.patch_size) +
                                 "), got " + std::to_string(values_per_patch));
   }
   if (grids.empty()) throw std::invalid_argument("grid_thw must name at least one image or video");
-  const int64_t merge = params_.spatial_merge_size;
+  const int64_t merge = spec_.spatial_merge_size;
   int64_t total = 0;
   for (size_t i = 0; i < grids.size(); ++i) {
     const GridThw& g = grids[i];
@@ -168,64 +250,136 @@ int64_t VisionEncoder::output_rows(int64_t n_patches, bool pre_merge) const {
 }
 
 int64_t VisionEncoder::output_width(bool pre_merge) const {
-  return pre_merge ? params_.hidden_size : merger_.out_width();
+  return pre_merge ? spec_.hidden_size : merger_.out_width();
 }
 
 void VisionEncoder::encode(const float* pixels, int64_t n_patches, const std::vector<GridThw>& grids, bool pre_merge,
-                           Precision precision, float* out) const {
+                           Precision precision, const VisionOutputs& out) const {
   validate(n_patches, patch_values(), grids);
-  ThreadPool& pool = *pool_;
-  Activations a(n_patches, params_, head_dim_, grids, pool.size());
-  matmul(patch_embed_, pixels, n_patches, a.x.data(), precision, pool);  // the Conv3D has no bias
-  for (const Block& block : blocks_) run_block(block, a, precision);
+  const int64_t d = spec_.hidden_size;
+  Activations a(n_patches, spec_, head_dim_, grids, pool_->size());
+  embed_patches(pixels, grids, a, precision, out.dump);
+  std::vector<float> restored(out.dump != nullptr ? a.x.size() : 0);  // a dump's copy in the preprocessor's order
+  const int64_t tokens = output_rows(n_patches, false);
+  for (int64_t i = 0; i < spec_.num_layers; ++i) {
+    run_block(blocks_[i], i, a, precision);
+    if (out.dump != nullptr) {
+      restore_patch_order(a, restored.data());
+      out.dump->record("block." + std::to_string(i), restored.data(), n_patches, d);
+    }
+    const int64_t tap = deepstack_tap_of_layer_[i];
+    if (tap >= 0 && out.deepstack != nullptr && !pre_merge) {
+      float* tap_out = out.deepstack + tap * tokens * merger_.out_width();
+      merge(deepstack_mergers_[tap], a, precision, tap_out);
+      record(out.dump, "deepstack." + std::to_string(tap), tap_out, tokens, merger_.out_width());
+    }
+  }
   if (pre_merge) {
-    std::memcpy(out, a.x.data(), a.x.size() * sizeof(float));
+    restore_patch_order(a, out.embeddings);
     return;
   }
-  merger_.forward(a.x.data(), n_patches, out, precision, pool);
+  merge(merger_, a, precision, out.embeddings);
+  record(out.dump, "merger", out.embeddings, tokens, merger_.out_width());
 }
 
-// x += attention(LN1(x)); x += fc2(quick_gelu(fc1(LN2(x)))).
-void VisionEncoder::run_block(const Block& block, Activations& a, Precision precision) const {
+// x = pixels W^T (+ bias) (+ the interpolated learned positions): the Conv3D as a matrix product, then
+// put into attention order.
+void VisionEncoder::embed_patches(const float* pixels, const std::vector<GridThw>& grids, Activations& a,
+                                  Precision precision, ActivationDump* dump) const {
+  ThreadPool& pool = *pool_;
+  const int64_t d = spec_.hidden_size;
+  float* embedded = a.reordered() ? a.normed.data() : a.x.data();
+  matmul(patch_embed_, pixels, a.n, embedded, precision, pool);
+  if (patch_bias_ != nullptr) {
+    parallel_rows(pool, a.n, [&](int64_t first, int64_t end) {
+      for (int64_t i = first; i < end; ++i) add_in_place(embedded + i * d, patch_bias_, d);
+    });
+  }
+  if (position_grid_) position_grid_->add_to(grids, spec_.spatial_merge_size, embedded);
+  record(dump, "patch_embed", embedded, a.n, d);
+  if (a.reordered()) gather_units(a.order.token_order, embedded, merger_.patches_per_token() * d, a.x.data());
+}
+
+void VisionEncoder::restore_patch_order(const Activations& a, float* out) const {
+  if (a.reordered()) {
+    scatter_units(a.order.token_order, a.x.data(), merger_.patches_per_token() * spec_.hidden_size, out);
+  } else {
+    std::memcpy(out, a.x.data(), a.x.size() * sizeof(float));
+  }
+}
+
+// One merger on the current x: its tokens come out in attention order and go back to the preprocessor's.
+void VisionEncoder::merge(const PatchMerger& merger, const Activations& a, Precision precision, float* out) const {
+  if (!a.reordered()) {
+    merger.forward(a.x.data(), a.n, out, precision, *pool_);
+    return;
+  }
+  std::vector<float> merged(static_cast<size_t>(output_rows(a.n, false) * merger.out_width()));
+  merger.forward(a.x.data(), a.n, merged.data(), precision, *pool_);
+  scatter_units(a.order.token_order, merged.data(), merger.out_width(), out);
+}
+
+// x += attention(norm1(x)); x += mlp(norm2(x)).
+void VisionEncoder::run_block(const Block& block, int64_t index, Activations& a, Precision precision) const {
   ThreadPool& pool = *pool_;
   const int64_t n = a.n;
-  const int64_t d = params_.hidden_size;
-  const int64_t wide = params_.intermediate_size;
-  const float eps = params_.layer_norm_eps;
+  const int64_t d = spec_.hidden_size;
   float* x = a.x.data();
   float* normed = a.normed.data();
-  auto norm_rows = [&](const float* weight, const float* bias) {
-    parallel_rows(pool, n, [&](int64_t first, int64_t end) {
-      for (int64_t i = first; i < end; ++i) layer_norm(x + i * d, weight, bias, d, eps, normed + i * d);
-    });
-  };
   auto add_normed_to_residual = [&]() {
     parallel_rows(pool, n, [&](int64_t first, int64_t end) {
       add_in_place(x + first * d, normed + first * d, (end - first) * d);
     });
   };
 
-  norm_rows(block.norm1_weight, block.norm1_bias);
+  block.norm1.forward(x, n, normed, pool);
   block.q.forward(normed, n, a.q, precision, pool);
   block.k.forward(normed, n, a.k, precision, pool);
   block.v.forward(normed, n, a.v, precision, pool);
   parallel_rows(pool, n, [&](int64_t first, int64_t end) {
     for (int64_t i = first; i < end; ++i) {
-      a.rope.apply(a.q + i * d, i, params_.num_heads);
-      a.rope.apply(a.k + i * d, i, params_.num_heads);
+      a.rope.apply(a.q + i * d, i, spec_.num_heads);
+      a.rope.apply(a.k + i * d, i, spec_.num_heads);
     }
   });
-  a.attention.run(a.q, a.k, a.v, d, a.context, precision, pool);
+  SegmentedAttention& attention = windowed_layer_[index] ? *a.windows : a.frames;
+  attention.run(a.q, a.k, a.v, d, a.context, precision, pool);
   block.out.forward(a.context, n, normed, precision, pool);
   add_normed_to_residual();
 
-  norm_rows(block.norm2_weight, block.norm2_bias);
-  block.up.forward(normed, n, a.mlp, precision, pool);
-  parallel_rows(pool, n, [&](int64_t first, int64_t end) {
-    quick_gelu_in_place(a.mlp + first * wide, (end - first) * wide);
-  });
-  block.down.forward(a.mlp, n, normed, precision, pool);
+  block.norm2.forward(x, n, normed, pool);
+  mlp(block, a, precision);
   add_normed_to_residual();
+}
+
+// normed = the block's MLP of normed, through the wide work buffer.
+void VisionEncoder::mlp(const Block& block, Activations& a, Precision precision) const {
+  ThreadPool& pool = *pool_;
+  const int64_t n = a.n, wide = spec_.intermediate_size;
+  float* hidden = a.work.data();
+  block.up.forward(a.normed.data(), n, hidden, precision, pool);
+  switch (spec_.mlp) {
+    case VisionMlpKind::QuickGelu:
+      parallel_rows(pool, n, [&](int64_t first, int64_t end) {
+        quick_gelu_in_place(hidden + first * wide, (end - first) * wide);
+      });
+      break;
+    case VisionMlpKind::GeluTanh:
+      parallel_rows(pool, n, [&](int64_t first, int64_t end) {
+        gelu_tanh_in_place(hidden + first * wide, (end - first) * wide);
+      });
+      break;
+    case VisionMlpKind::SwiGlu: {
+      float* gate = hidden + n * wide;
+      block.gate.forward(a.normed.data(), n, gate, precision, pool);
+      parallel_rows(pool, n, [&](int64_t first, int64_t end) {
+        silu_mul_in_place(gate + first * wide, hidden + first * wide, (end - first) * wide);
+      });
+      hidden = gate;
+      break;
+    }
+  }
+  block.down.forward(hidden, n, a.normed.data(), precision, pool);
 }
 
 }  // namespace qvl

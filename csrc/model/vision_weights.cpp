@@ -1,6 +1,7 @@
 #include "model/vision_weights.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "backend/backend.h"
 
@@ -43,11 +44,41 @@ Linear Linear::load(const GgufFile& file, const std::string& prefix, int64_t out
   return linear;
 }
 
+Linear Linear::rows(int64_t first, int64_t count) const {
+  if (first < 0 || count <= 0 || first + count > weight.rows) throw std::out_of_range("Linear::rows outside the layer");
+  Linear part = *this;
+  part.weight.rows = count;
+  part.weight.data = weight.data + static_cast<size_t>(first) * row_bytes(weight.type, weight.cols);
+  part.bias = bias + first;
+  return part;
+}
+
 void Linear::forward(const float* x, int64_t n, float* out, Precision precision, ThreadPool& pool) const {
   matmul(weight, x, n, out, precision, pool);
   const int64_t width = weight.rows;
   parallel_rows(pool, n, [&](int64_t first, int64_t end) {
     for (int64_t i = first; i < end; ++i) add_in_place(out + i * width, bias, width);
+  });
+}
+
+Norm Norm::load(const GgufFile& file, const std::string& prefix, NormKind kind, int64_t width, float eps) {
+  Norm norm;
+  norm.kind = kind;
+  norm.width = width;
+  norm.eps = eps;
+  norm.weight = f32_vector(file, prefix + ".weight", width);
+  if (kind == NormKind::LayerNorm) norm.bias = f32_vector(file, prefix + ".bias", width);
+  return norm;
+}
+
+void Norm::forward(const float* x, int64_t n, float* out, ThreadPool& pool) const {
+  parallel_rows(pool, n, [&](int64_t first, int64_t end) {
+    for (int64_t i = first; i < end; ++i) {
+      switch (kind) {
+        case NormKind::LayerNorm: layer_norm(x + i * width, weight, bias, width, eps, out + i * width); break;
+        case NormKind::RmsNorm: rms_norm(x + i * width, weight, width, eps, out + i * width); break;
+      }
+    }
   });
 }
 

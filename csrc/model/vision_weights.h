@@ -1,5 +1,6 @@
-// Pieces the vision encoder and the merger share: named tensors fetched with their shapes checked,
-// a linear layer (kernel matmul + float bias), and a row-parallel loop for the element-wise steps.
+// Pieces the vision encoder and the mergers share: named tensors fetched with their shapes checked,
+// a linear layer (kernel matmul + float bias), a norm of either kind, and a row-parallel loop for the
+// element-wise steps.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -8,6 +9,7 @@
 #include "common/thread_pool.h"
 #include "kernels/kernels.h"
 #include "gguf/gguf_file.h"
+#include "model/model_spec.h"
 
 namespace qvl {
 
@@ -22,8 +24,24 @@ struct Linear {
 
   // Loads `<prefix>.weight` [out_features x in_features] and the F32 `<prefix>.bias`.
   static Linear load(const GgufFile& file, const std::string& prefix, int64_t out_features, int64_t in_features);
+  // The layer of out features [first, first + count): a view of those weight rows and bias values (a
+  // fused projection such as q/k/v stacked in one tensor splits into its parts this way, without copies).
+  Linear rows(int64_t first, int64_t count) const;
   // out[i] = W x[i] + bias for n rows.
   void forward(const float* x, int64_t n, float* out, Precision precision, ThreadPool& pool) const;
+};
+
+struct Norm {
+  NormKind kind = NormKind::LayerNorm;
+  const float* weight = nullptr;
+  const float* bias = nullptr;  // LayerNorm only
+  int64_t width = 0;
+  float eps = 1e-6f;
+
+  // Loads `<prefix>.weight` (and `<prefix>.bias` for a LayerNorm), F32 [width].
+  static Norm load(const GgufFile& file, const std::string& prefix, NormKind kind, int64_t width, float eps);
+  // out = norm(x) for n rows of `width` floats, spread over the pool.
+  void forward(const float* x, int64_t n, float* out, ThreadPool& pool) const;
 };
 
 // Calls fn(first_row, end_row) over [0, n_rows) in chunks, spread over the pool.

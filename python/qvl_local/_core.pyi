@@ -1,12 +1,12 @@
 """
-qvl_local's C++ core: GGUF reading, CPU kernels, the Qwen2-VL decoder and vision encoder
+qvl_local's C++ core: GGUF reading, CPU kernels, the Qwen-VL decoder and vision encoder
 """
 from __future__ import annotations
 import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['GgufFile', 'TextModel', 'VisionModel', 'activation', 'active_isa', 'available_isas', 'causal_attention', 'default_threads', 'dequantize', 'layer_norm', 'matmul', 'precisions', 'quantize', 'rms_norm', 'rms_norm_heads', 'rope', 'set_isa', 'silu_mul', 'stream_read', 'type_blocks', 'vision_attention']
+__all__: list[str] = ['GgufFile', 'MRopeLayout', 'MergerSpec', 'NormKind', 'TextBlockKind', 'TextModel', 'TextSpec', 'ThreadPool', 'VisionMlpKind', 'VisionModel', 'VisionSpec', 'activation', 'active_isa', 'available_isas', 'causal_attention', 'default_threads', 'dequantize', 'layer_norm', 'matmul', 'position_embedding', 'precisions', 'quantize', 'rms_norm', 'rms_norm_heads', 'rope', 'set_isa', 'silu_mul', 'stream_read', 'type_blocks', 'vision_attention', 'window_order']
 class GgufFile:
     """
     A validated, memory-mapped GGUF file (raises ModelFormatError)
@@ -38,15 +38,100 @@ class GgufFile:
     @property
     def version(self) -> int:
         ...
+class MRopeLayout:
+    """
+    How M-RoPE gives frequency pairs to t, h, w
+    """
+    sectioned: typing.ClassVar[MRopeLayout]  # value = <MRopeLayout.sectioned: 0>
+    interleaved: typing.ClassVar[MRopeLayout]  # value = <MRopeLayout.interleaved: 1>
+    __members__: typing.ClassVar[dict[str, MRopeLayout]]
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class MergerSpec:
+    """
+    A patch merger's norm and tensor names (model_spec.h)
+    """
+    def __init__(self) -> None:
+        ...
+    @property
+    def fc1_name(self) -> str:
+        ...
+    @fc1_name.setter
+    def fc1_name(self, arg0: str) -> None:
+        ...
+    @property
+    def fc2_name(self) -> str:
+        ...
+    @fc2_name.setter
+    def fc2_name(self, arg0: str) -> None:
+        ...
+    @property
+    def norm(self) -> NormKind:
+        ...
+    @norm.setter
+    def norm(self, arg0: NormKind) -> None:
+        ...
+    @property
+    def norm_after_merge(self) -> bool:
+        ...
+    @norm_after_merge.setter
+    def norm_after_merge(self, arg0: bool) -> None:
+        ...
+    @property
+    def norm_name(self) -> str:
+        ...
+    @norm_name.setter
+    def norm_name(self, arg0: str) -> None:
+        ...
+class NormKind:
+    """
+    layer_norm (weight and bias) or rms_norm (weight)
+    """
+    layer_norm: typing.ClassVar[NormKind]  # value = <NormKind.layer_norm: 0>
+    rms_norm: typing.ClassVar[NormKind]  # value = <NormKind.rms_norm: 1>
+    __members__: typing.ClassVar[dict[str, NormKind]]
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class TextBlockKind:
+    """
+    Decoder block: qwen2 (q/k/v biases) or qwen3 (per-head q/k RMSNorm)
+    """
+    qwen2: typing.ClassVar[TextBlockKind]  # value = <TextBlockKind.qwen2: 0>
+    qwen3: typing.ClassVar[TextBlockKind]  # value = <TextBlockKind.qwen3: 1>
+    __members__: typing.ClassVar[dict[str, TextBlockKind]]
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
 class TextModel:
     """
-    The Qwen2 decoder with M-RoPE and a preallocated KV cache
+    The decoder with M-RoPE and a preallocated KV cache
     """
-    def __init__(self, gguf: GgufFile, config: dict, n_ctx: typing.SupportsInt | typing.SupportsIndex, n_batch: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex) -> None:
+    def __init__(self, gguf: GgufFile, spec: TextSpec, n_ctx: typing.SupportsInt | typing.SupportsIndex, n_batch: typing.SupportsInt | typing.SupportsIndex, pool: ThreadPool) -> None:
         ...
     def forward(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], positions: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], *, embeddings: typing.Any = None, embedded_rows: typing.Any = None, logits: str = 'last', precision: str = 'fast') -> typing.Any:
         """
-        Runs the tokens after the cached ones; returns float32 logits [vocab] (last), [n, vocab] (all) or None
+        Runs the tokens after the cached ones; returns float32 logits [vocab] (last), [n, vocab] (all) or None. embeddings: float32 (k, hidden) for the k embedded_rows, or (k, 1 + spec.deepstack_layers, hidden) with each row's deepstack features after its embedding (VisionModel.encode_features)
+        """
+    def trace(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], positions: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], *, embeddings: typing.Any = None, embedded_rows: typing.Any = None, precision: str = 'fast') -> dict:
+        """
+        forward (appending to the cache) that also returns the named activations: 'input', 'block.<i>' (each layer's hidden states) and 'logits', float32 [n, ...] each
         """
     def truncate(self, n_past: typing.SupportsInt | typing.SupportsIndex) -> None:
         """
@@ -61,23 +146,284 @@ class TextModel:
     @property
     def n_past(self) -> int:
         ...
-class VisionModel:
+    @property
+    def spec(self) -> TextSpec:
+        ...
+class TextSpec:
     """
-    Qwen2-VL's ViT and 2x2 patch merger over an mmproj GGUF
+    The decoder's sizes and variant (model_spec.h); built by qvl_local.config
     """
-    def __init__(self, gguf: GgufFile, params: dict, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+    def __init__(self) -> None:
+        ...
+    @property
+    def block(self) -> TextBlockKind:
+        ...
+    @block.setter
+    def block(self, arg0: TextBlockKind) -> None:
+        ...
+    @property
+    def deepstack_layers(self) -> int:
+        ...
+    @deepstack_layers.setter
+    def deepstack_layers(self, arg0: int) -> None:
+        ...
+    @property
+    def head_dim(self) -> int:
+        ...
+    @head_dim.setter
+    def head_dim(self, arg0: int) -> None:
+        ...
+    @property
+    def hidden_size(self) -> int:
+        ...
+    @hidden_size.setter
+    def hidden_size(self, arg0: int) -> None:
+        ...
+    @property
+    def intermediate_size(self) -> int:
+        ...
+    @intermediate_size.setter
+    def intermediate_size(self, arg0: int) -> None:
+        ...
+    @property
+    def mrope_layout(self) -> MRopeLayout:
+        ...
+    @mrope_layout.setter
+    def mrope_layout(self, arg0: MRopeLayout) -> None:
+        ...
+    @property
+    def mrope_sections(self) -> typing.Annotated[list[int], "FixedSize(3)"]:
+        ...
+    @mrope_sections.setter
+    def mrope_sections(self, arg0: typing.Annotated[list[int], "FixedSize(3)"]) -> None:
+        ...
+    @property
+    def num_heads(self) -> int:
+        ...
+    @num_heads.setter
+    def num_heads(self, arg0: int) -> None:
+        ...
+    @property
+    def num_kv_heads(self) -> int:
+        ...
+    @num_kv_heads.setter
+    def num_kv_heads(self, arg0: int) -> None:
+        ...
+    @property
+    def num_layers(self) -> int:
+        ...
+    @num_layers.setter
+    def num_layers(self, arg0: int) -> None:
+        ...
+    @property
+    def rms_norm_eps(self) -> float:
+        ...
+    @rms_norm_eps.setter
+    def rms_norm_eps(self, arg0: float) -> None:
+        ...
+    @property
+    def rope_theta(self) -> float:
+        ...
+    @rope_theta.setter
+    def rope_theta(self, arg0: float) -> None:
+        ...
+    @property
+    def vocab_size(self) -> int:
+        ...
+    @vocab_size.setter
+    def vocab_size(self, arg0: int) -> None:
+        ...
+class ThreadPool:
+    """
+    Worker threads a model's parts share
+    """
+    def __init__(self, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         """
-        params: VisionConfig's fields (dataclasses.asdict); n_threads <= 0 uses every available core
-        """
-    def encode(self, pixel_values: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grid_thw: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], *, pre_merge: bool = False, precision: str = 'exact') -> numpy.typing.NDArray[numpy.float32]:
-        """
-        pixel_values float32 (P, 1176), grid_thw int64 (k, 3) -> float32 (P / 4, out_hidden), or with pre_merge=True the last ViT block's patch features (P, hidden)
+        n_threads <= 0 uses every core this process may run on
         """
     @property
-    def n_threads(self) -> int:
+    def size(self) -> int:
+        ...
+class VisionMlpKind:
+    """
+    The ViT MLP: quick_gelu / gelu_tanh fc1-fc2, or swiglu gate-up-down
+    """
+    quick_gelu: typing.ClassVar[VisionMlpKind]  # value = <VisionMlpKind.quick_gelu: 0>
+    swiglu: typing.ClassVar[VisionMlpKind]  # value = <VisionMlpKind.swiglu: 1>
+    gelu_tanh: typing.ClassVar[VisionMlpKind]  # value = <VisionMlpKind.gelu_tanh: 2>
+    __members__: typing.ClassVar[dict[str, VisionMlpKind]]
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class VisionModel:
+    """
+    The ViT, its patch merger and deepstack mergers over a GGUF
+    """
+    def __init__(self, gguf: GgufFile, spec: VisionSpec, pool: ThreadPool) -> None:
+        ...
+    def encode(self, pixel_values: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grid_thw: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], *, pre_merge: bool = False, precision: str = 'exact') -> numpy.typing.NDArray[numpy.float32]:
+        """
+        pixel_values float32 (P, patch_values), grid_thw int64 (k, 3) -> float32 (P / 4, out_hidden), or with pre_merge=True the last ViT block's patch features (P, hidden)
+        """
+    def encode_features(self, pixel_values: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grid_thw: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], *, precision: str = 'exact') -> numpy.typing.NDArray[numpy.float32]:
+        """
+        float32 (P / 4, 1 + deepstack_taps, out_hidden): each token's embedding, then its deepstack features (the decoder's embeddings input)
+        """
+    def trace(self, pixel_values: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grid_thw: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], *, precision: str = 'exact') -> dict:
+        """
+        The named activations of one encode: 'patch_embed', 'block.<i>', 'deepstack.<k>', 'merger', in the preprocessor's patch / token order
+        """
+    @property
+    def deepstack_taps(self) -> int:
         ...
     @property
     def patch_values(self) -> int:
+        ...
+    @property
+    def spec(self) -> VisionSpec:
+        ...
+class VisionSpec:
+    """
+    The vision encoder's sizes, variant and tensor names (model_spec.h); built by qvl_local.config
+    """
+    def __init__(self) -> None:
+        ...
+    @property
+    def block_norm(self) -> NormKind:
+        ...
+    @block_norm.setter
+    def block_norm(self, arg0: NormKind) -> None:
+        ...
+    @property
+    def deepstack_layers(self) -> list[int]:
+        ...
+    @deepstack_layers.setter
+    def deepstack_layers(self, arg0: list[int]) -> None:
+        ...
+    @property
+    def deepstack_mergers(self) -> list[MergerSpec]:
+        ...
+    @deepstack_mergers.setter
+    def deepstack_mergers(self, arg0: list[MergerSpec]) -> None:
+        ...
+    @property
+    def full_attention_layers(self) -> list[int]:
+        ...
+    @full_attention_layers.setter
+    def full_attention_layers(self, arg0: list[int]) -> None:
+        ...
+    @property
+    def fused_qkv(self) -> bool:
+        ...
+    @fused_qkv.setter
+    def fused_qkv(self, arg0: bool) -> None:
+        ...
+    @property
+    def hidden_size(self) -> int:
+        ...
+    @hidden_size.setter
+    def hidden_size(self, arg0: int) -> None:
+        ...
+    @property
+    def intermediate_size(self) -> int:
+        ...
+    @intermediate_size.setter
+    def intermediate_size(self, arg0: int) -> None:
+        ...
+    @property
+    def layer_norm_eps(self) -> float:
+        ...
+    @layer_norm_eps.setter
+    def layer_norm_eps(self, arg0: float) -> None:
+        ...
+    @property
+    def merger(self) -> MergerSpec:
+        ...
+    @merger.setter
+    def merger(self, arg0: MergerSpec) -> None:
+        ...
+    @property
+    def merger_hidden_size(self) -> int:
+        ...
+    @merger_hidden_size.setter
+    def merger_hidden_size(self, arg0: int) -> None:
+        ...
+    @property
+    def mlp(self) -> VisionMlpKind:
+        ...
+    @mlp.setter
+    def mlp(self, arg0: VisionMlpKind) -> None:
+        ...
+    @property
+    def num_heads(self) -> int:
+        ...
+    @num_heads.setter
+    def num_heads(self, arg0: int) -> None:
+        ...
+    @property
+    def num_layers(self) -> int:
+        ...
+    @num_layers.setter
+    def num_layers(self, arg0: int) -> None:
+        ...
+    @property
+    def out_hidden_size(self) -> int:
+        ...
+    @out_hidden_size.setter
+    def out_hidden_size(self, arg0: int) -> None:
+        ...
+    @property
+    def patch_bias_name(self) -> str:
+        ...
+    @patch_bias_name.setter
+    def patch_bias_name(self, arg0: str) -> None:
+        ...
+    @property
+    def position_embed_name(self) -> str:
+        ...
+    @position_embed_name.setter
+    def position_embed_name(self, arg0: str) -> None:
+        ...
+    @property
+    def patch_embed_names(self) -> list[str]:
+        ...
+    @patch_embed_names.setter
+    def patch_embed_names(self, arg0: list[str]) -> None:
+        ...
+    @property
+    def patch_size(self) -> int:
+        ...
+    @patch_size.setter
+    def patch_size(self, arg0: int) -> None:
+        ...
+    @property
+    def rope_theta(self) -> float:
+        ...
+    @rope_theta.setter
+    def rope_theta(self, arg0: float) -> None:
+        ...
+    @property
+    def spatial_merge_size(self) -> int:
+        ...
+    @spatial_merge_size.setter
+    def spatial_merge_size(self, arg0: int) -> None:
+        ...
+    @property
+    def temporal_patch_size(self) -> int:
+        ...
+    @temporal_patch_size.setter
+    def temporal_patch_size(self, arg0: int) -> None:
+        ...
+    @property
+    def window_size(self) -> int:
+        ...
+    @window_size.setter
+    def window_size(self, arg0: int) -> None:
         ...
 def activation(name: str, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
     """
@@ -115,6 +461,10 @@ def precisions() -> list[str]:
     """
     The matmul precisions, in order: 'exact', 'fast', 'int8'.
     """
+def position_embedding(table: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], grid_thw: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], merge: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Qwen3-VL's learned positions: table float32 (side * side, width) interpolated to each grid, in merge order
+    """
 def quantize(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], type: str) -> numpy.typing.NDArray[numpy.uint8]:
     """
     Encode a float32 (rows, k) array as `type`; returns uint8 (rows, row_bytes) in GGUF layout.
@@ -150,4 +500,8 @@ def type_blocks() -> dict:
 def vision_attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], segment_bounds: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], n_heads: typing.SupportsInt | typing.SupportsIndex, precision: str, n_threads: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     """
     The ViT's attention of q, k, v (rows, n_heads * head_dim) within each segment [b_i, b_i+1) of segment_bounds (0 = b_0 < ... = rows); returns float32 (rows, n_heads * head_dim).
+    """
+def window_order(grid_thw: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], merge: typing.SupportsInt | typing.SupportsIndex, window: typing.SupportsInt | typing.SupportsIndex) -> tuple:
+    """
+    Qwen2.5-VL's window layout: (token_order, window_bounds) for windows of `window` merged tokens
     """

@@ -1,8 +1,10 @@
-"""Qwen2-VL chat prompt: messages in the HF / OpenAI shape rendered to one prompt string.
+"""Qwen-VL chat prompt: messages in the HF / OpenAI shape rendered to one prompt string.
 
 Each image becomes `<|vision_start|><|image_pad|><|vision_end|>` and each video
 `<|vision_start|><|video_pad|><|vision_end|>`; the media items are returned in prompt order so the
 caller can preprocess them and expand each pad token to the right number of vision tokens.
+The template is the model file's; for files without one the package ships each family's Jinja
+template (templates/*.jinja, as Qwen published them), never a Go template.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from typing import Any
 
 import jinja2
@@ -20,7 +23,7 @@ from qvl_local.errors import QvlError
 
 IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
-DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+DEFAULT_TEMPLATE = "qwen2vl"  # Qwen2-VL's and Qwen2.5-VL's (the two are the same)
 ROLES = ("system", "user", "assistant")
 # Per-item settings a media part may carry, as qwen-vl-utils reads them.
 MEDIA_OPTIONS = {
@@ -45,13 +48,21 @@ class RenderedChat:
 def render_chat(messages: Sequence[Mapping[str, Any]], *, template: str | None = None,
                 add_generation_prompt: bool = True) -> RenderedChat:
     """Render `messages` with `template` (a GGUF `tokenizer.chat_template`, run in a jinja2
-    sandbox) or, when None, with the built-in Qwen2-VL rules."""
+    sandbox) or, when None, with the built-in Qwen2-VL template."""
     normalized = _normalize_messages(messages)
     if template is None:
-        prompt = _render_builtin(normalized, add_generation_prompt)
-    else:
-        prompt = _render_template(template, normalized, add_generation_prompt)
+        template = builtin_chat_template(DEFAULT_TEMPLATE)
+    prompt = _render_template(template, normalized, add_generation_prompt)
     return RenderedChat(prompt=prompt, images=_media_items(normalized, "image"), videos=_media_items(normalized, "video"))
+
+
+@lru_cache(maxsize=None)
+def builtin_chat_template(name: str) -> str:
+    """The package's copy of a model family's Jinja chat template (`templates/<name>.jinja`)."""
+    path = resources.files(__package__).joinpath("templates", f"{name}.jinja")
+    if not path.is_file():
+        raise QvlError(f"no built-in chat template named {name!r}")
+    return path.read_text(encoding="utf-8")
 
 
 def _media_items(messages: list[dict[str, Any]], kind: str) -> list:
@@ -130,26 +141,6 @@ def _url_of(where: str, value: Any) -> str:
 
 
 # --- rendering ---------------------------------------------------------------------------------------
-
-def _render_builtin(messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
-    """The Qwen2-VL template's output, written out in Python."""
-    pieces = []
-    if messages[0]["role"] != "system":
-        pieces.append(f"<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n")
-    for message in messages:
-        pieces.append(f"<|im_start|>{message['role']}\n{_content_text(message['content'])}<|im_end|>\n")
-    if add_generation_prompt:
-        pieces.append("<|im_start|>assistant\n")
-    return "".join(pieces)
-
-
-def _content_text(content: str | list[dict[str, Any]]) -> str:
-    if isinstance(content, str):
-        return content
-    placeholders = {"image": IMAGE_PLACEHOLDER, "video": VIDEO_PLACEHOLDER}
-    return "".join(part["text"] if part["type"] == "text" else placeholders[part["type"]]
-                   for part in content)
-
 
 def _render_template(template: str, messages: list[dict[str, Any]],
                      add_generation_prompt: bool) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .chat import render_chat
-from .config import Qwen2VLConfig
+from .chat import builtin_chat_template, render_chat
+from .config import Qwen2VLConfig, holds_vision_encoder, text_spec, vision_spec
 from .decoding import Outcome, generate_tokens, stream_text
 from .errors import ContextLengthError, ModelFormatError, QvlError, VisionUnavailableError
 from .generation import GenerationConfig, GenerationResult
@@ -66,7 +66,9 @@ def load(
 
     n_threads = thread_count(n_threads)  # before a pull, which may take long
     resolved = resolve_model(path, models_dir=models_dir, pull=pull)
-    if mmproj is None:
+    if mmproj is None and holds_vision_encoder(resolved.model_path):
+        mmproj_path = resolved.model_path  # one file with text and vision (Ollama's layout)
+    elif mmproj is None:
         mmproj_path = resolved.projector_path if resolved.from_store else find_projector(resolved.model_path)
     elif mmproj is False:
         mmproj_path = None
@@ -107,7 +109,11 @@ class Model:
         if n_ctx <= 0 or n_batch <= 0:
             raise ValueError("n_ctx and n_batch must be positive")
         self.text_file = GGUFFile(model_path)
-        self.mmproj_file = GGUFFile(mmproj_path) if mmproj_path is not None else None
+        # The vision encoder's file: an mmproj, or the model file itself when it holds both parts.
+        if mmproj_path is None or Path(mmproj_path) == Path(model_path):
+            self.mmproj_file = None if mmproj_path is None else self.text_file
+        else:
+            self.mmproj_file = GGUFFile(mmproj_path)
         self.config = Qwen2VLConfig.from_gguf(self.text_file, self.mmproj_file)
         self.tokenizer = Tokenizer.from_fields(
             self.text_file.require("tokenizer.ggml.tokens"),
@@ -115,7 +121,8 @@ class Model:
             self.text_file.require("tokenizer.ggml.merges"),
             eos_id=self.config.tokens.eos,
             pad_id=self.text_file.get("tokenizer.ggml.padding_token_id"),
-            chat_template=self.text_file.get("tokenizer.chat_template"),
+            chat_template=self.text_file.get("tokenizer.chat_template")
+            or builtin_chat_template(self.config.text.variant.chat_template),
             source=str(self.text_file.path),
         )
         if self.config.text.context_length < 1:
@@ -126,11 +133,10 @@ class Model:
         self.precision = precision
         self.prompts = PromptBuilder(self.config, self.tokenizer, n_ctx=self.n_ctx, model_name=self.text_file.path.name,
                                      min_pixels=min_pixels, max_pixels=max_pixels)
-        self._decoder = _core.TextModel(
-            self.text_file.handle, dataclasses.asdict(self.config.text), self.n_ctx, n_batch, self.n_threads
-        )
+        self._pool = _core.ThreadPool(self.n_threads)  # the decoder's and the vision encoder's threads
+        self._decoder = _core.TextModel(self.text_file.handle, text_spec(self.config.text), self.n_ctx, n_batch, self._pool)
         self._vision = (
-            _core.VisionModel(self.mmproj_file.handle, dataclasses.asdict(self.config.vision), self.n_threads)
+            _core.VisionModel(self.mmproj_file.handle, vision_spec(self.config.vision), self._pool)
             if self.mmproj_file is not None
             else None
         )
@@ -197,32 +203,73 @@ class Model:
         )
 
     def _encode_media(self, media: Media, precision: str) -> np.ndarray:
-        return self.encode_pixels(media.pixel_values, media.grid_thw, precision=precision)
+        return self._vision_features(media.pixel_values, media.grid_thw, precision)
+
+    def _vision_features(self, pixel_values: np.ndarray, grid_thw: np.ndarray, precision: str,
+                         trace: dict[str, np.ndarray] | None = None, kind: str = "") -> np.ndarray:
+        """The decoder's input for vision tokens: float32 [tokens, 1 + deepstack taps, hidden], each token's
+        embedding then its deepstack features. With `trace`, the encoder's named stages go there as `kind.*`."""
+        self.prompts.require_vision()
+        pixels = np.ascontiguousarray(pixel_values, dtype=np.float32)
+        grids = np.ascontiguousarray(grid_thw, dtype=np.int64).reshape(-1, 3)
+        if trace is None:
+            return self._vision.encode_features(pixels, grids, precision=precision)
+        stages = self._vision.trace(pixels, grids, precision=precision)
+        trace.update((f"{kind}.{name}", value) for name, value in stages.items())
+        taps = [stages[f"deepstack.{k}"] for k in range(self._vision.deepstack_taps)]
+        return np.stack([stages["merger"], *taps], axis=1)
 
     # -- the decoder -------------------------------------------------------------------------------
 
     def forward(self, input_ids: Sequence[int] | np.ndarray, *, pixel_values: np.ndarray | None = None,
                 image_grid_thw: np.ndarray | None = None, pixel_values_videos: np.ndarray | None = None,
-                video_grid_thw: np.ndarray | None = None, precision: str | None = None) -> np.ndarray:
+                video_grid_thw: np.ndarray | None = None, second_per_grid_ts: Sequence[float] | None = None,
+                precision: str | None = None) -> np.ndarray:
         """Logits float32 [N, vocab] for every position of `input_ids` (already expanded, as the HF
-        processor makes them), on a fresh cache."""
+        processor makes them), on a fresh cache. `second_per_grid_ts`: per video, the seconds between
+        its temporal grid steps (HF's name; 1.0 when not given), for models whose positions follow time."""
+        return self._run_arrays(input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
+                                second_per_grid_ts, precision, trace=False)
+
+    def trace(self, input_ids: Sequence[int] | np.ndarray, *, pixel_values: np.ndarray | None = None,
+              image_grid_thw: np.ndarray | None = None, pixel_values_videos: np.ndarray | None = None,
+              video_grid_thw: np.ndarray | None = None, second_per_grid_ts: Sequence[float] | None = None,
+              precision: str | None = None) -> dict[str, np.ndarray]:
+        """`forward`, returning every stage's activations by name (a debug hook: compare one stage with a
+        reference on its own). The vision encoder's under "image." / "video.": "patch_embed", "block.<i>"
+        (patches in the preprocessor's order), "deepstack.<k>" (Qwen3-VL's extra embeddings), "merger" (the
+        embeddings); the decoder's under "text.": "input" (the embedded prompt), "block.<i>" (hidden states
+        after layer i, deepstack added), "logits" (= forward's)."""
+        return self._run_arrays(input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
+                                second_per_grid_ts, precision, trace=True)
+
+    def _run_arrays(self, input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
+                    second_per_grid_ts, precision: str | None, *, trace: bool):
         precision = self._precision(precision)
         merge = self.prompts.merge
         images = split_media(pixel_values, image_grid_thw, merge)
-        videos = split_media(pixel_values_videos, video_grid_thw, merge)
+        videos = self.prompts.vision_blocks(
+            self.prompts.timed(split_media(pixel_values_videos, video_grid_thw, merge), second_per_grid_ts))
         prompt = self.prompts.layout(np.asarray(input_ids, dtype=np.int64), images, videos)
+        named: dict[str, np.ndarray] = {}
         encoded: dict[str, np.ndarray] = {}
         # One encoder call per kind, as the HF model runs it; each media's share is its tokens.
-        for items, pixels, grids in ((images, pixel_values, image_grid_thw), (videos, pixel_values_videos, video_grid_thw)):
-            if items:
-                embeddings = self.encode_pixels(pixels, grids, precision=precision)
-                bounds = np.cumsum([0] + [media.tokens for media in items])
-                encoded.update((media.digest, embeddings[bounds[i]:bounds[i + 1]]) for i, media in enumerate(items))
+        for kind, items, pixels, grids in (("image", images, pixel_values, image_grid_thw),
+                                           ("video", videos, pixel_values_videos, video_grid_thw)):
+            if not items:
+                continue
+            embeddings = self._vision_features(pixels, grids, precision, named if trace else None, kind)
+            bounds = np.cumsum([0] + [media.tokens for media in items])
+            encoded.update((media.digest, embeddings[bounds[i]:bounds[i + 1]]) for i, media in enumerate(items))
         embeddings, rows = vision_rows(prompt, 0, lambda media: encoded[media.digest])
+        arguments = dict(embeddings=embeddings, embedded_rows=rows, precision=precision)
         self._reset_prefix()
         try:
-            return self._decoder.forward(prompt.ids, prompt.positions, embeddings=embeddings, embedded_rows=rows,
-                                         logits="all", precision=precision)
+            if not trace:
+                return self._decoder.forward(prompt.ids, prompt.positions, logits="all", **arguments)
+            stages = self._decoder.trace(prompt.ids, prompt.positions, **arguments)
+            named.update({f"text.{name}": value for name, value in stages.items()})
+            return named
         finally:
             self._reset_prefix()
 

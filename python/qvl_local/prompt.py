@@ -28,11 +28,21 @@ from .rope_index import expand_media_tokens, mrope_positions
 from .tokenizer import Tokenizer
 from .video import DEFAULT_FPS, load_video
 
-# The model's default image budget: 1280 tokens (1280 * 28 * 28 pixels), the top of the range Qwen
-# recommends. HF's processor allows 12.8 M pixels (16384 tokens): a phone photo would then need hours
-# of ViT on a CPU, gigabytes of activations, and more context than the default n_ctx. Images within
-# this budget are processed exactly as HF does; pass max_pixels=12845056 for HF's ceiling.
-DEFAULT_MAX_PIXELS = 1280 * 28 * 28
+# The model's default image budget: 1280 tokens (1280 * 28 * 28 pixels for Qwen2-VL and Qwen2.5-VL,
+# 1280 * 32 * 32 for Qwen3-VL's 16-pixel patches), the top of the range Qwen recommends. HF's processors
+# allow 12.8 M (Qwen2/2.5-VL) or 16.8 M (Qwen3-VL) pixels, 16384 tokens: a phone photo would then need
+# hours of ViT on a CPU, gigabytes of activations, and more context than the default n_ctx. Images within
+# this budget are processed exactly as HF does; pass max_pixels=12845056 (or 16777216) for HF's ceiling.
+DEFAULT_MAX_TOKENS = 1280
+DEFAULT_MAX_PIXELS = DEFAULT_MAX_TOKENS * 28 * 28
+
+
+def default_max_pixels(vision: VisionConfig | None) -> int:
+    """The default image budget of a vision encoder: DEFAULT_MAX_TOKENS tokens, within its processor's range."""
+    if vision is None:
+        return DEFAULT_MAX_PIXELS
+    token_side = vision.patch_size * vision.spatial_merge_size
+    return min(vision.variant.max_pixels, DEFAULT_MAX_TOKENS * token_side * token_side)
 
 
 @dataclass(frozen=True)
@@ -45,12 +55,22 @@ class Media:
     tokens: int  # vision tokens after the merger: t * h * w / merge^2
     sample_fps: float | None = None  # a video's frames per second after sampling
 
+    def frame_pairs(self, merge: int) -> list[Media]:
+        """A video as one Media per temporal patch (frame pair), each a vision block of its own: the
+        encoder treats every frame pair on its own, so their embeddings are the whole video's."""
+        t, h, w = (int(v) for v in self.grid_thw[0])
+        if t == 1:
+            return [self]
+        return [Media.from_arrays(self.pixel_values[k * h * w:(k + 1) * h * w], [1, h, w], merge, self.sample_fps)
+                for k in range(t)]
+
     @classmethod
     def from_arrays(cls, pixel_values: np.ndarray, grid_thw: np.ndarray, merge: int,
                     sample_fps: float | None = None) -> Media:
         grid = np.asarray(grid_thw, dtype=np.int64).reshape(1, 3)
         digest = hashlib.blake2b(np.ascontiguousarray(pixel_values).tobytes(), digest_size=16)
         digest.update(grid.tobytes())
+        digest.update(repr(sample_fps).encode())  # a video's positions may depend on its frame rate
         return cls(pixel_values, grid, digest.hexdigest(), int(np.prod(grid[0])) // merge**2, sample_fps)
 
 
@@ -136,7 +156,7 @@ class PromptBuilder:
         self.n_ctx = n_ctx
         self.model_name = model_name
         self.min_pixels = min_pixels
-        self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        self.max_pixels = default_max_pixels(config.vision) if max_pixels is None else max_pixels
 
     @property
     def merge(self) -> int:
@@ -157,11 +177,13 @@ class PromptBuilder:
                      ) -> tuple[np.ndarray, np.ndarray]:
         """(pixel_values float32 [patches, 1176], grid_thw int64 [1, 3]) with this model's mean/std."""
         vision = self.require_vision()
+        if min_pixels is None:
+            min_pixels = self.min_pixels if self.min_pixels is not None else vision.variant.min_pixels
         return preprocess_image(
             image,
             mean=vision.image_mean,
             std=vision.image_std,
-            min_pixels=min_pixels if min_pixels is not None else self.min_pixels,
+            min_pixels=min_pixels,
             max_pixels=max_pixels if max_pixels is not None else self.max_pixels,
             resized_height=resized_height,
             resized_width=resized_width,
@@ -230,13 +252,61 @@ class PromptBuilder:
                                      f"more than the context of {self.n_ctx} allows")
 
     def expand(self, ids: np.ndarray, images: Sequence[Media], videos: Sequence[Media]) -> np.ndarray:
-        """Each image / video pad token repeated once per vision token."""
+        """Each image / video pad token repeated once per vision token; with timestamps (Qwen3-VL) a
+        video's pad first becomes one block per frame pair, each after its time as text."""
         tokens = self.config.tokens
-        return expand_media_tokens(ids, _grids(images), _grids(videos), tokens.image_pad, tokens.video_pad, self.merge)
+        if self._timestamps:
+            ids = self._timestamped(ids, videos)
+        blocks = self.vision_blocks(videos)
+        return expand_media_tokens(ids, _grids(images), _grids(blocks), tokens.image_pad, tokens.video_pad, self.merge)
+
+    @property
+    def _timestamps(self) -> bool:
+        return self.config.vision is not None and self.config.vision.variant.video_time == "timestamps"
+
+    def vision_blocks(self, videos: Sequence[Media]) -> list[Media]:
+        """The videos as the decoder sees them: as they are, or one block per frame pair (timestamps)."""
+        if not self._timestamps:
+            return list(videos)
+        return [block for video in videos for block in video.frame_pairs(self.merge)]
+
+    def _timestamped(self, ids: np.ndarray, videos: Sequence[Media]) -> np.ndarray:
+        """Each video pad token replaced by `<T seconds><|vision_start|><|video_pad|><|vision_end|>` per
+        frame pair, T the mean time of the pair's frames (frame i at i / sample_fps), as Qwen3-VL's
+        processor writes it; the template's own markers around the video stay."""
+        tokens = self.config.tokens
+        frames = self.require_vision().temporal_patch_size
+        pieces, start = [], 0
+        for row, video in zip(np.flatnonzero(ids == tokens.video_pad), videos):
+            pieces.append(ids[start:row])
+            for pair in range(int(video.grid_thw[0, 0])):
+                seconds = (pair * frames + (frames - 1) / 2) / video.sample_fps
+                pieces.append(np.asarray(self.tokenizer.encode(f"<{seconds:.1f} seconds>"), dtype=np.int64))
+                pieces.append(np.array([tokens.vision_start, tokens.video_pad, tokens.vision_end], dtype=np.int64))
+            start = row + 1
+        pieces.append(ids[start:])
+        return np.concatenate(pieces)
+
+    def timed(self, videos: Sequence[Media], second_per_grid_ts: Sequence[float] | None) -> list[Media]:
+        """Videos given as processor arrays, with the frame rate HF's `second_per_grid_ts` (seconds
+        per temporal grid step) implies."""
+        if second_per_grid_ts is None:
+            return list(videos)
+        if len(second_per_grid_ts) != len(videos):
+            raise ValueError(f"{len(videos)} videos but {len(second_per_grid_ts)} second_per_grid_ts values")
+        frames = self.require_vision().temporal_patch_size
+        return [Media.from_arrays(media.pixel_values, media.grid_thw, self.merge, frames / float(seconds))
+                for media, seconds in zip(videos, second_per_grid_ts)]
 
     def positions(self, expanded: np.ndarray, images: Sequence[Media], videos: Sequence[Media]) -> tuple[np.ndarray, int]:
         """M-RoPE positions int64 [3, N] of the expanded ids, and the rope delta of what follows."""
         tokens = self.config.tokens
+        vision = self.config.vision
+        time_scales = None
+        if vision is not None and videos:
+            # HF's default when a video's rate is unknown: 1 second per temporal grid step.
+            seconds = [vision.temporal_patch_size / m.sample_fps if m.sample_fps else 1.0 for m in videos]
+            time_scales = [vision.variant.video_time_scale(s) for s in seconds]
         return mrope_positions(
             expanded,
             image_grid_thw=_grids(images),
@@ -245,12 +315,14 @@ class PromptBuilder:
             video_token_id=tokens.video_pad,
             vision_start_token_id=tokens.vision_start,
             spatial_merge_size=self.merge,
+            video_time_scale=time_scales,
         )
 
     def layout(self, expanded: np.ndarray, images: Sequence[Media], videos: Sequence[Media]) -> PreparedPrompt:
         """The prompt of expanded ids whose pad runs take `images` and `videos`, in order: the rows of
         each media, the cache keys and the positions."""
         expanded = np.asarray(expanded, dtype=np.int64)
+        videos = self.vision_blocks(videos)
         positions, rope_delta = self.positions(expanded, images, videos)
         tokens = self.config.tokens
         keys: list = expanded.tolist()
