@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/blocks.h"
+#include "kernels/int16_blocks.h"
 
 namespace qvl {
 namespace {
@@ -19,6 +20,7 @@ void add_scalar(IsaKernels& table) {
   scalar::add_q5_k(table);
   scalar::add_q6_k(table);
   scalar::add_activations(table);
+  scalar::add_float_int16(table);
 }
 
 IsaKernels build_table(Isa isa) {
@@ -34,6 +36,7 @@ IsaKernels build_table(Isa isa) {
     avx2::add_q5_k(table);
     avx2::add_q6_k(table);
     avx2::add_activations(table);
+    scalar::keep_float_gemm_for_float_weights(table);
   }
 #endif
 #if defined(QVL_HAVE_AVX512_BUILD)
@@ -44,6 +47,7 @@ IsaKernels build_table(Isa isa) {
     avx512::add_q8_0(table);
     avx512::add_q4_k(table);
     avx512::add_q6_k(table);
+    avx512::add_float_int16(table);
   }
 #endif
 #if defined(QVL_HAVE_AMX_BUILD)
@@ -62,6 +66,7 @@ IsaKernels build_table(Isa isa) {
     neon::add_q5_k(table);
     neon::add_q6_k(table);
     neon::add_activations(table);
+    scalar::keep_float_gemm_for_float_weights(table);
   }
 #endif
   return table;
@@ -107,6 +112,7 @@ size_t act_row_bytes(ActFormat format, int64_t k) {
     case ActFormat::Q8_K: return static_cast<size_t>(k / kBlockK) * sizeof(ActQ8_K);
     case ActFormat::Q8_K_AS_32: return static_cast<size_t>(k / kBlock32) * sizeof(ActQ8_32);
     case ActFormat::Q8_K_AS_16: return static_cast<size_t>(k / 16) * sizeof(ActQ8_16);
+    case ActFormat::I16_32: return int16_act_row_bytes(k);
     default: return static_cast<size_t>(k) * sizeof(float);
   }
 }
@@ -117,6 +123,7 @@ QuantizeRowFn act_quantizer(const IsaKernels& table, ActFormat format) {
     case ActFormat::Q8_K: return table.quantize_act_q8_k;
     case ActFormat::Q8_K_AS_32: return table.quantize_act_q8_k_as_32;
     case ActFormat::Q8_K_AS_16: return table.quantize_act_q8_k_as_16;
+    case ActFormat::I16_32: return table.quantize_act_i16_32;
     default: return nullptr;
   }
 }
