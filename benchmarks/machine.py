@@ -75,6 +75,22 @@ def load_average() -> tuple[float, float, float]:
     return (one, five, fifteen)
 
 
+# The /proc/cpuinfo flags that decide which kernels run (ours and llama.cpp's).
+ISA_FLAGS = ("avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni",
+             "avx512_bf16", "avx512_fp16", "avx512vbmi", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp",
+             "fphp", "i8mm", "bf16", "sve")
+
+
+def cpu_isa_flags() -> list[str]:
+    """Which of ISA_FLAGS this CPU reports (x86 "flags" or ARM "Features"), in ISA_FLAGS's order."""
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith(("flags", "Features")):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in ISA_FLAGS if flag in present]
+    return []
+
+
 def cpu_model() -> str:
     with open("/proc/cpuinfo") as info:
         for line in info:

@@ -104,9 +104,14 @@ def render_text(results: dict[str, Any]) -> str:
     if vision:
         parts.append(format_table([f"vision ({meta['vision_quant']} + F16 mmproj)", "ours", "tokens", "llama.cpp (this run)",
                                    "ours/llama.cpp speed", "others' cores", "reference", "ours/reference speed"], vision))
-    notes = [f"llama.cpp {name}: {note}" for name, note in _llama_notes(results)]
-    systems = {r["system_info"] for engines in results["text"].values() for r in [engines.get("llama.cpp", {})] if "system_info" in r}
+    notes = [f"CPU instruction sets: {' '.join(meta.get('cpu_flags', [])) or 'unknown'}; "
+             f"text files quantized by {meta.get('quantizer', 'qvl_local.quantize')}"]
+    notes += [f"llama.cpp {name}: {note}" for name, note in _llama_notes(results)]
+    llama_runs = [*results["text"].values(), results.get("vision", {})]
+    systems = {r["system_info"] for engines in llama_runs for r in [engines.get("llama.cpp", {})] if "system_info" in r}
     notes += [f"llama.cpp built for: {info}" for info in sorted(systems)]
+    if meta.get("llama_cpp_build") and systems:
+        notes.append(f"llama.cpp build flags: {meta['llama_cpp_build']}")
     if notes:
         parts.append("\n".join(notes))
     if not results.get("llama_cpp_version") and meta.get("compare_llama_cpp"):

@@ -1,6 +1,7 @@
 """End-to-end benchmark: a Qwen2-VL-2B-shaped model with random weights, per quantization level.
 
     python -m benchmarks.run [--quick] [--compare-llama-cpp] [--quants Q4_K_M Q4_0] [--threads N]
+                             [--llama-quantize PATH] [--llama-cpp-build "CMAKE FLAGS"]
     qvl-local bench [same options]
 
 For F16, Q8_0, Q4_K_M and Q4_0 it measures load time, peak RSS, prefill tokens/s (512-token prompt,
@@ -11,7 +12,10 @@ projector's F16 weights as 8-bit blocks too). Each measurement runs in a process
 --compare-llama-cpp, llama.cpp (llama-cpp-python, libmtmd for vision) runs the same files right after
 ours, quant by quant.
 While each figure is taken, the CPU time other processes used is recorded; a noisy figure is taken
-once more and flagged if still noisy.
+once more and flagged if still noisy. The record also holds the CPU's instruction-set flags, our ISA
+path, llama.cpp's (its system info) and how it was built (--llama-cpp-build, or $QVL_LLAMA_CPP_BUILD:
+llama-cpp-python cannot tell its CMake flags). With --llama-quantize, the quantized text files are made
+by llama.cpp's own quantizer (both engines then run llama.cpp's files).
 
 Outputs: a table on stdout, benchmarks/results/<time>-<shape>.json and a .png chart beside it.
 --quick runs the same code on a tiny model (2 layers, width 64) in seconds: a smoke test, not a figure.
@@ -63,9 +67,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON and the PNG go")
     parser.add_argument("--tokenizer-gguf", type=Path, default=None,
                         help="a Qwen2-VL GGUF whose tokenizer is copied (default: the fixtures' tiny model)")
+    parser.add_argument("--llama-quantize", type=Path, default=None,
+                        help="llama.cpp's llama-quantize binary: it makes the quantized files (default: our quantizer)")
+    parser.add_argument("--llama-cpp-build", default=os.environ.get("QVL_LLAMA_CPP_BUILD"),
+                        help="how the llama.cpp compared was built (its CMake flags), recorded with the results "
+                             "(default: $QVL_LLAMA_CPP_BUILD)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.llama_quantize is not None and not args.llama_quantize.is_file():
+        parser.error(f"--llama-quantize: no file at {args.llama_quantize}")
     return args
 
 
@@ -136,8 +147,11 @@ def metadata(args: argparse.Namespace, shape: BenchShape, workload: Workload, ar
         "n_threads": args.threads,
         "n_cores": os.cpu_count(),
         "cpu": machine.cpu_model(),
+        "cpu_flags": machine.cpu_isa_flags(),
         "isa": _core.active_isa(),
         "compare_llama_cpp": args.compare_llama_cpp,
+        "llama_cpp_build": args.llama_cpp_build,
+        "quantizer": f"llama-quantize ({args.llama_quantize})" if args.llama_quantize else "qvl_local.quantize",
         "load_average_before": machine.load_average(),
     }
 
@@ -172,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"no tokenizer source at {tokenizer}: pass --tokenizer-gguf (any Qwen2-VL GGUF) or set QVL_FIXTURES")
         return 2
     meta = metadata(args, shape, workload, argv)
-    files = ensure_models(shape, tuple(args.quants), tokenizer, cache_dir=args.cache_dir, n_threads=args.threads, log=log)
+    files = ensure_models(shape, tuple(args.quants), tokenizer, cache_dir=args.cache_dir, n_threads=args.threads, log=log,
+                          llama_quantize=args.llama_quantize)
     measured = measure(args, shape, workload, files, log)
     meta["load_average_after"] = machine.load_average()
     meta["vision_quant"] = measured.pop("vision_quant", None)

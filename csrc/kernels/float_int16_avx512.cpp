@@ -174,18 +174,18 @@ void int16_gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_row
     const int64_t j_end = std::min(n_act, j0 + kActBlockRows);
     for (int64_t s = 0; s < n_slices; ++s) {
       const int64_t k0 = s * kInt16Slice, blocks = std::min(kInt16Slice, k - k0) / kInt16Block;
-      for (int64_t p = 0; p < n_panels; ++p) {
-        const int rows = static_cast<int>(std::min<int64_t>(kPanelRows, n_rows - p * kPanelRows));
-        const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);
-        const uint8_t* panel = panels + s * slice_bytes + p * panel_bytes;
-        for_each_act_group<kActRowsPerStep>(j0, j_end, [&](auto tile, int64_t first) {
-          const size_t row = static_cast<size_t>(first) * act_stride;
-          panel_times_acts<decltype(tile)::value>(
-              blocks, panel, reinterpret_cast<const int16_t*>(reinterpret_cast<const uint8_t*>(levels + k0) + row),
-              reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(scales + k0 / kInt16Block) + row),
-              act_stride, out + first * out_stride + p * kPanelRows, out_stride, row_mask, s > 0);
-        });
-      }
+      for_each_act_group<kActRowsPerStep>(j0, j_end, [&](auto tile, int64_t first) {
+        const size_t row = static_cast<size_t>(first) * act_stride;
+        const auto* tile_levels = reinterpret_cast<const int16_t*>(reinterpret_cast<const uint8_t*>(levels + k0) + row);
+        const auto* tile_scales =
+            reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(scales + k0 / kInt16Block) + row);
+        for (int64_t p = 0; p < n_panels; ++p) {
+          const int rows = static_cast<int>(std::min<int64_t>(kPanelRows, n_rows - p * kPanelRows));
+          panel_times_acts<decltype(tile)::value>(blocks, panels + s * slice_bytes + p * panel_bytes, tile_levels,
+                                                  tile_scales, act_stride, out + first * out_stride + p * kPanelRows,
+                                                  out_stride, static_cast<__mmask16>((1u << rows) - 1), s > 0);
+        }
+      });
     }
   }
 }
