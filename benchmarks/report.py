@@ -212,8 +212,8 @@ def _vision_panel(ax, engines: dict[str, Any], with_reference: bool) -> None:
         return [r["seconds"] for r in result["encode"].values()] + [result["time_to_first_token"]["seconds"]]
 
     series = {"qvl_local": seconds(ours)}
-    if "ours int8" in engines:
-        series["qvl_local int8"] = seconds(engines["ours int8"])
+    for name in [name for name in engines if name.startswith("ours ")]:
+        series[f"qvl_local {name.removeprefix('ours ')}"] = seconds(engines[name])
     if "llama.cpp" in engines:
         series["llama.cpp (this run)"] = seconds(engines["llama.cpp"])
     if with_reference:

@@ -8,7 +8,8 @@ For F16, Q8_0, Q4_K_M and Q4_0 it measures load time, peak RSS, prefill tokens/s
 fresh cache, logits of the last position) and decode tokens/s (128 tokens, end of text ignored); with
 the F16 vision projector, the encode time of a 448x448 and a 1024x683 image and the time to the first
 token of a question about the larger one, at the default precision ("fast") and at "int8" (the
-projector's F16 weights as 8-bit blocks too). Each measurement runs in a process of its own; with
+projector's F16 weights as 8-bit blocks too; --vision-precisions exact int8 adds the float path).
+Each measurement runs in a process of its own; with
 --compare-llama-cpp, llama.cpp (llama-cpp-python, libmtmd for vision) runs the same files right after
 ours, quant by quant.
 While each figure is taken, the CPU time other processes used is recorded; a noisy figure is taken
@@ -63,6 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"quantization levels (default: {' '.join(QUANT_TYPES)})")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="threads (default: all cores)")
     parser.add_argument("--skip-vision", action="store_true", help="text measurements only")
+    parser.add_argument("--vision-precisions", nargs="*", choices=("exact", "int8"), default=["int8"], metavar="PRECISION",
+                        help="vision: our precisions measured besides the default fast (default: int8)")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where the generated models are kept")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON and the PNG go")
     parser.add_argument("--tokenizer-gguf", type=Path, default=None,
@@ -125,8 +128,9 @@ def measure(args: argparse.Namespace, shape: BenchShape, workload: Workload, fil
                       images=workload.images, ttft_image=workload.ttft_image)
         log(f"vision ({vision_quant} + F16 mmproj): ours ...")
         results["vision"] = {"ours": run_worker(Spec(kind="ours-vision", **common))}
-        log(f"vision ({vision_quant} + F16 mmproj): ours, precision int8 ...")
-        results["vision"]["ours int8"] = run_worker(Spec(kind="ours-vision", precision="int8", **common))
+        for precision in args.vision_precisions:
+            log(f"vision ({vision_quant} + F16 mmproj): ours, precision {precision} ...")
+            results["vision"][f"ours {precision}"] = run_worker(Spec(kind="ours-vision", precision=precision, **common))
         if args.compare_llama_cpp and llama_cpp_version():
             log(f"vision ({vision_quant} + F16 mmproj): llama.cpp ...")
             results["vision"]["llama.cpp"] = run_llama_worker(Spec(kind="llama-vision", **common), log)
