@@ -30,6 +30,7 @@ class Timing:
     others_cores: float  # average cores kept busy by other processes during the measurement
     noisy: bool
     attempts: int = 1
+    cpu_seconds: float = 0.0  # CPU time of this process (all its threads): moves less than `seconds` on a busy machine
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,9 +43,10 @@ def timed(action: Callable[[], Any], n_cores: int | None = None) -> tuple[Timing
     started = time.perf_counter()
     result = action()
     seconds = time.perf_counter() - started
-    others = (machine_cpu_seconds() - machine_before) - (time.process_time() - own_before)
+    own = time.process_time() - own_before
+    others = (machine_cpu_seconds() - machine_before) - own
     others_cores = max(0.0, others) / max(seconds, 1e-9)
-    return Timing(seconds, others_cores, others_cores > NOISY_SHARE * n_cores), result
+    return Timing(seconds, others_cores, others_cores > NOISY_SHARE * n_cores, cpu_seconds=own), result
 
 
 def timed_quietly(action: Callable[[], Any], prepare: Callable[[], None] = lambda: None,
