@@ -23,7 +23,7 @@ void encode_int16_blocks(const float* x, int64_t k, int16_t* levels, float* scal
     const float* block = x + b * kInt16Block;
     float amax = 0.0f;
     for (int i = 0; i < kInt16Block; ++i) amax = std::fmax(amax, std::fabs(block[i]));
-    const Int16Scale scale = int16_scale(amax);
+    const ActivationScale scale = int16_scale(amax);
     for (int i = 0; i < kInt16Block; ++i) {
       levels[b * kInt16Block + i] = static_cast<int16_t>(std::nearbyint(block[i] * scale.inverse));
     }

@@ -52,7 +52,7 @@ struct LoadBF16 {
 
 // The 32 levels of the block x0 | x1 as one vector of int16 in value order; its scale goes to *d.
 inline __m512i encode_block(__m512 x0, __m512 x1, float* d) {
-  const Int16Scale scale = int16_scale(_mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1))));
+  const ActivationScale scale = int16_scale(_mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1))));
   const __m512 inverse = _mm512_set1_ps(scale.inverse);
   constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
   const __m256i low = _mm512_cvtepi32_epi16(_mm512_cvt_roundps_epi32(_mm512_mul_ps(x0, inverse), kNearest));

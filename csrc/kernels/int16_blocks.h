@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/activation_scale.h"
+
 namespace qvl {
 
 constexpr int kInt16Block = 32;
@@ -20,16 +22,10 @@ constexpr int kInt16MaxLevel = 8191;
 // (the order every ISA keeps, so the scalar reference can follow it exactly).
 constexpr int64_t kInt16Slice = 256;
 static_assert(kInt16Slice % kInt16Block == 0, "slices hold whole blocks");
-// Blocks whose largest magnitude is below this are stored as zeros (8191 / amax would overflow).
-constexpr float kInt16SmallestBlock = 1e-30f;
-
-struct Int16Scale {
-  float d;        // x ~= d * level
-  float inverse;  // level = nearest-even(x * inverse), |level| <= 8191
-};
-
-inline Int16Scale int16_scale(float amax) {
-  if (!(amax >= kInt16SmallestBlock)) return {0.0f, 0.0f};
+// x ~= d * level, level = nearest-even(x * inverse), |level| <= 8191; blocks whose largest magnitude is
+// below kSmallestActivationBlock are stored as zeros, as the 8-bit activation blocks are.
+inline ActivationScale int16_scale(float amax) {
+  if (!(amax >= kSmallestActivationBlock)) return {0.0f, 0.0f};
   return {amax / static_cast<float>(kInt16MaxLevel), static_cast<float>(kInt16MaxLevel) / amax};
 }
 
