@@ -1,13 +1,15 @@
 // The 16-bit integer format of the Fast precision on float weights (F32 / F16 / BF16) with many
 // activation rows: weights and activations alike are cut into blocks of 32 values along k, each block
 // stored as int16 levels with one float scale (x ~= d * level, d = amax / 8191). Every ISA computes the
-// very same levels (one multiply, nearest-even rounding, the scale from int16_scale), and the integer
-// block sums are exact, so ISA variants differ from the scalar reference only in float summation.
+// very same levels (one multiply, nearest-even rounding, the scale from int16_scale), the integer
+// block sums are exact and the float operations on them follow one order (float_int16.cpp), so every
+// ISA variant equals the scalar reference.
 //
 // Why 8191: a block's 32 products of levels within +-8191 sum to at most 32 * 8191^2 = 2146959392 <
 // 2^31, so the int32 sums (AVX-512 VNNI vpdpwssd) cannot overflow before each block's conversion to
-// float. The rounding error of a block is at most half a step, amax / 16382: ~2^-14 of the block's
-// largest value, some 8x finer than the fp16 activations llama.cpp multiplies F16 weights with.
+// float. The rounding error of a block is at most half a step, amax / 16382 (2^-14 of the block's
+// largest value); with weights and activations both rounded, a dot product of Gaussian values is off by
+// ~1.2e-4 relative RMS, against ~2.1e-4 for the fp16 activations llama.cpp multiplies F16 weights with.
 #pragma once
 #include <cstddef>
 #include <cstdint>
