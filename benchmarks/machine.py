@@ -30,6 +30,7 @@ class Timing:
     others_cores: float  # average cores kept busy by other processes during the measurement
     noisy: bool
     attempts: int = 1
+    cpu_seconds: float = 0.0  # CPU time of this process (all its threads): moves less than `seconds` on a busy machine
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,9 +43,10 @@ def timed(action: Callable[[], Any], n_cores: int | None = None) -> tuple[Timing
     started = time.perf_counter()
     result = action()
     seconds = time.perf_counter() - started
-    others = (machine_cpu_seconds() - machine_before) - (time.process_time() - own_before)
+    own = time.process_time() - own_before
+    others = (machine_cpu_seconds() - machine_before) - own
     others_cores = max(0.0, others) / max(seconds, 1e-9)
-    return Timing(seconds, others_cores, others_cores > NOISY_SHARE * n_cores), result
+    return Timing(seconds, others_cores, others_cores > NOISY_SHARE * n_cores, cpu_seconds=own), result
 
 
 def timed_quietly(action: Callable[[], Any], prepare: Callable[[], None] = lambda: None,
@@ -73,6 +75,22 @@ def peak_rss_bytes() -> int:
 def load_average() -> tuple[float, float, float]:
     one, five, fifteen = os.getloadavg()
     return (one, five, fifteen)
+
+
+# The /proc/cpuinfo flags that decide which kernels run (ours and llama.cpp's).
+ISA_FLAGS = ("avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni",
+             "avx512_bf16", "avx512_fp16", "avx512vbmi", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp",
+             "fphp", "i8mm", "bf16", "sve")
+
+
+def cpu_isa_flags() -> list[str]:
+    """Which of ISA_FLAGS this CPU reports (x86 "flags" or ARM "Features"), in ISA_FLAGS's order."""
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith(("flags", "Features")):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in ISA_FLAGS if flag in present]
+    return []
 
 
 def cpu_model() -> str:

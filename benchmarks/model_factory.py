@@ -2,7 +2,8 @@
 
 The text model is written once in F16 (norms and biases in F32, as llama.cpp's converter does) and
 every quantized file is made from it by `qvl_local.quantize.quantize_gguf` (llama-quantize's
-per-tensor recipes); the vision projector (mmproj) stays in F16. Weights are N(0, 0.02), norm weights about 1, so activations keep realistic scales.
+per-tensor recipes), or by llama.cpp's own `llama-quantize` when its path is given (files named
+`*-llama-quantize.gguf`, so the two kinds never mix); the vision projector (mmproj) stays in F16. Weights are N(0, 0.02), norm weights about 1, so activations keep realistic scales.
 The tokenizer (vocabulary, merges, special tokens, chat template) is the real Qwen2 one, copied
 from a small fixture model, so prompts tokenize and chat templates render as with the real model.
 
@@ -11,6 +12,7 @@ Files live in `.bench-cache/` at the repository root and are made only when miss
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,20 +83,35 @@ class BenchFiles:
 
 
 def ensure_models(shape: BenchShape, quant_types: tuple[str, ...], tokenizer_gguf: Path,
-                  cache_dir: Path = CACHE_DIR, n_threads: int = 1, log: Callable[[str], None] = print) -> BenchFiles:
-    """The cached files for `shape`, writing the missing ones (F16 first: the others come from it)."""
+                  cache_dir: Path = CACHE_DIR, n_threads: int = 1, log: Callable[[str], None] = print,
+                  llama_quantize: Path | None = None) -> BenchFiles:
+    """The cached files for `shape`, writing the missing ones (F16 first: the others come from it,
+    through `llama_quantize` when given, else through our quantizer)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     f16_path = cache_dir / f"{shape.name}-F16.gguf"
     _write_once(f16_path, lambda p: write_text_f16(p, shape.text, tokenizer_gguf), log)
     text = {}
     for quant in quant_types:
-        path = cache_dir / f"{shape.name}-{quant}.gguf"
-        if quant != "F16":
+        if quant == "F16":
+            text[quant] = f16_path
+            continue
+        if llama_quantize is not None:
+            path = cache_dir / f"{shape.name}-{quant}-llama-quantize.gguf"
+            _write_once(path, lambda p, q=quant: run_llama_quantize(llama_quantize, f16_path, p, q, n_threads), log)
+        else:
+            path = cache_dir / f"{shape.name}-{quant}.gguf"
             _write_once(path, lambda p, q=quant: quantize_gguf(f16_path, p, q, overwrite=True, n_threads=n_threads), log)
-        text[quant] = path if quant != "F16" else f16_path
+        text[quant] = path
     mmproj = cache_dir / f"mmproj-{shape.name}-F16.gguf"
     _write_once(mmproj, lambda p: write_mmproj_f16(p, shape.vision, out_width=shape.text.hidden), log)
     return BenchFiles(text, mmproj)
+
+
+def run_llama_quantize(binary: Path, source: Path, target: Path, quant: str, n_threads: int) -> None:
+    """llama.cpp's quantizer (its recipes, its encoders); its log is shown only when it fails."""
+    done = subprocess.run([str(binary), str(source), str(target), quant, str(n_threads)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{binary} {quant} failed with status {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
 def _write_once(path: Path, write: Callable[[Path], None], log: Callable[[str], None]) -> None:

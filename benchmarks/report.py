@@ -75,12 +75,14 @@ def vision_rows(results: dict[str, Any], with_reference: bool) -> list[list[str]
             ref = ref if with_reference else None
             rows.append([name, f"{r['seconds']:.2f} s{_mark(r)}", str(r.get(size_key, "?")),
                          f"{live['seconds']:.2f} s{_mark(live)} ({live.get(size_key, '?')})" if live else "",
-                         _ratio(live["seconds"], r["seconds"]) if live else "", f"{r['others_cores']:.2f}",
+                         _ratio(live["seconds"], r["seconds"]) if live else "",
+                         _ratio(live.get("cpu_seconds"), r.get("cpu_seconds")) if live else "",
+                         f"{r['others_cores']:.2f} / {live['others_cores']:.2f}" if live else f"{r['others_cores']:.2f}",
                          f"{ref} s" if ref else "", _ratio(ref, r["seconds"]) if ref else ""])
     ours = engines["ours"]
     live_load = f"{theirs['load']['seconds']:.2f} s, RSS {theirs['peak_rss_bytes'] / GB:.2f} GB" if theirs else ""
     rows.append(["load, peak RSS", f"{ours['load']['seconds']:.2f} s", f"RSS {ours['peak_rss_bytes'] / GB:.2f} GB",
-                 live_load, "", "", "", ""])
+                 live_load, "", "", "", "", ""])
     return rows
 
 
@@ -103,10 +105,16 @@ def render_text(results: dict[str, Any]) -> str:
     vision = vision_rows(results, with_reference)
     if vision:
         parts.append(format_table([f"vision ({meta['vision_quant']} + F16 mmproj)", "ours", "tokens", "llama.cpp (this run)",
-                                   "ours/llama.cpp speed", "others' cores", "reference", "ours/reference speed"], vision))
-    notes = [f"llama.cpp {name}: {note}" for name, note in _llama_notes(results)]
-    systems = {r["system_info"] for engines in results["text"].values() for r in [engines.get("llama.cpp", {})] if "system_info" in r}
+                                   "ours/llama.cpp speed", "by CPU time", "others' cores (ours / llama.cpp)", "reference",
+                                   "ours/reference speed"], vision))
+    notes = [f"CPU instruction sets: {' '.join(meta.get('cpu_flags', [])) or 'unknown'}; "
+             f"text files quantized by {meta.get('quantizer', 'qvl_local.quantize')}"]
+    notes += [f"llama.cpp {name}: {note}" for name, note in _llama_notes(results)]
+    llama_runs = [*results["text"].values(), results.get("vision", {})]
+    systems = {r["system_info"] for engines in llama_runs for r in [engines.get("llama.cpp", {})] if "system_info" in r}
     notes += [f"llama.cpp built for: {info}" for info in sorted(systems)]
+    if meta.get("llama_cpp_build") and systems:
+        notes.append(f"llama.cpp build flags: {meta['llama_cpp_build']}")
     if notes:
         parts.append("\n".join(notes))
     if not results.get("llama_cpp_version") and meta.get("compare_llama_cpp"):
@@ -207,8 +215,8 @@ def _vision_panel(ax, engines: dict[str, Any], with_reference: bool) -> None:
         return [r["seconds"] for r in result["encode"].values()] + [result["time_to_first_token"]["seconds"]]
 
     series = {"qvl_local": seconds(ours)}
-    if "ours int8" in engines:
-        series["qvl_local int8"] = seconds(engines["ours int8"])
+    for name in [name for name in engines if name.startswith("ours ")]:
+        series[f"qvl_local {name.removeprefix('ours ')}"] = seconds(engines[name])
     if "llama.cpp" in engines:
         series["llama.cpp (this run)"] = seconds(engines["llama.cpp"])
     if with_reference:

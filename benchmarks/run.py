@@ -1,6 +1,7 @@
 """End-to-end benchmark: a Qwen2-VL-2B-shaped model with random weights, per quantization level.
 
     python -m benchmarks.run [--quick] [--compare-llama-cpp] [--quants Q4_K_M Q4_0] [--threads N]
+                             [--llama-quantize PATH] [--llama-cpp-build "CMAKE FLAGS"]
 
 (from the root of a checkout: the benchmarks are not part of the installed package)
 
@@ -8,11 +9,15 @@ For F16, Q8_0, Q4_K_M and Q4_0 it measures load time, peak RSS, prefill tokens/s
 fresh cache, logits of the last position) and decode tokens/s (128 tokens, end of text ignored); with
 the F16 vision projector, the encode time of a 448x448 and a 1024x683 image and the time to the first
 token of a question about the larger one, at the default precision ("fast") and at "int8" (the
-projector's F16 weights as 8-bit blocks too). Each measurement runs in a process of its own; with
+projector's F16 weights as 8-bit blocks too; --vision-precisions exact int8 adds the float path).
+Each measurement runs in a process of its own; with
 --compare-llama-cpp, llama.cpp (llama-cpp-python, libmtmd for vision) runs the same files right after
 ours, quant by quant.
 While each figure is taken, the CPU time other processes used is recorded; a noisy figure is taken
-once more and flagged if still noisy.
+once more and flagged if still noisy. The record also holds the CPU's instruction-set flags, our ISA
+path, llama.cpp's (its system info) and how it was built (--llama-cpp-build, or $QVL_LLAMA_CPP_BUILD:
+llama-cpp-python cannot tell its CMake flags). With --llama-quantize, the quantized text files are made
+by llama.cpp's own quantizer (both engines then run llama.cpp's files).
 
 Outputs: a table on stdout, benchmarks/results/<time>-<shape>.json and a .png chart beside it.
 --quick runs the same code on a tiny model (2 layers, width 64) in seconds: a smoke test, not a figure.
@@ -60,13 +65,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"quantization levels (default: {' '.join(QUANT_TYPES)})")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="threads (default: all cores)")
     parser.add_argument("--skip-vision", action="store_true", help="text measurements only")
+    parser.add_argument("--vision-precisions", nargs="*", choices=("exact", "int8"), default=["int8"], metavar="PRECISION",
+                        help="vision: our precisions measured besides the default fast (default: int8)")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where the generated models are kept")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON and the PNG go")
     parser.add_argument("--tokenizer-gguf", type=Path, default=None,
                         help="a Qwen2-VL GGUF whose tokenizer is copied (default: the fixtures' tiny model)")
+    parser.add_argument("--llama-quantize", type=Path, default=None,
+                        help="llama.cpp's llama-quantize binary: it makes the quantized files (default: our quantizer)")
+    parser.add_argument("--llama-cpp-build", default=os.environ.get("QVL_LLAMA_CPP_BUILD"),
+                        help="how the llama.cpp compared was built (its CMake flags), recorded with the results "
+                             "(default: $QVL_LLAMA_CPP_BUILD)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.llama_quantize is not None and not args.llama_quantize.is_file():
+        parser.error(f"--llama-quantize: no file at {args.llama_quantize}")
     return args
 
 
@@ -115,8 +129,9 @@ def measure(args: argparse.Namespace, shape: BenchShape, workload: Workload, fil
                       images=workload.images, ttft_image=workload.ttft_image)
         log(f"vision ({vision_quant} + F16 mmproj): ours ...")
         results["vision"] = {"ours": run_worker(Spec(kind="ours-vision", **common))}
-        log(f"vision ({vision_quant} + F16 mmproj): ours, precision int8 ...")
-        results["vision"]["ours int8"] = run_worker(Spec(kind="ours-vision", precision="int8", **common))
+        for precision in args.vision_precisions:
+            log(f"vision ({vision_quant} + F16 mmproj): ours, precision {precision} ...")
+            results["vision"][f"ours {precision}"] = run_worker(Spec(kind="ours-vision", precision=precision, **common))
         if args.compare_llama_cpp and llama_cpp_version():
             log(f"vision ({vision_quant} + F16 mmproj): llama.cpp ...")
             results["vision"]["llama.cpp"] = run_llama_worker(Spec(kind="llama-vision", **common), log)
@@ -137,8 +152,11 @@ def metadata(args: argparse.Namespace, shape: BenchShape, workload: Workload, ar
         "n_threads": args.threads,
         "n_cores": os.cpu_count(),
         "cpu": machine.cpu_model(),
+        "cpu_flags": machine.cpu_isa_flags(),
         "isa": _core.active_isa(),
         "compare_llama_cpp": args.compare_llama_cpp,
+        "llama_cpp_build": args.llama_cpp_build,
+        "quantizer": f"llama-quantize ({args.llama_quantize})" if args.llama_quantize else "qvl_local.quantize",
         "load_average_before": machine.load_average(),
     }
 
@@ -173,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"no tokenizer source at {tokenizer}: pass --tokenizer-gguf (any Qwen2-VL GGUF) or set QVL_FIXTURES")
         return 2
     meta = metadata(args, shape, workload, argv)
-    files = ensure_models(shape, tuple(args.quants), tokenizer, cache_dir=args.cache_dir, n_threads=args.threads, log=log)
+    files = ensure_models(shape, tuple(args.quants), tokenizer, cache_dir=args.cache_dir, n_threads=args.threads, log=log,
+                          llama_quantize=args.llama_quantize)
     measured = measure(args, shape, workload, files, log)
     meta["load_average_after"] = machine.load_average()
     meta["vision_quant"] = measured.pop("vision_quant", None)

@@ -27,7 +27,7 @@ class Spec:
     ttft_image: str | None = None  # the label of the image the question is about
     question: str = "Describe this image in detail."
     llama_extra_buffers: bool = True  # llama.cpp's repacked / AMX weight buffers (its default)
-    precision: str = "fast"  # ours: "fast" (the default) or "int8" (8-bit projector weights too)
+    precision: str = "fast"  # ours: "fast" (the default), "int8" (8-bit projector weights too) or "exact"
 
 
 def prompt_ids(count: int, seed: int = 7) -> np.ndarray:

@@ -3,10 +3,14 @@
 The references were computed by transformers in float32 on exactly the F16 mmproj's dequantized
 weights, so the exact path differs only by float summation order. Measured on this machine (max abs /
 RMS relative, with max |embedding| ~16): 2.1e-5 / 1.0e-6 on all four cases. Tolerances below leave ~5x
-room: max abs 1e-4, RMS relative 1e-5. The fast path's activations are 8-bit where the kernels have an
-integer dot product for the weight type; its tolerance is the fixture README's "relative 1e-3".
-The int8 path also rounds the F16 weights to Q8_0 blocks: measured RMS relative 1.8-2.0e-2 and max
-2.0-2.3e-2 of max |embedding| on every case and ISA; limits 3e-2 and 4e-2.
+room: max abs 1e-4, RMS relative 1e-5. The fast path multiplies the F16 weights as 16-bit integer
+blocks on the ISAs with vpdpwssd and in its scalar reference (scalar, avx512, amx; float on avx2 and
+neon): measured RMS relative 2.9-3.1e-4 and max 3.2-4.0e-4 of max |embedding| on every case (llama.cpp's
+F16 path: 6e-4, fixtures README section 7); limits 6e-4 and 1e-3, and the 16-bit rounding must show
+(RMS > 3e-5) where it runs. The int8 path also rounds the F16 weights to Q8_0 blocks: measured RMS
+relative 1.8-2.1e-2 and max 2.0-2.7e-2 of max |embedding| on every case and ISA; limits 3e-2 and 4e-2.
+On the Qwen2-VL-2B shape (32 blocks, random weights) at 1024x683, `python -m benchmarks.bench_vision
+--precision all` prints each precision's error against `exact`.
 """
 from __future__ import annotations
 
@@ -28,8 +32,9 @@ CASES = {
 }
 EXACT_MAX_ABS = 1e-4
 EXACT_RMS_RELATIVE = 1e-5
-FAST_RMS_RELATIVE = 1e-3
-FAST_MAX_RELATIVE = 5e-3  # of max |reference|
+FAST_RMS_RELATIVE = 6e-4
+FAST_MAX_RELATIVE = 1e-3  # of max |reference|
+INT16_ISAS = ("scalar", "avx512", "amx")  # where fast multiplies float weights as 16-bit integer blocks
 INT8_RMS_RELATIVE = 3e-2
 INT8_MAX_RELATIVE = 4e-2
 
@@ -55,7 +60,7 @@ def rms_relative(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_exact_path_reproduces_reference_embeddings(fixtures, vision, case):
+def test_exact_path_reproduces_reference_embeddings(fixtures, vision, isa, case):
     pixels, grid, expected = load_case(fixtures, case)
     embeds = vision.encode(pixels, grid)
     assert embeds.shape == expected.shape and embeds.dtype == np.float32
@@ -64,16 +69,21 @@ def test_exact_path_reproduces_reference_embeddings(fixtures, vision, case):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_fast_path_stays_within_its_tolerance(fixtures, vision, case):
+def test_fast_path_stays_within_its_tolerance(fixtures, vision, isa, case):
     pixels, grid, expected = load_case(fixtures, case)
     embeds = vision.encode(pixels, grid, precision="fast")
     assert embeds.shape == expected.shape
-    assert rms_relative(embeds, expected) < FAST_RMS_RELATIVE
+    error = rms_relative(embeds, expected)
+    assert error < FAST_RMS_RELATIVE
     assert np.abs(embeds - expected).max() < FAST_MAX_RELATIVE * np.abs(expected).max()
+    if isa in INT16_ISAS:
+        assert error > 3e-5  # the 16-bit blocks show: this is not the float path
+    else:
+        assert error < EXACT_RMS_RELATIVE
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_int8_path_stays_within_its_tolerance(fixtures, vision, case):
+def test_int8_path_stays_within_its_tolerance(fixtures, vision, isa, case):
     pixels, grid, expected = load_case(fixtures, case)
     embeds = vision.encode(pixels, grid, precision="int8")
     assert embeds.shape == expected.shape

@@ -7,6 +7,7 @@
 
 #include "common/isa_table.h"
 #include "kernels/blocks.h"
+#include "kernels/int16_blocks.h"
 
 namespace qvl {
 namespace {
@@ -22,6 +23,7 @@ void add_layer(Isa layer, IsaKernels& table) {
       scalar::add_q5_k(table);
       scalar::add_q6_k(table);
       scalar::add_act_quant(table);
+      scalar::add_float_int16(table);
       break;
 #if defined(QVL_HAVE_AVX2_BUILD)
     case Isa::Avx2:
@@ -33,6 +35,7 @@ void add_layer(Isa layer, IsaKernels& table) {
       avx2::add_q5_k(table);
       avx2::add_q6_k(table);
       avx2::add_act_quant(table);
+      scalar::keep_float_gemm_for_float_weights(table);
       break;
 #endif
 #if defined(QVL_HAVE_AVX512_BUILD)
@@ -43,6 +46,7 @@ void add_layer(Isa layer, IsaKernels& table) {
       avx512::add_q8_0(table);
       avx512::add_q4_k(table);
       avx512::add_q6_k(table);
+      avx512::add_float_int16(table);
       break;
 #endif
 #if defined(QVL_HAVE_AMX_BUILD)
@@ -61,6 +65,7 @@ void add_layer(Isa layer, IsaKernels& table) {
       neon::add_q5_k(table);
       neon::add_q6_k(table);
       neon::add_act_quant(table);
+      scalar::keep_float_gemm_for_float_weights(table);
       break;
 #endif
     default:
@@ -95,6 +100,7 @@ size_t act_row_bytes(ActFormat format, int64_t k) {
     case ActFormat::Q8_K: return static_cast<size_t>(k / kBlockK) * sizeof(ActQ8_K);
     case ActFormat::Q8_K_AS_32: return static_cast<size_t>(k / kBlock32) * sizeof(ActQ8_32);
     case ActFormat::Q8_K_AS_16: return static_cast<size_t>(k / 16) * sizeof(ActQ8_16);
+    case ActFormat::I16_32: return int16_act_row_bytes(k);
     default: return static_cast<size_t>(k) * sizeof(float);
   }
 }
@@ -105,6 +111,7 @@ QuantizeRowFn act_quantizer(const IsaKernels& table, ActFormat format) {
     case ActFormat::Q8_K: return table.quantize_act_q8_k;
     case ActFormat::Q8_K_AS_32: return table.quantize_act_q8_k_as_32;
     case ActFormat::Q8_K_AS_16: return table.quantize_act_q8_k_as_16;
+    case ActFormat::I16_32: return table.quantize_act_i16_32;
     default: return nullptr;
   }
 }

@@ -29,6 +29,7 @@ enum class ActFormat {
   // its own sum: what the matrix-matrix kernels of the K-quants read.
   Q8_K_AS_32,
   Q8_K_AS_16,
+  I16_32,  // int16 levels with a float scale per 32 values (int16_blocks.h): float weights' Fast GEMM
 };
 
 struct TypeKernels {
@@ -42,6 +43,10 @@ struct TypeKernels {
   // n_act rows given (it tiles them itself).
   DotTileFn gemm_tile = nullptr;
   ActFormat gemm_act_format = ActFormat::Q8_32;
+  // Fast on float weights (F32/F16/BF16) for many activation rows: the weight rows encoded on the fly as
+  // 16-bit integer blocks against ActFormat::I16_32 rows (int16_blocks.h). Null where the float GEMM
+  // serves instead (ISAs without a 16-bit multiply-accumulate into int32).
+  DotTileFn int16_gemm_tile = nullptr;
 };
 
 // out[j * out_stride + r] (+)= sum_{i < k} w[r * w_stride + i] * x[j * x_stride + i] for r < n_rows, j < n:
@@ -56,6 +61,7 @@ struct IsaKernels {
   QuantizeRowFn quantize_act_q8_k = nullptr;
   QuantizeRowFn quantize_act_q8_k_as_32 = nullptr;  // only where some gemm_tile reads it
   QuantizeRowFn quantize_act_q8_k_as_16 = nullptr;
+  QuantizeRowFn quantize_act_i16_32 = nullptr;
   FloatGemmFn float_gemm = nullptr;  // null where the ISA has none: the float dot_tile serves instead
 };
 
@@ -79,6 +85,10 @@ void add_q4_k(IsaKernels& table);
 void add_q5_k(IsaKernels& table);
 void add_q6_k(IsaKernels& table);
 void add_act_quant(IsaKernels& table);
+void add_float_int16(IsaKernels& table);  // the reference of the 16-bit integer GEMM of float weights
+// Takes the 16-bit GEMM of float weights out of a table (AVX2, NEON: without vpdpwssd the integer
+// products cost as much as FMAs, so the float GEMM stays, at no loss of speed or accuracy).
+void keep_float_gemm_for_float_weights(IsaKernels& table);
 }  // namespace scalar
 
 #if defined(QVL_HAVE_AVX2_BUILD)
@@ -102,6 +112,7 @@ void add_q4_0(IsaKernels& table);  // decode (row-dot) kernels
 void add_q8_0(IsaKernels& table);
 void add_q4_k(IsaKernels& table);
 void add_q6_k(IsaKernels& table);
+void add_float_int16(IsaKernels& table);
 }  // namespace avx512
 #endif
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/blocks.h"
+#include "kernels/int16_blocks.h"
 #include "kernels/kernel_table.h"
 
 namespace qvl {
@@ -170,18 +171,24 @@ bool gemm_applies(const TypeKernels& kernels, int64_t n) {
   return kernels.gemm_tile != nullptr && n >= kGemmMinActRows;
 }
 
-// Many activation rows: each chunk of weight rows becomes int8 panels once, then meets all n rows.
-void fast_gemm(const IsaKernels& table, const TypeKernels& kernels, const WeightView& w, const float* x, int64_t n,
-               float* out, ThreadPool& pool) {
+// Many activation rows: the activations quantized once into `act_format`, then each chunk of weight rows
+// becomes integer panels in `gemm_tile` and meets all n rows.
+void panel_gemm(const IsaKernels& table, DotTileFn gemm_tile, ActFormat act_format, const WeightView& w,
+                const float* x, int64_t n, float* out, ThreadPool& pool) {
   size_t w_stride = row_bytes(w.type, w.cols);
-  size_t act_stride = act_row_bytes(kernels.gemm_act_format, w.cols);
-  const uint8_t* act = quantize_activations(table, kernels.gemm_act_format, x, n, w.cols, pool);
+  size_t act_stride = act_row_bytes(act_format, w.cols);
+  const uint8_t* act = quantize_activations(table, act_format, x, n, w.cols, pool);
   run_row_chunks(
       pool, w.rows, kMaxChunkRows,
       [&](int64_t first, int64_t count) {
-        kernels.gemm_tile(w.cols, w.data + first * w_stride, w_stride, count, act, act_stride, n, out + first, w.rows);
+        gemm_tile(w.cols, w.data + first * w_stride, w_stride, count, act, act_stride, n, out + first, w.rows);
       },
       kGemmRowGranule);
+}
+
+void fast_gemm(const IsaKernels& table, const TypeKernels& kernels, const WeightView& w, const float* x, int64_t n,
+               float* out, ThreadPool& pool) {
+  panel_gemm(table, kernels.gemm_tile, kernels.gemm_act_format, w, x, n, out, pool);
 }
 
 // Int8 precision on float weights (n >= kGemmMinActRows) where the ISA has no panels that encode them
@@ -245,6 +252,12 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* out, Precisio
     } else {
       q8_0_encoded_matmul(table, kernels, w, x, n, out, pool);
     }
+    return;
+  }
+  // Fast on float weights: 16-bit integer blocks where the ISA multiplies them faster than floats.
+  if (precision == Precision::Fast && kernels.int16_gemm_tile != nullptr && w.cols % kInt16Block == 0 &&
+      n >= kGemmMinActRows) {
+    panel_gemm(table, kernels.int16_gemm_tile, ActFormat::I16_32, w, x, n, out, pool);
     return;
   }
   bool float_math = precision == Precision::Exact || kernels.act_format == ActFormat::Float;

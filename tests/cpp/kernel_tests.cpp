@@ -4,7 +4,11 @@
 //   dequantize: bit-exact with the scalar reference;
 //   Exact matmul: |out - ref| <= 1e-5 * sum|x||w| (ref in double on the dequantized weights);
 //   Fast matmul: |out - ref| <= sum_i |w_i| * amax(block of x_i) / 254 + 1e-5 * sum|x||w|;
-//   Fast on an ISA vs Fast on scalar: <= 2e-6 * sum|x||w| (same integers, other summation order).
+//   Fast on float weights where the ISA multiplies them as 16-bit blocks (n >= 16, int16_blocks.h):
+//     |out - ref| <= 1.01 * sum_i (|w_i| hx_i + |x_i| hw_i + hx_i hw_i) + 1e-5 * sum|x||w|, with hx, hw
+//     half a level step (amax of the block / 16382); elsewhere the Exact limit;
+//   Fast on an ISA vs Fast on scalar: <= 2e-6 * sum|x||w| (same integers, other summation order), where
+//     both take the same path (float weights: the ISAs without the 16-bit GEMM keep float math).
 // The matrix-matrix (panel GEMM) path, which Fast takes from 16 activation rows on, gets cases of its
 // own (partial panels, several blocks) and a check that every non-scalar ISA has it for every
 // quantized type, so those cases cannot silently fall back to the row-dot kernels.
@@ -98,31 +102,42 @@ void check_dequantize(const Case& c, const std::string& label) {
   check(std::memcmp(out.data(), c.dequantized.data(), out.size() * sizeof(float)) == 0, label + " dequantize");
 }
 
+// Whether Fast on this case's float weights takes the 16-bit integer GEMM on the active ISA.
+bool takes_int16_gemm(const Case& c) {
+  const qvl::TypeKernels& kernels = qvl::type_kernels(qvl::isa_kernels(qvl::active_isa()), c.type);
+  return is_float_type(c.type) && kernels.int16_gemm_tile != nullptr && c.n >= 16 && c.k % 32 == 0;
+}
+
 void check_matmul(const Case& c, qvl::ThreadPool& pool, const std::string& label, const std::vector<float>& scalar_fast) {
   std::vector<float> exact(static_cast<size_t>(c.n * c.rows)), fast(exact.size());
   qvl::matmul(c.view(), c.x.data(), c.n, exact.data(), qvl::Precision::Exact, pool);
   qvl::matmul(c.view(), c.x.data(), c.n, fast.data(), qvl::Precision::Fast, pool);
   int64_t block = activation_block(c.type);
+  const bool int16 = takes_int16_gemm(c);
   double worst_exact = 0, worst_fast = 0, worst_vs_scalar = 0;  // error / limit
   for (int64_t j = 0; j < c.n; ++j) {
     const float* x = c.x.data() + j * c.k;
     for (int64_t r = 0; r < c.rows; ++r) {
       const float* w = c.dequantized.data() + r * c.k;
-      double reference = 0, scale = 0, rounding = 0;
+      double reference = 0, scale = 0, rounding = 0, int16_rounding = 0;
       for (int64_t b = 0; b < c.k; b += block) {
-        double amax = 0, weight_sum = 0;
+        double amax = 0, weight_amax = 0, weight_sum = 0, act_sum = 0;
         for (int64_t i = b; i < b + block; ++i) {
           reference += static_cast<double>(x[i]) * w[i];
           scale += std::fabs(static_cast<double>(x[i]) * w[i]);
           amax = std::fmax(amax, std::fabs(x[i]));
+          weight_amax = std::fmax(weight_amax, std::fabs(w[i]));
           weight_sum += std::fabs(w[i]);
+          act_sum += std::fabs(x[i]);
         }
         rounding += weight_sum * amax / 254.0;
+        const double hx = amax / 16382.0, hw = weight_amax / 16382.0;
+        int16_rounding += 1.01 * (weight_sum * hx + act_sum * hw + block * hx * hw);
       }
       size_t at = static_cast<size_t>(j * c.rows + r);
       double exact_limit = kExactRelative * scale;
       worst_exact = std::fmax(worst_exact, std::fabs(exact[at] - reference) / exact_limit);
-      double fast_limit = (is_float_type(c.type) ? 0.0 : rounding) + exact_limit;
+      double fast_limit = (is_float_type(c.type) ? (int16 ? int16_rounding : 0.0) : rounding) + exact_limit;
       worst_fast = std::fmax(worst_fast, std::fabs(fast[at] - reference) / fast_limit);
       if (!scalar_fast.empty()) {
         worst_vs_scalar =
@@ -142,6 +157,14 @@ std::vector<float> scalar_fast_result(const Case& c, qvl::ThreadPool& pool) {
   return out;
 }
 
+// The scalar Fast result to compare the active ISA's with, or none where the two take different paths
+// (float weights on an ISA that keeps float math where the scalar reference takes the 16-bit GEMM).
+std::vector<float> comparable_scalar_fast(const Case& c, const std::string& isa, const std::vector<float>& scalar_fast,
+                                          bool scalar_int16) {
+  if (isa == "scalar" || takes_int16_gemm(c) != scalar_int16) return {};
+  return scalar_fast;
+}
+
 // The ISA QVL_ISA forces, or every ISA this CPU runs.
 std::vector<std::string> isas_to_test() {
   const char* forced = std::getenv("QVL_ISA");
@@ -155,25 +178,32 @@ std::vector<std::string> isas_to_test() {
 
 void check_case_on_isas(const Case& c, const std::vector<std::string>& isas, qvl::ThreadPool& pool) {
   std::vector<float> scalar_fast = scalar_fast_result(c, pool);
+  const bool scalar_int16 = takes_int16_gemm(c);  // scalar_fast_result left the scalar ISA active
   for (const std::string& isa : isas) {
     qvl::set_isa(isa);
     std::string label = std::string(qvl::type_name(c.type)) + " " + isa + " rows=" + std::to_string(c.rows) +
                         " k=" + std::to_string(c.k) + " n=" + std::to_string(c.n);
     check_dequantize(c, label);
-    check_matmul(c, pool, label, isa == "scalar" ? std::vector<float>() : scalar_fast);
+    check_matmul(c, pool, label, comparable_scalar_fast(c, isa, scalar_fast, scalar_int16));
   }
 }
 
-// Every quantized type has a matrix-matrix kernel on each ISA but scalar.
+// Every quantized type has a matrix-matrix kernel on each ISA but scalar; float weights have the 16-bit
+// GEMM exactly on the scalar reference and the ISAs with vpdpwssd (avx512, amx).
 void check_gemm_coverage(const std::vector<std::string>& isas) {
   for (const std::string& isa : isas) {
-    if (isa == "scalar") continue;
     qvl::set_isa(isa);
     const qvl::IsaKernels& table = qvl::isa_kernels(qvl::active_isa());
+    const bool int16_expected = isa == "scalar" || isa == "avx512" || isa == "amx";
     for (qvl::GgmlType type : kTypes) {
-      if (is_float_type(type)) continue;
-      check(qvl::type_kernels(table, type).gemm_tile != nullptr,
-            std::string(qvl::type_name(type)) + " " + isa + " has a matrix-matrix kernel");
+      const qvl::TypeKernels& kernels = qvl::type_kernels(table, type);
+      const std::string name = std::string(qvl::type_name(type)) + " " + isa;
+      if (is_float_type(type)) {
+        check((kernels.int16_gemm_tile != nullptr) == int16_expected,
+              name + (int16_expected ? " has" : " has no") + " 16-bit GEMM");
+      } else if (isa != "scalar") {
+        check(kernels.gemm_tile != nullptr, name + " has a matrix-matrix kernel");
+      }
     }
   }
 }
@@ -381,12 +411,12 @@ int main() {
     }
   }
   // The matrix-matrix path: chunks of 13, 16 + 16 + 13 and 16 x 4 + 6 rows (panels of 8 left partly
-  // empty), activation rows a multiple of the register tile and not, k of several (super-)blocks.
+  // empty), activation rows a multiple of the register tile and not, k of several (super-)blocks; for
+  // float weights the 16-bit GEMM, k = 288: a k-slice of 256 values and one more block.
   check_gemm_coverage(isas);
   const int64_t gemm_shapes[][2] = {{13, 16}, {45, 23}, {70, 40}};  // rows, n
   for (qvl::GgmlType type : kTypes) {
-    if (is_float_type(type)) continue;
-    const int64_t k = is_k_quant(type) ? 3 * 256 : 7 * 32;
+    const int64_t k = is_k_quant(type) ? 3 * 256 : is_float_type(type) ? 9 * 32 : 7 * 32;
     for (const auto& shape : gemm_shapes) check_case_on_isas(make_case(type, shape[0], k, shape[1], rng), isas, pool);
   }
   check_ops(isas, pool, rng);
