@@ -30,16 +30,10 @@ constexpr int kPanelRows = 8;
 
 template <int B, int Rows = kPanelRows>
 constexpr size_t panel_block_bytes() {
-  return Rows * B + 2 * Rows * sizeof(float);  // levels, scales, offsets
+  return panel_block_bytes_of<B, Rows>();
 }
 
 
-// The calling thread's panel memory, reused across calls.
-inline uint8_t* panel_buffer(size_t bytes) {
-  thread_local std::vector<uint8_t> buffer;
-  if (buffer.size() < bytes) buffer.resize(bytes);
-  return buffer.data();
-}
 
 // The 32 levels of 8 rows (row_stride bytes apart) as 8 groups of 4 levels per row: group g of row r
 // goes to out + 4 * Rows * g + 4 * r. An 8 x 8 transpose of 32-bit words in registers.
@@ -161,25 +155,11 @@ void panel_times_acts(int64_t blocks, const uint8_t* panel, const uint8_t* act, 
   for (int c = 0; c < C; ++c) std::copy(lanes[c], lanes[c] + rows, out + c * out_stride);
 }
 
-// A DotTileFn for many activation rows: packs the n_rows weight rows into panels, then runs every
-// panel against tiles of activation rows small enough to stay in L2 while the panels are reused.
-template <typename Decoder>
-void gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
-               int64_t n_act, float* out, size_t out_stride) {
-  constexpr int B = Decoder::kBlock, C = 4;
-  const int64_t blocks = k / B;
-  const size_t panel_bytes = static_cast<size_t>(blocks) * panel_block_bytes<B>();
-  const int64_t n_panels = (n_rows + kPanelRows - 1) / kPanelRows;
-  uint8_t* panels = panel_buffer(panel_bytes * static_cast<size_t>(n_panels));
-  pack_panels<kPanelRows>(pack_panel<Decoder>, panels, w, w_stride, n_rows, k, panel_bytes);
-  for_each_panel_and_act_tile<kPanelRows>(n_rows, n_act, act_stride, C, [&](int64_t p, int rows, int64_t j, int64_t j_end) {
-    for_each_act_group<C>(j, j_end, [&](auto tile, int64_t first) {
-      panel_times_acts<Decoder, decltype(tile)::value>(blocks, panels + p * panel_bytes, act + first * act_stride,
-                                                       act_stride, out + first * out_stride + p * kPanelRows,
-                                                       out_stride, rows);
-    });
-  });
-}
+struct Panels {  // the AVX2 packer and register tile that panel_gemm_tile (panel_loop.h) runs
+  template <typename D> static constexpr auto pack = &pack_panel<D>;
+  template <typename D, int C> static constexpr auto times = &panel_times_acts<D, C>;
+};
+template <typename D> constexpr DotTileFn gemm_tile = panel_gemm_tile<kPanelRows, Panels, D>;
 
 // A type's AVX2 kernels: its dequantizer, the register-tiled row dots of Dot and the matrix-matrix
 // panels of Panel (against gemm_act_format activation rows).

@@ -9,10 +9,17 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 namespace qvl {
 
 constexpr size_t kActTileBytes = 256 * 1024;  // activation rows per pass over the panels: stays in L2
+
+// Bytes of one panel block: Rows rows of B levels, then a float scale and a float offset per row.
+template <int B, int Rows>
+constexpr size_t panel_block_bytes_of() {
+  return Rows * B + 2 * Rows * sizeof(float);
+}
 
 // Packs n_rows weight rows (w_stride bytes apart, k values) into panels of PanelRows rows, panel_bytes
 // each, at `panels`: pack(rows' first row, w_stride, real rows, k, panel).
@@ -57,6 +64,37 @@ template <int C, typename Run>
 void for_each_act_group(int64_t j, int64_t j_end, Run run) {
   for (; j + C <= j_end; j += C) run(std::integral_constant<int, C>(), j);
   run_act_rows<C - 1>(j_end - j, j, run);
+}
+
+// The calling thread's panel memory, reused across calls: one buffer per Owner (an ISA file's own type),
+// so that no instantiation is shared between code compiled for different ISAs.
+template <typename Owner>
+uint8_t* thread_panel_buffer(size_t bytes) {
+  thread_local std::vector<uint8_t> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
+
+// A DotTileFn for many activation rows on the 8-row panel ISAs (panel_avx2.h, panel_neon.h): packs the
+// n_rows weight rows into panels, then runs every panel against tiles of activation rows small enough to
+// stay in L2 while the panels are reused. Panels is the ISA's policy: pack<Decoder> and times<Decoder, C>
+// (one panel against a register tile of C activation rows).
+template <int PanelRows, typename Panels, typename Decoder>
+void panel_gemm_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act,
+                     size_t act_stride, int64_t n_act, float* out, size_t out_stride) {
+  constexpr int C = 4;
+  const int64_t blocks = k / Decoder::kBlock;
+  const size_t panel_bytes = static_cast<size_t>(blocks) * panel_block_bytes_of<Decoder::kBlock, PanelRows>();
+  const int64_t n_panels = (n_rows + PanelRows - 1) / PanelRows;
+  uint8_t* panels = thread_panel_buffer<Panels>(panel_bytes * static_cast<size_t>(n_panels));
+  pack_panels<PanelRows>(Panels::template pack<Decoder>, panels, w, w_stride, n_rows, k, panel_bytes);
+  for_each_panel_and_act_tile<PanelRows>(n_rows, n_act, act_stride, C, [&](int64_t p, int rows, int64_t j, int64_t j_end) {
+    for_each_act_group<C>(j, j_end, [&](auto tile, int64_t first) {
+      Panels::template times<Decoder, decltype(tile)::value>(blocks, panels + p * panel_bytes, act + first * act_stride,
+                                                           act_stride, out + first * out_stride + p * PanelRows,
+                                                           out_stride, rows);
+    });
+  });
 }
 
 }  // namespace qvl

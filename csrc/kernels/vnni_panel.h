@@ -21,7 +21,7 @@ constexpr int kVnniPanelRows = 16;
 
 template <int B>
 constexpr size_t vnni_panel_block_bytes() {
-  return kVnniPanelRows * B + 2 * kVnniPanelRows * sizeof(float);
+  return panel_block_bytes_of<B, kVnniPanelRows>();
 }
 
 // Packs `rows` (<= 16) weight rows, w_stride bytes apart and k values long, into one panel.
