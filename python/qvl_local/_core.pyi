@@ -59,36 +59,11 @@ class MergerSpec:
     """
     def __init__(self) -> None:
         ...
-    @property
-    def fc1_name(self) -> str:
-        ...
-    @fc1_name.setter
-    def fc1_name(self, arg0: str) -> None:
-        ...
-    @property
-    def fc2_name(self) -> str:
-        ...
-    @fc2_name.setter
-    def fc2_name(self, arg0: str) -> None:
-        ...
-    @property
-    def norm(self) -> NormKind:
-        ...
-    @norm.setter
-    def norm(self, arg0: NormKind) -> None:
-        ...
-    @property
-    def norm_after_merge(self) -> bool:
-        ...
-    @norm_after_merge.setter
-    def norm_after_merge(self, arg0: bool) -> None:
-        ...
-    @property
-    def norm_name(self) -> str:
-        ...
-    @norm_name.setter
-    def norm_name(self, arg0: str) -> None:
-        ...
+    fc1_name: str
+    fc2_name: str
+    norm: NormKind
+    norm_after_merge: bool
+    norm_name: str
 class NormKind:
     """
     layer_norm (weight and bias) or rms_norm (weight)
@@ -155,84 +130,24 @@ class TextSpec:
     """
     def __init__(self) -> None:
         ...
-    @property
-    def block(self) -> TextBlockKind:
-        ...
-    @block.setter
-    def block(self, arg0: TextBlockKind) -> None:
-        ...
-    @property
-    def deepstack_layers(self) -> int:
-        ...
-    @deepstack_layers.setter
-    def deepstack_layers(self, arg0: int) -> None:
-        ...
-    @property
-    def head_dim(self) -> int:
-        ...
-    @head_dim.setter
-    def head_dim(self, arg0: int) -> None:
-        ...
-    @property
-    def hidden_size(self) -> int:
-        ...
-    @hidden_size.setter
-    def hidden_size(self, arg0: int) -> None:
-        ...
-    @property
-    def intermediate_size(self) -> int:
-        ...
-    @intermediate_size.setter
-    def intermediate_size(self, arg0: int) -> None:
-        ...
-    @property
-    def mrope_layout(self) -> MRopeLayout:
-        ...
-    @mrope_layout.setter
-    def mrope_layout(self, arg0: MRopeLayout) -> None:
-        ...
+    block: TextBlockKind
+    deepstack_layers: int
+    head_dim: int
+    hidden_size: int
+    intermediate_size: int
+    mrope_layout: MRopeLayout
     @property
     def mrope_sections(self) -> typing.Annotated[list[int], "FixedSize(3)"]:
         ...
     @mrope_sections.setter
     def mrope_sections(self, arg0: typing.Annotated[list[int], "FixedSize(3)"]) -> None:
         ...
-    @property
-    def num_heads(self) -> int:
-        ...
-    @num_heads.setter
-    def num_heads(self, arg0: int) -> None:
-        ...
-    @property
-    def num_kv_heads(self) -> int:
-        ...
-    @num_kv_heads.setter
-    def num_kv_heads(self, arg0: int) -> None:
-        ...
-    @property
-    def num_layers(self) -> int:
-        ...
-    @num_layers.setter
-    def num_layers(self, arg0: int) -> None:
-        ...
-    @property
-    def rms_norm_eps(self) -> float:
-        ...
-    @rms_norm_eps.setter
-    def rms_norm_eps(self, arg0: float) -> None:
-        ...
-    @property
-    def rope_theta(self) -> float:
-        ...
-    @rope_theta.setter
-    def rope_theta(self, arg0: float) -> None:
-        ...
-    @property
-    def vocab_size(self) -> int:
-        ...
-    @vocab_size.setter
-    def vocab_size(self, arg0: int) -> None:
-        ...
+    num_heads: int
+    num_kv_heads: int
+    num_layers: int
+    rms_norm_eps: float
+    rope_theta: float
+    vocab_size: int
 class ThreadPool:
     """
     Worker threads a model's parts share
@@ -293,138 +208,28 @@ class VisionSpec:
     """
     def __init__(self) -> None:
         ...
-    @property
-    def block_norm(self) -> NormKind:
-        ...
-    @block_norm.setter
-    def block_norm(self, arg0: NormKind) -> None:
-        ...
-    @property
-    def deepstack_layers(self) -> list[int]:
-        ...
-    @deepstack_layers.setter
-    def deepstack_layers(self, arg0: list[int]) -> None:
-        ...
-    @property
-    def deepstack_mergers(self) -> list[MergerSpec]:
-        ...
-    @deepstack_mergers.setter
-    def deepstack_mergers(self, arg0: list[MergerSpec]) -> None:
-        ...
-    @property
-    def full_attention_layers(self) -> list[int]:
-        ...
-    @full_attention_layers.setter
-    def full_attention_layers(self, arg0: list[int]) -> None:
-        ...
-    @property
-    def fused_qkv(self) -> bool:
-        ...
-    @fused_qkv.setter
-    def fused_qkv(self, arg0: bool) -> None:
-        ...
-    @property
-    def hidden_size(self) -> int:
-        ...
-    @hidden_size.setter
-    def hidden_size(self, arg0: int) -> None:
-        ...
-    @property
-    def intermediate_size(self) -> int:
-        ...
-    @intermediate_size.setter
-    def intermediate_size(self, arg0: int) -> None:
-        ...
-    @property
-    def layer_norm_eps(self) -> float:
-        ...
-    @layer_norm_eps.setter
-    def layer_norm_eps(self, arg0: float) -> None:
-        ...
-    @property
-    def merger(self) -> MergerSpec:
-        ...
-    @merger.setter
-    def merger(self, arg0: MergerSpec) -> None:
-        ...
-    @property
-    def merger_hidden_size(self) -> int:
-        ...
-    @merger_hidden_size.setter
-    def merger_hidden_size(self, arg0: int) -> None:
-        ...
-    @property
-    def mlp(self) -> VisionMlpKind:
-        ...
-    @mlp.setter
-    def mlp(self, arg0: VisionMlpKind) -> None:
-        ...
-    @property
-    def num_heads(self) -> int:
-        ...
-    @num_heads.setter
-    def num_heads(self, arg0: int) -> None:
-        ...
-    @property
-    def num_layers(self) -> int:
-        ...
-    @num_layers.setter
-    def num_layers(self, arg0: int) -> None:
-        ...
-    @property
-    def out_hidden_size(self) -> int:
-        ...
-    @out_hidden_size.setter
-    def out_hidden_size(self, arg0: int) -> None:
-        ...
-    @property
-    def patch_bias_name(self) -> str:
-        ...
-    @patch_bias_name.setter
-    def patch_bias_name(self, arg0: str) -> None:
-        ...
-    @property
-    def position_embed_name(self) -> str:
-        ...
-    @position_embed_name.setter
-    def position_embed_name(self, arg0: str) -> None:
-        ...
-    @property
-    def patch_embed_names(self) -> list[str]:
-        ...
-    @patch_embed_names.setter
-    def patch_embed_names(self, arg0: list[str]) -> None:
-        ...
-    @property
-    def patch_size(self) -> int:
-        ...
-    @patch_size.setter
-    def patch_size(self, arg0: int) -> None:
-        ...
-    @property
-    def rope_theta(self) -> float:
-        ...
-    @rope_theta.setter
-    def rope_theta(self, arg0: float) -> None:
-        ...
-    @property
-    def spatial_merge_size(self) -> int:
-        ...
-    @spatial_merge_size.setter
-    def spatial_merge_size(self, arg0: int) -> None:
-        ...
-    @property
-    def temporal_patch_size(self) -> int:
-        ...
-    @temporal_patch_size.setter
-    def temporal_patch_size(self, arg0: int) -> None:
-        ...
-    @property
-    def window_size(self) -> int:
-        ...
-    @window_size.setter
-    def window_size(self, arg0: int) -> None:
-        ...
+    block_norm: NormKind
+    deepstack_layers: list[int]
+    deepstack_mergers: list[MergerSpec]
+    full_attention_layers: list[int]
+    fused_qkv: bool
+    hidden_size: int
+    intermediate_size: int
+    layer_norm_eps: float
+    merger: MergerSpec
+    merger_hidden_size: int
+    mlp: VisionMlpKind
+    num_heads: int
+    num_layers: int
+    out_hidden_size: int
+    patch_bias_name: str
+    position_embed_name: str
+    patch_embed_names: list[str]
+    patch_size: int
+    rope_theta: float
+    spatial_merge_size: int
+    temporal_patch_size: int
+    window_size: int
 def activation(name: str, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
     """
     'quick_gelu', 'gelu' (erf), 'gelu_tanh' on every value of x, or 'softmax' of each row, on the active ISA.
