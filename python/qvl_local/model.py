@@ -180,7 +180,7 @@ class Model:
                          max_pixels: int | None = None, **sampling: Any) -> tuple[np.ndarray, np.ndarray]:
         """(pixel_values_videos float32 [patches, 1176], video_grid_thw int64 [1, 3]) for a file or frame
         list. `sampling`: load_video's nframes, min_frames, max_frames, total_pixels."""
-        pixel_values, grid, _ = self.prompts.video_arrays(video, fps=fps, min_pixels=min_pixels,
+        pixel_values, grid, *_ = self.prompts.video_arrays(video, fps=fps, min_pixels=min_pixels,
                                                           max_pixels=max_pixels, **sampling)
         return pixel_values, grid
 
