@@ -14,7 +14,14 @@ from dataclasses import dataclass, fields
 
 from .errors import ModelFormatError
 from .gguf_file import GGUFFile
-from .variants import EMBEDDED_VISION, TEXT_VARIANTS, VISION_VARIANTS, TextVariant, VisionVariant
+from .variants import (
+    EMBEDDED_VISION,
+    TEXT_VARIANTS,
+    UNSUPPORTED_EMBEDDED_VISION,
+    VISION_VARIANTS,
+    TextVariant,
+    VisionVariant,
+)
 
 TEXT_ARCHITECTURES = tuple(TEXT_VARIANTS)
 VISION_PROJECTORS = tuple(VISION_VARIANTS)
@@ -62,6 +69,17 @@ def holds_vision_encoder(path) -> bool:
     from . import _core
 
     return any(name.startswith("v.blk.") for name, *_ in _core.GgufFile(str(path)).tensors())
+
+
+def refuse_unsupported_single_file(what: str, architecture: str) -> None:
+    """ModelFormatError for `what` (a file or a model name) when it is an Ollama single file (text and
+    vision in one) of an architecture whose single-file layout we cannot load."""
+    instead = UNSUPPORTED_EMBEDDED_VISION.get(architecture)
+    if instead is not None:
+        raise ModelFormatError(
+            f"{what} is Ollama's single-file {architecture} model (text and vision tensors in one file), a layout "
+            f"qvl_local cannot load yet; use {instead}"
+        )
 
 
 @dataclass(frozen=True)
@@ -134,6 +152,8 @@ class Qwen2VLConfig:
             raise ModelFormatError(
                 f"{text_file.path}: unknown architecture '{architecture}' (supported: {', '.join(TEXT_ARCHITECTURES)})"
             )
+        if any(name.startswith("v.") for name in text_file.tensors):
+            refuse_unsupported_single_file(str(text_file.path), architecture)
         text = _text_config(text_file, architecture)
         vision = vision_config(mmproj_file) if mmproj_file is not None else None
         if vision is not None and vision.out_hidden_size != text.hidden_size:

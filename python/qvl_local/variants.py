@@ -84,3 +84,9 @@ VISION_VARIANTS = {"qwen2vl_merger": QWEN2_VL_VISION, "qwen2.5vl_merger": QWEN25
                    "qwen3vl_merger": QWEN3_VL_VISION}
 # Single files that hold their vision encoder too (Ollama's layout): the text architecture names it.
 EMBEDDED_VISION = {"qwen25vl": "qwen2.5vl_merger"}
+# Ollama's single files of an architecture we run only in llama.cpp's two-file layout, and what to use
+# instead: Ollama's own Qwen3-VL files name and arrange their tensors in a layout of their own.
+UNSUPPORTED_EMBEDDED_VISION = {
+    "qwen3vl": "the llama.cpp layout (a text GGUF and its mmproj), e.g. hf.co/Qwen/Qwen3-VL-2B-Instruct-GGUF, "
+               "hf.co/Qwen/Qwen3-VL-4B-Instruct-GGUF or hf.co/Qwen/Qwen3-VL-8B-Instruct-GGUF",
+}
