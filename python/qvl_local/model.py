@@ -25,6 +25,7 @@ from .ops import PRECISIONS
 from .prompt import DEFAULT_MAX_PIXELS, Media, PreparedPrompt, PromptBuilder, split_media, vision_rows
 from .prompt_cache import PromptCache
 from .tokenizer import Tokenizer
+from .threads import thread_count
 from .video import DEFAULT_FPS
 
 __all__ = ["DEFAULT_MAX_PIXELS", "Model", "PreparedPrompt", "VisionUnavailableError", "load"]
@@ -62,7 +63,6 @@ def load(
     """
     from .projector import find_projector
     from .store import resolve_model
-    from .threads import thread_count
 
     n_threads = thread_count(n_threads)  # before a pull, which may take long
     resolved = resolve_model(path, models_dir=models_dir, pull=pull)
@@ -106,6 +106,7 @@ class Model:
         precision: str = "fast",
     ):
         _check_precision(precision)
+        n_threads = thread_count(n_threads)
         if n_ctx <= 0 or n_batch <= 0:
             raise ValueError("n_ctx and n_batch must be positive")
         self.text_file = GGUFFile(model_path)
@@ -128,7 +129,7 @@ class Model:
         if self.config.text.context_length < 1:
             raise ModelFormatError(f"{self.text_file.path}: its metadata gives a context length of "
                                    f"{self.config.text.context_length} tokens")
-        self.n_threads = n_threads or len(os.sched_getaffinity(0))
+        self.n_threads = n_threads
         self.n_ctx = min(n_ctx, self.config.text.context_length)
         self.precision = precision
         self.prompts = PromptBuilder(self.config, self.tokenizer, n_ctx=self.n_ctx, model_name=self.text_file.path.name,
