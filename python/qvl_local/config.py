@@ -9,7 +9,9 @@ The configs hold the sizes, the variant (variants.py) and the per-file choices; 
 """
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from .errors import ModelFormatError
@@ -63,12 +65,16 @@ def _numbered(f: GGUFFile, pattern: str, first: int) -> list[str]:
     return names
 
 
-def holds_vision_encoder(path) -> bool:
-    """Whether a GGUF file carries its own vision encoder (Ollama's single-file layout): read from the
-    tensor table alone, without building the metadata."""
-    from . import _core
+def holds_vision_encoder(source: str | os.PathLike[str] | GGUFFile) -> bool:
+    """Whether a GGUF file carries its own vision encoder's blocks (`v.blk.*`: Ollama's single-file layout
+    when the file is a text model). A path's tensor table is read alone, without building the metadata."""
+    if isinstance(source, GGUFFile):
+        names: Iterable[str] = source.tensors
+    else:
+        from . import _core
 
-    return any(name.startswith("v.blk.") for name, *_ in _core.GgufFile(str(path)).tensors())
+        names = (name for name, *_ in _core.GgufFile(str(source)).tensors())
+    return any(name.startswith("v.blk.") for name in names)
 
 
 def refuse_unsupported_single_file(what: str, architecture: str) -> None:
@@ -152,7 +158,7 @@ class Qwen2VLConfig:
             raise ModelFormatError(
                 f"{text_file.path}: unknown architecture '{architecture}' (supported: {', '.join(TEXT_ARCHITECTURES)})"
             )
-        if any(name.startswith("v.") for name in text_file.tensors):
+        if holds_vision_encoder(text_file):
             refuse_unsupported_single_file(str(text_file.path), architecture)
         text = _text_config(text_file, architecture)
         vision = vision_config(mmproj_file) if mmproj_file is not None else None
