@@ -91,7 +91,7 @@ def load(
 
 
 class Model:
-    """A loaded Qwen2-VL model. Not thread-safe: one call at a time."""
+    """A loaded Qwen2-VL, Qwen2.5-VL or Qwen3-VL model. Not thread-safe: one call at a time."""
 
     def __init__(
         self,
@@ -173,13 +173,14 @@ class Model:
 
     def preprocess_image(self, image: Any, *, min_pixels: int | None = None, max_pixels: int | None = None,
                          resized_height: int | None = None, resized_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(pixel_values float32 [patches, 1176], grid_thw int64 [1, 3]) with this model's mean/std."""
+        """(pixel_values float32 [patches, 3 * 2 * patch^2], grid_thw int64 [1, 3]) with this model's
+        patch size, mean/std and pixel range."""
         return self.prompts.image_arrays(image, min_pixels=min_pixels, max_pixels=max_pixels,
                                          resized_height=resized_height, resized_width=resized_width)
 
     def preprocess_video(self, video: Any, *, fps: float = DEFAULT_FPS, min_pixels: int | None = None,
                          max_pixels: int | None = None, **sampling: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(pixel_values_videos float32 [patches, 1176], video_grid_thw int64 [1, 3]) for a file or frame
+        """(pixel_values_videos float32 [patches, 3 * 2 * patch^2], video_grid_thw int64 [1, 3]) for a file or frame
         list. `sampling`: load_video's nframes, min_frames, max_frames, total_pixels."""
         pixel_values, grid, *_ = self.prompts.video_arrays(video, fps=fps, min_pixels=min_pixels,
                                                           max_pixels=max_pixels, **sampling)
