@@ -71,3 +71,26 @@ def link_as(folder: Path, files: dict[str, Path]) -> list[Path]:
             shutil.copyfile(file, link)
         links.append(link)
     return links
+
+
+def ollama_qwen3vl_like(fixtures: Path, destination: Path) -> Path:
+    """The tiny Qwen3-VL as ONE file with its vision tensors (`v.*`) beside the text ones and
+    `general.architecture = qwen3vl`, the shape of Ollama's own qwen3-vl blobs. Their real key and tensor
+    layout differs from llama.cpp's; what matters here is that we refuse the file rather than load it."""
+    import gguf
+
+    text = gguf.GGUFReader(fixtures / "gguf" / "qwen3vl" / "qwen3vl-tiny-Q8_0.gguf")
+    vision = gguf.GGUFReader(fixtures / "gguf" / "qwen3vl" / "mmproj-qwen3vl-tiny-F16.gguf")
+    writer = gguf.GGUFWriter(destination, "qwen3vl")
+    for name, field in text.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        sub_type = field.types[1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(name, field.contents(), field.types[0], sub_type)
+    for tensor in [*text.tensors, *(t for t in vision.tensors if t.name.startswith("v."))]:
+        writer.add_tensor(tensor.name, tensor.data, raw_dtype=tensor.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return destination

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from fixture_tools import link_as, link_into, ollama_qwen25vl, with_projection_dim
+from qvl_local.config import holds_vision_encoder
+from qvl_local.gguf_file import GGUFFile
 from qvl_local.projector import AmbiguousProjectorError, NoFittingProjectorError, find_projector, name_stem
 
 QWEN2VL = ("gguf/qwen2vl-tiny-Q8_0.gguf", "gguf/mmproj-qwen2vl-tiny-F16.gguf")
@@ -65,6 +67,14 @@ def test_a_single_file_model_needs_no_projector(fixtures: Path, tmp_path: Path,
                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
     link_into(tmp_path, ollama_qwen25vl(fixtures, tmp_path_factory), fixtures / QWEN25VL[1])
     assert find_projector(tmp_path / "qwen25vl-tiny-ollama.gguf") is None
+
+
+def test_one_rule_says_whether_a_model_holds_its_vision(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """load() (from a path's tensor table) and the projector search (from the opened file) ask the same
+    function, so they cannot disagree about a file."""
+    for path, expected in ((ollama_qwen25vl(fixtures, tmp_path_factory), True), (fixtures / QWEN25VL[0], False)):
+        assert holds_vision_encoder(path) is expected
+        assert holds_vision_encoder(GGUFFile(path)) is expected
 
 
 @pytest.mark.parametrize(("model", "projector"), [

@@ -16,13 +16,15 @@ Greedy tokens must match exactly on both paths.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import qvl_local
-from conftest import RecordingDecoder
+from conftest import RecordingDecoder, write_lossless_video
 from golden import (
     QWEN2_VL_EMBEDDING_MAX,
     check_embeddings,
@@ -125,13 +127,51 @@ def test_chat_uses_the_gguf_template(model, fixtures):
     assert model.chat(messages, max_new_tokens=8, precision="exact") == str(ref["greedy_text"])
 
 
+def timestamps(model, prepared) -> list[str]:
+    """The `<T seconds>` texts before the prompt's vision blocks, in order."""
+    return re.findall(r"<([0-9.]+) seconds><\|vision_start\|>", model.detokenize(prepared.ids))
+
+
 def test_video_timestamps_follow_the_frame_rate(model, fixtures):
-    """Frame pair k is written as the mean time of its frames, frame i at i / fps: at 1 fps 0.5 s and 2.5 s."""
+    """Frame pair k is written as the mean time of its frames, frame i of a list at i / fps: at 1 fps 0.5 s and 2.5 s."""
     ref = reference(fixtures, "d_video")
     prepared = model.prepare_prompt(str(ref["prompt"]), **media_files(fixtures, ref), fps=1)
-    text = model.detokenize(prepared.ids)
-    assert "<0.5 seconds><|vision_start|>" in text and "<2.5 seconds><|vision_start|>" in text
+    assert timestamps(model, prepared) == ["0.5", "2.5"]
     assert len(prepared.media_spans) == 2  # one vision block per frame pair
+
+
+def test_video_timestamps_of_an_odd_frame_list(model, fixtures):
+    """HF pads a frame list's indices as its frames, with the last one again: 3 frames at 2 fps are at
+    0, 0.5, 1.0 and 1.0 s, so the second pair is at 1.0 s, not 1.25 s."""
+    ref = reference(fixtures, "d_video")
+    frames = media_files(fixtures, ref)["videos"][0][:3]
+    prepared = model.prepare_prompt(str(ref["prompt"]), videos=[frames], fps=2)
+    assert timestamps(model, prepared) == ["0.2", "1.0"]
+
+
+def test_video_file_timestamps_are_source_times(model, fixtures, tmp_path):
+    """A file's timestamps are its sampled frames' indices over the SOURCE frame rate (HF's
+    `_calculate_timestamps`): 20 frames at 10 fps sampled at 2 fps take frames 0, 6, 13 and 19, so the
+    pairs are at (0 + 0.6) / 2 and (1.3 + 1.9) / 2 s, where i / sample_fps would give 0.25 and 1.25.
+    The frames are resized to multiples of 32 in one step: qwen-vl-utils' default of 128 tokens per
+    frame turns 84x112 into 320x448."""
+    ref = reference(fixtures, "d_video")
+    frame = np.asarray(Image.open(media_files(fixtures, ref)["videos"][0][0]).convert("RGB"))
+    video = write_lossless_video(tmp_path / "clip.mkv", [frame] * 20, fps=10)
+    prepared = model.prepare_prompt(str(ref["prompt"]), videos=[video], fps=2)
+    assert timestamps(model, prepared) == ["0.3", "1.6"]
+    assert model.preprocess_video(video, fps=2)[1].tolist() == [[2, 28, 20]]
+
+
+def test_video_pixel_range_bounds_the_whole_video(model):
+    """Qwen3-VL's video processor range (video_preprocessor_config: 4096 to 25165824 pixels) bounds
+    all frames together: four 40x40 frames stay 32x32 (4 x 1024 >= 4096) where a per-frame floor would
+    grow them; 40 frames of 1200x1200 shrink to 768x768 (40 x 768^2 <= 25165824) where our per-frame
+    ceiling alone (1280 tokens) would keep 1120x1120."""
+    pixels, grid = model.preprocess_video([np.zeros((40, 40, 3), np.uint8)] * 4)
+    assert grid.tolist() == [[2, 2, 2]] and pixels.shape == (8, 1536)
+    assert model.prompts.video_frame_size((40, 1200, 1200, 3), None, None) == (768, 768)
+    assert model.prompts.video_frame_size((2, 1200, 1200, 3), None, None) == (1120, 1120)
 
 
 def test_default_pixel_range(model):

@@ -45,3 +45,11 @@ def test_examples_name_models_that_exist() -> None:
     # Ollama's library has Qwen2.5-VL (`qwen2.5vl`) and Qwen3-VL, but no Qwen2-VL.
     assert "qwen2-vl:" not in README
     assert "qwen2.5vl:3b" in _section("The main job")
+
+
+def test_intro_and_python_api_name_every_supported_family() -> None:
+    families = re.findall(r"^\| (Qwen[\d.]+-VL)\b", _section("Supported models"), flags=re.MULTILINE)
+    assert set(families) == {"Qwen2-VL", "Qwen2.5-VL", "Qwen3-VL"}
+    intro = README.split("\n## ", 1)[0]
+    for family in families:
+        assert family in intro and family in _section("Python API"), family

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from qvl_local.errors import QvlError
+from qvl_local.errors import ModelFormatError, QvlError
 from qvl_local.registry import (
     DigestMismatchError,
     DiskFullError,
@@ -28,7 +28,7 @@ from qvl_local.store import (
     read_gguf_header,
     resolve_model,
 )
-from fixture_tools import ollama_qwen25vl, without_chat_template
+from fixture_tools import ollama_qwen3vl_like, ollama_qwen25vl, without_chat_template
 from registry_server import CONFIG_MEDIA_TYPE, RegistryServer, bytes_blob, file_digest
 
 NAME = "library/qwen2vl-tiny:q8_0"
@@ -392,6 +392,45 @@ def test_ollama_single_file_model_resolves_to_one_file(server: RegistryServer, o
     header = read_gguf_header(resolved.model_path)
     assert header.architecture == "qwen25vl"
     assert any(tensor.name.startswith("v.blk.") for tensor in header.tensors)
+
+
+@pytest.fixture(scope="module")
+def ollama_qwen3vl_file(fixtures: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ollama_qwen3vl_like(fixtures, tmp_path_factory.mktemp("ollama-qwen3vl") / "model.gguf")
+
+
+QWEN3_VL_INSTEAD = "hf.co/Qwen/Qwen3-VL-2B-Instruct-GGUF"
+
+
+def test_ollama_qwen3vl_single_file_is_refused_before_its_large_blobs(server: RegistryServer, ollama_qwen3vl_file: Path,
+                                                                     tmp_path: Path) -> None:
+    """Ollama's own qwen3-vl: one model layer with text and vision, a config saying family qwen3vl and no
+    clip. Only the small config blob is fetched; the error names the model and what to use instead."""
+    published = server.publish_model("library/qwen3-vl:tiny", ollama_qwen3vl_file, family="qwen3vl")
+
+    with pytest.raises(ModelFormatError, match=rf"qwen3-vl:tiny is Ollama's single-file qwen3vl.*{QWEN3_VL_INSTEAD}"):
+        pull_from(server, tmp_path, "library/qwen3-vl:tiny")
+
+    assert {request.path.rsplit("/", 1)[-1] for request in server.blob_requests()} == {published.config.digest}
+    assert not (tmp_path / "manifests").exists()
+
+
+def test_qwen3vl_with_its_projector_layer_is_pulled(server: RegistryServer, fixtures: Path, tmp_path: Path) -> None:
+    """The llama.cpp layout of Qwen3-VL (a model and a projector layer, as hf.co serves it) is not refused."""
+    folder = fixtures / "gguf" / "qwen3vl"
+    server.publish_model("library/qwen3vl-pair:q8_0", folder / "qwen3vl-tiny-Q8_0.gguf",
+                         folder / "mmproj-qwen3vl-tiny-F16.gguf", family="qwen3vl")
+    result = pull_from(server, tmp_path, "library/qwen3vl-pair:q8_0")
+    assert sha256_of(result.mmproj_path) == file_digest(folder / "mmproj-qwen3vl-tiny-F16.gguf")
+
+
+def test_loading_an_ollama_qwen3vl_file_is_a_clear_error(ollama_qwen3vl_file: Path) -> None:
+    """On disk (pulled by Ollama itself), with or without its vision: a ModelFormatError, not a wrong model."""
+    import qvl_local
+
+    for options in ({}, {"mmproj": False}):
+        with pytest.raises(ModelFormatError, match=rf"single-file qwen3vl model.*{QWEN3_VL_INSTEAD}"):
+            qvl_local.load(ollama_qwen3vl_file, n_ctx=256, **options)
 
 
 # -- pulling on demand ----------------------------------------------------------------------------

@@ -45,3 +45,39 @@ def test_load_caps_the_count(fixtures: Path) -> None:
     with pytest.warns(UserWarning, match=f"using {limit}"):
         model = qvl_local.load(fixtures / "gguf" / "qwen2vl-tiny-Q8_0.gguf", mmproj=False, n_threads=limit + 1, n_ctx=128)
     assert model.n_threads == limit
+
+
+@pytest.mark.parametrize("n_threads", [0, 2.5])
+def test_model_constructor_refuses_a_bad_count_before_reading_the_file(tmp_path: Path, n_threads) -> None:
+    from qvl_local.model import Model
+
+    with pytest.raises(ValueError, match="n_threads must"):
+        Model(tmp_path / "absent.gguf", n_threads=n_threads)
+
+
+def test_model_constructor_caps_the_count(fixtures: Path) -> None:
+    from qvl_local.model import Model
+
+    limit = MAX_THREADS_PER_CORE * available_cores()
+    with pytest.warns(UserWarning, match=f"using {limit}"):
+        model = Model(fixtures / "gguf" / "qwen2vl-tiny-Q8_0.gguf", n_threads=limit + 1, n_ctx=128)
+    assert model.n_threads == limit
+
+
+@pytest.mark.parametrize("n_threads", [0, 2.5, "4"])
+def test_quantize_refuses_a_bad_count_before_reading_the_source(tmp_path: Path, n_threads) -> None:
+    from qvl_local.quantize import quantize_gguf
+
+    with pytest.raises(ValueError, match="n_threads must"):
+        quantize_gguf(tmp_path / "absent.gguf", tmp_path / "out.gguf", "Q8_0", n_threads=n_threads)
+
+
+def test_quantize_caps_the_count(fixtures: Path, tmp_path: Path) -> None:
+    """A count over the limit warns and the quantization runs (on the small F16 projector)."""
+    from qvl_local.quantize import quantize_gguf
+
+    limit = MAX_THREADS_PER_CORE * available_cores()
+    with pytest.warns(UserWarning, match=f"{limit + 1} threads asked on {available_cores()} cores: using {limit}"):
+        report = quantize_gguf(fixtures / "gguf" / "mmproj-qwen2vl-tiny-F16.gguf", tmp_path / "out.gguf", "Q8_0",
+                               n_threads=limit + 1)
+    assert report.destination.is_file()

@@ -43,7 +43,7 @@ def _numbered_frames(count: int, size: int = 56) -> list[np.ndarray]:
 
 def test_frame_list_reproduces_d_video(fixtures):
     reference = _reference(fixtures)
-    frames, sample_fps = load_video(_fixture_frames(fixtures), fps=float(reference["video_fps"]))
+    frames, sample_fps, _ = load_video(_fixture_frames(fixtures), fps=float(reference["video_fps"]))
     assert frames.shape == (4, 112, 84, 3) and frames.dtype == np.uint8
     assert sample_fps == 2.0
     pixel_values, grid = preprocess_frames(frames)
@@ -54,7 +54,7 @@ def test_frame_list_reproduces_d_video(fixtures):
 
 def test_frame_list_odd_count_repeats_last(fixtures):
     paths = _fixture_frames(fixtures)[:3]
-    frames, _ = load_video(paths)
+    frames, _, _ = load_video(paths)
     assert frames.shape[0] == 4
     np.testing.assert_array_equal(frames[3], frames[2])
     _, grid = preprocess_frames(paths)  # preprocess_frames pads the same way on its own
@@ -62,7 +62,7 @@ def test_frame_list_odd_count_repeats_last(fixtures):
 
 
 def test_frame_list_with_budget_is_resized(fixtures):
-    frames, _ = load_video(_fixture_frames(fixtures), min_pixels=VIDEO_MIN_PIXELS)
+    frames, _, _ = load_video(_fixture_frames(fixtures), min_pixels=VIDEO_MIN_PIXELS)
     expected_hw = smart_resize(112, 84, 28, VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS)
     assert frames.shape == (4, *expected_hw, 3)
 
@@ -71,7 +71,7 @@ def test_lossless_file_round_trip_matches_d_video(fixtures, tmp_path):
     sources = [np.asarray(Image.open(path).convert("RGB")) for path in _fixture_frames(fixtures)]
     video = write_lossless_video(tmp_path / "clip.mkv", sources, fps=2)
     # A budget that keeps 84x112 as is, so the decoded frames must be the PNGs exactly.
-    frames, sample_fps = load_video(video, min_pixels=3136, max_pixels=12845056)
+    frames, sample_fps, _ = load_video(video, min_pixels=3136, max_pixels=12845056)
     np.testing.assert_array_equal(frames, np.stack(sources))
     assert sample_fps == pytest.approx(2.0)
     pixel_values, grid = preprocess_frames(frames)
@@ -83,7 +83,7 @@ def test_lossless_file_round_trip_matches_d_video(fixtures, tmp_path):
 def test_file_default_budget_upscales_to_video_min_pixels(fixtures, tmp_path):
     sources = [np.asarray(Image.open(path).convert("RGB")) for path in _fixture_frames(fixtures)]
     video = write_lossless_video(tmp_path / "clip.mkv", sources, fps=2)
-    frames, _ = load_video(video)
+    frames, _, _ = load_video(video)
     height, width = smart_resize(112, 84, 28, VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS)
     assert frames.shape == (4, height, width, 3) == (4, 392, 280, 3)
     expected = Image.fromarray(sources[1]).resize((width, height), Image.Resampling.BICUBIC)
@@ -93,13 +93,13 @@ def test_file_default_budget_upscales_to_video_min_pixels(fixtures, tmp_path):
 def test_file_sampling_picks_evenly_spaced_frames(tmp_path):
     video = write_lossless_video(tmp_path / "count.mkv", _numbered_frames(20), fps=10)
     budget = dict(min_pixels=3136, max_pixels=3136)
-    frames, sample_fps = load_video(video, fps=2.0, **budget)  # 2 s at 2 fps -> 4 frames
+    frames, sample_fps, _ = load_video(video, fps=2.0, **budget)  # 2 s at 2 fps -> 4 frames
     assert [int(frame[0, 0, 0]) // 10 for frame in frames] == [0, 6, 13, 19]
     assert sample_fps == pytest.approx(2.0)
-    frames, sample_fps = load_video(video, nframes=6, **budget)
+    frames, sample_fps, _ = load_video(video, nframes=6, **budget)
     assert [int(frame[0, 0, 0]) // 10 for frame in frames] == [0, 4, 8, 11, 15, 19]
     assert sample_fps == pytest.approx(3.0)
-    frames, _ = load_video(video, fps=2.0, max_frames=2, **budget)
+    frames, _, _ = load_video(video, fps=2.0, max_frames=2, **budget)
     assert [int(frame[0, 0, 0]) // 10 for frame in frames] == [0, 19]
 
 
@@ -169,7 +169,7 @@ def test_mp4_h264_file_with_frame_count_in_header(tmp_path):
         container.mux(stream.encode(None))
     with av.open(str(path)) as container:
         assert container.streams.video[0].frames == 20  # the header path, no packet counting
-    frames, sample_fps = load_video(path, min_pixels=3136, max_pixels=3136)
+    frames, sample_fps, _ = load_video(path, min_pixels=3136, max_pixels=3136)
     # qp 0 is lossless in YUV; the RGB<->YUV conversion costs a few steps
     np.testing.assert_allclose(frames.astype(int), np.stack([frames_in[i] for i in (0, 6, 13, 19)]), atol=3)
     assert sample_fps == pytest.approx(2.0)
@@ -214,7 +214,7 @@ def test_truncated_file_is_sampled_from_the_frames_it_has(tmp_path):
     available = _decodable_frames(cut)
     assert 4 <= available < 40
     with pytest.warns(MediaWarning, match=f"{available} decodable frames, not the 40"):
-        frames, sample_fps = load_video(cut, min_pixels=3136, max_pixels=3136)
+        frames, sample_fps, _ = load_video(cut, min_pixels=3136, max_pixels=3136)
     count = sample_frame_count(available, 10.0)
     assert frames.shape[0] == count
     assert sample_fps == pytest.approx(count / available * 10.0)

@@ -198,8 +198,9 @@ void TextDecoder::prepare_query_key(const Layer& layer, float* q, float* k, floa
       add_in_place(v, layer.v_bias, spec_.num_kv_heads * hd);
       break;
     case TextBlockKind::Qwen3:
-      for (int64_t h = 0; h < spec_.num_heads; ++h) rms_norm(q + h * hd, layer.q_norm, hd, spec_.rms_norm_eps, q + h * hd);
-      for (int64_t h = 0; h < spec_.num_kv_heads; ++h) rms_norm(k + h * hd, layer.k_norm, hd, spec_.rms_norm_eps, k + h * hd);
+      // One call per row and tensor: the op looks the ISA's norm up once, not once per head.
+      rms_norm_heads(q, spec_.num_heads, hd, layer.q_norm, spec_.rms_norm_eps);
+      rms_norm_heads(k, spec_.num_kv_heads, hd, layer.k_norm, spec_.rms_norm_eps);
       break;
   }
 }

@@ -1,4 +1,4 @@
-"""qvl_local: run Qwen2-VL vision-language models from GGUF files on your own machine.
+"""qvl_local: run Qwen2-VL, Qwen2.5-VL and Qwen3-VL vision-language models from GGUF files on your own machine.
 
     import qvl_local
     model = qvl_local.load("qwen2-vl-2b-instruct-q4_k_m.gguf")   # finds mmproj*.gguf beside it

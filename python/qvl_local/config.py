@@ -9,12 +9,21 @@ The configs hold the sizes, the variant (variants.py) and the per-file choices; 
 """
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from .errors import ModelFormatError
 from .gguf_file import GGUFFile
-from .variants import EMBEDDED_VISION, TEXT_VARIANTS, VISION_VARIANTS, TextVariant, VisionVariant
+from .variants import (
+    EMBEDDED_VISION,
+    TEXT_VARIANTS,
+    UNSUPPORTED_EMBEDDED_VISION,
+    VISION_VARIANTS,
+    TextVariant,
+    VisionVariant,
+)
 
 TEXT_ARCHITECTURES = tuple(TEXT_VARIANTS)
 VISION_PROJECTORS = tuple(VISION_VARIANTS)
@@ -56,12 +65,27 @@ def _numbered(f: GGUFFile, pattern: str, first: int) -> list[str]:
     return names
 
 
-def holds_vision_encoder(path) -> bool:
-    """Whether a GGUF file carries its own vision encoder (Ollama's single-file layout): read from the
-    tensor table alone, without building the metadata."""
-    from . import _core
+def holds_vision_encoder(source: str | os.PathLike[str] | GGUFFile) -> bool:
+    """Whether a GGUF file carries its own vision encoder's blocks (`v.blk.*`: Ollama's single-file layout
+    when the file is a text model). A path's tensor table is read alone, without building the metadata."""
+    if isinstance(source, GGUFFile):
+        names: Iterable[str] = source.tensors
+    else:
+        from . import _core
 
-    return any(name.startswith("v.blk.") for name, *_ in _core.GgufFile(str(path)).tensors())
+        names = (name for name, *_ in _core.GgufFile(str(source)).tensors())
+    return any(name.startswith("v.blk.") for name in names)
+
+
+def refuse_unsupported_single_file(what: str, architecture: str) -> None:
+    """ModelFormatError for `what` (a file or a model name) when it is an Ollama single file (text and
+    vision in one) of an architecture whose single-file layout we cannot load."""
+    instead = UNSUPPORTED_EMBEDDED_VISION.get(architecture)
+    if instead is not None:
+        raise ModelFormatError(
+            f"{what} is Ollama's single-file {architecture} model (text and vision tensors in one file), a layout "
+            f"qvl_local cannot load yet; use {instead}"
+        )
 
 
 @dataclass(frozen=True)
@@ -134,6 +158,8 @@ class Qwen2VLConfig:
             raise ModelFormatError(
                 f"{text_file.path}: unknown architecture '{architecture}' (supported: {', '.join(TEXT_ARCHITECTURES)})"
             )
+        if holds_vision_encoder(text_file):
+            refuse_unsupported_single_file(str(text_file.path), architecture)
         text = _text_config(text_file, architecture)
         vision = vision_config(mmproj_file) if mmproj_file is not None else None
         if vision is not None and vision.out_hidden_size != text.hidden_size:

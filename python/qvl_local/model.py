@@ -25,6 +25,7 @@ from .ops import PRECISIONS
 from .prompt import DEFAULT_MAX_PIXELS, Media, PreparedPrompt, PromptBuilder, split_media, vision_rows
 from .prompt_cache import PromptCache
 from .tokenizer import Tokenizer
+from .threads import thread_count
 from .video import DEFAULT_FPS
 
 __all__ = ["DEFAULT_MAX_PIXELS", "Model", "PreparedPrompt", "VisionUnavailableError", "load"]
@@ -62,7 +63,6 @@ def load(
     """
     from .projector import find_projector
     from .store import resolve_model
-    from .threads import thread_count
 
     n_threads = thread_count(n_threads)  # before a pull, which may take long
     resolved = resolve_model(path, models_dir=models_dir, pull=pull)
@@ -91,7 +91,7 @@ def load(
 
 
 class Model:
-    """A loaded Qwen2-VL model. Not thread-safe: one call at a time."""
+    """A loaded Qwen2-VL, Qwen2.5-VL or Qwen3-VL model. Not thread-safe: one call at a time."""
 
     def __init__(
         self,
@@ -106,6 +106,7 @@ class Model:
         precision: str = "fast",
     ):
         _check_precision(precision)
+        n_threads = thread_count(n_threads)
         if n_ctx <= 0 or n_batch <= 0:
             raise ValueError("n_ctx and n_batch must be positive")
         self.text_file = GGUFFile(model_path)
@@ -128,7 +129,7 @@ class Model:
         if self.config.text.context_length < 1:
             raise ModelFormatError(f"{self.text_file.path}: its metadata gives a context length of "
                                    f"{self.config.text.context_length} tokens")
-        self.n_threads = n_threads or len(os.sched_getaffinity(0))
+        self.n_threads = n_threads
         self.n_ctx = min(n_ctx, self.config.text.context_length)
         self.precision = precision
         self.prompts = PromptBuilder(self.config, self.tokenizer, n_ctx=self.n_ctx, model_name=self.text_file.path.name,
@@ -172,15 +173,16 @@ class Model:
 
     def preprocess_image(self, image: Any, *, min_pixels: int | None = None, max_pixels: int | None = None,
                          resized_height: int | None = None, resized_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(pixel_values float32 [patches, 1176], grid_thw int64 [1, 3]) with this model's mean/std."""
+        """(pixel_values float32 [patches, 3 * 2 * patch^2], grid_thw int64 [1, 3]) with this model's
+        patch size, mean/std and pixel range."""
         return self.prompts.image_arrays(image, min_pixels=min_pixels, max_pixels=max_pixels,
                                          resized_height=resized_height, resized_width=resized_width)
 
     def preprocess_video(self, video: Any, *, fps: float = DEFAULT_FPS, min_pixels: int | None = None,
                          max_pixels: int | None = None, **sampling: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(pixel_values_videos float32 [patches, 1176], video_grid_thw int64 [1, 3]) for a file or frame
+        """(pixel_values_videos float32 [patches, 3 * 2 * patch^2], video_grid_thw int64 [1, 3]) for a file or frame
         list. `sampling`: load_video's nframes, min_frames, max_frames, total_pixels."""
-        pixel_values, grid, _ = self.prompts.video_arrays(video, fps=fps, min_pixels=min_pixels,
+        pixel_values, grid, *_ = self.prompts.video_arrays(video, fps=fps, min_pixels=min_pixels,
                                                           max_pixels=max_pixels, **sampling)
         return pixel_values, grid
 

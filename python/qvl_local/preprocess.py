@@ -301,6 +301,37 @@ def resize_to_budget(
     return image.resize((target_w, target_h), resample=Image.Resampling.BICUBIC)
 
 
+def video_frame_size(
+    num_frames: int,
+    height: int,
+    width: int,
+    factor: int,
+    temporal_patch_size: int,
+    min_pixels: float,
+    max_pixels: float,
+) -> tuple[int, int]:
+    """The (height, width) of every frame of a video whose pixel range bounds ALL its frames together
+    (HF's Qwen3-VL video processor): smart_resize's arithmetic on t * h * w, t rounded to whole
+    temporal patches for the bounds and the frames as they are for the scale."""
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ValueError(
+            f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
+            f"got {max(height, width) / min(height, width)}"
+        )
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    t_bar = round(num_frames / temporal_patch_size) * temporal_patch_size
+    if t_bar * h_bar * w_bar > max_pixels:
+        beta = math.sqrt(num_frames * height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif t_bar * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (num_frames * height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
 def check_sizes(label: str, **sizes: int | None) -> None:
     """Each given size setting (min_pixels, max_pixels, resized_height, ...) of the input `label`
     names is a positive integer."""
@@ -398,12 +429,14 @@ def preprocess_frames(
     patch_size: int = 14,
     temporal_patch_size: int = 2,
     merge_size: int = 2,
+    resized_hw: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Video frames -> (pixel_values_videos float32 [patches, 1176], video_grid_thw int64 [1, 3]).
 
-    Every frame gets the same resize, chosen by smart_resize from the first frame's size (the
-    frames must all have one size). The frame count is padded to a multiple of the temporal patch
-    by repeating the last frame, as the reference does.
+    Every frame gets the same resize: to ``resized_hw`` (multiples of patch * merge) when given, else
+    the one smart_resize chooses from the frames' size and min/max pixels per frame (the frames must
+    all have one size). The frame count is padded to a multiple of the temporal patch by repeating
+    the last frame, as the reference does.
     """
     check_sizes("video frames", min_pixels=min_pixels, max_pixels=max_pixels)
     images = [load_image(frame) for frame in frames]
@@ -415,9 +448,13 @@ def preprocess_frames(
     remainder = len(images) % temporal_patch_size
     if remainder:
         images.extend([images[-1]] * (temporal_patch_size - remainder))
-    resized = [
-        _resize_named("video frame", img, min_pixels=min_pixels, max_pixels=max_pixels, factor=patch_size * merge_size)
-        for img in images
-    ]
+    if resized_hw is not None:
+        resized = [img.resize(resized_hw[::-1], resample=Image.Resampling.BICUBIC) for img in images]
+    else:
+        resized = [
+            _resize_named("video frame", img, min_pixels=min_pixels, max_pixels=max_pixels,
+                          factor=patch_size * merge_size)
+            for img in images
+        ]
     pixels = normalize(np.stack([np.asarray(img) for img in resized]), mean, std)
     return patchify(pixels, patch_size=patch_size, temporal_patch_size=temporal_patch_size, merge_size=merge_size)

@@ -12,7 +12,8 @@ repository they came from: `Qwen2.5-VL-3B-Instruct-Q4_K_M.gguf` beside `mmproj-Q
    `mmproj` taken out), when there are any;
 3. exactly one left is the answer; several is an error that lists them.
 
-A model that carries its vision tensors itself (Ollama's single-file layout, `v.*` tensors) needs none.
+A model that carries its vision encoder itself (Ollama's single-file layout, `config.holds_vision_encoder`)
+needs none.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import holds_vision_encoder
 from .errors import ModelFormatError, QvlError
 from .gguf_file import GGUFFile
 
@@ -112,7 +114,7 @@ class _ModelFacts:
         return cls(
             architecture=architecture,
             hidden_size=hidden_size if isinstance(hidden_size, int) else None,
-            has_own_vision=any(name.startswith("v.") for name in file.tensors),
+            has_own_vision=holds_vision_encoder(file),
         )
 
     def misfit(self, projector_path: Path) -> str | None:

@@ -8,8 +8,8 @@ expanded), `generate` and `chat` all go through it, and `vision_rows` reads a ra
 back for the decoder.
 
 What a model variant changes lives in `expand` (how a pad token becomes vision tokens: Qwen3-VL also
-writes each video frame's timestamp as text) and `positions` (Qwen2.5-VL spaces a video's temporal
-positions by its sampled frame rate, kept in `Media.sample_fps`).
+writes each video frame pair's time in the source as text, kept in `Media.timestamps`) and `positions`
+(Qwen2.5-VL spaces a video's temporal positions by its sampled frame rate, kept in `Media.sample_fps`).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import numpy as np
 from .chat import MEDIA_OPTIONS
 from .config import Qwen2VLConfig, VisionConfig
 from .errors import ContextLengthError, VisionUnavailableError
-from .preprocess import preprocess_frames, preprocess_image
+from .preprocess import MediaError, preprocess_frames, preprocess_image, smart_resize, video_frame_size
 from .rope_index import expand_media_tokens, mrope_positions
 from .tokenizer import Tokenizer
 from .video import DEFAULT_FPS, load_video
@@ -54,6 +54,7 @@ class Media:
     digest: str
     tokens: int  # vision tokens after the merger: t * h * w / merge^2
     sample_fps: float | None = None  # a video's frames per second after sampling
+    timestamps: tuple[float, ...] | None = None  # a video's seconds per frame pair, in the source
 
     def frame_pairs(self, merge: int) -> list[Media]:
         """A video as one Media per temporal patch (frame pair), each a vision block of its own: the
@@ -66,12 +67,13 @@ class Media:
 
     @classmethod
     def from_arrays(cls, pixel_values: np.ndarray, grid_thw: np.ndarray, merge: int,
-                    sample_fps: float | None = None) -> Media:
+                    sample_fps: float | None = None, timestamps: Sequence[float] | None = None) -> Media:
         grid = np.asarray(grid_thw, dtype=np.int64).reshape(1, 3)
         digest = hashlib.blake2b(np.ascontiguousarray(pixel_values).tobytes(), digest_size=16)
         digest.update(grid.tobytes())
         digest.update(repr(sample_fps).encode())  # a video's positions may depend on its frame rate
-        return cls(pixel_values, grid, digest.hexdigest(), int(np.prod(grid[0])) // merge**2, sample_fps)
+        return cls(pixel_values, grid, digest.hexdigest(), int(np.prod(grid[0])) // merge**2, sample_fps,
+                   None if timestamps is None else tuple(timestamps))
 
 
 class MediaSpan(NamedTuple):
@@ -193,25 +195,49 @@ class PromptBuilder:
         )
 
     def video_arrays(self, video: Any, *, fps: float = DEFAULT_FPS, min_pixels: int | None = None,
-                     max_pixels: int | None = None, **sampling: Any) -> tuple[np.ndarray, np.ndarray, float]:
-        """(pixel_values_videos, video_grid_thw, the frame rate the frames were sampled at) for a
-        file, encoded bytes or a frame list. `sampling`: load_video's nframes, min_frames, max_frames,
-        total_pixels."""
+                     max_pixels: int | None = None, **sampling: Any
+                     ) -> tuple[np.ndarray, np.ndarray, float, list[float]]:
+        """(pixel_values_videos, video_grid_thw, the frame rate the frames were sampled at, each frame
+        pair's time in the source) for a file, encoded bytes or a frame list. `sampling`: load_video's
+        nframes, min_frames, max_frames, total_pixels."""
         vision = self.require_vision()
         # A video's frames get the video budget (per frame and in total) unless the call sets one;
         # the model's image budget only caps what comes out of it.
-        frames, sample_fps = load_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels, **sampling)
+        sampled = load_video(video, fps=fps, min_pixels=min_pixels, max_pixels=max_pixels,
+                             factor=vision.patch_size * vision.spatial_merge_size, **sampling)
         pixel_values, grid = preprocess_frames(
-            list(frames),
+            list(sampled.frames),
             mean=vision.image_mean,
             std=vision.image_std,
-            min_pixels=min_pixels if min_pixels is not None else self.min_pixels,
-            max_pixels=max_pixels if max_pixels is not None else self.max_pixels,
             patch_size=vision.patch_size,
             temporal_patch_size=vision.temporal_patch_size,
             merge_size=vision.spatial_merge_size,
+            resized_hw=self.video_frame_size(sampled.frames.shape, min_pixels, max_pixels),
         )
-        return pixel_values, grid, sample_fps
+        return pixel_values, grid, sampled.sample_fps, sampled.pair_seconds(vision.temporal_patch_size)
+
+    def video_frame_size(self, shape: tuple[int, ...], min_pixels: int | None, max_pixels: int | None
+                         ) -> tuple[int, int]:
+        """The (height, width) of a video's frames ([T, H, W, ...] `shape`) for the vision encoder: the
+        model's video processor range (per frame, or over all frames for Qwen3-VL), with every frame
+        under the model's ceiling. A min_pixels the call or load() sets is per frame, as qwen-vl-utils
+        reads it."""
+        vision = self.require_vision()
+        variant = vision.variant
+        factor = vision.patch_size * vision.spatial_merge_size
+        count, height, width = shape[:3]
+        floor = min_pixels if min_pixels is not None else self.min_pixels
+        ceiling = max_pixels if max_pixels is not None else self.max_pixels
+        try:
+            if variant.video_pixel_range == "frame":
+                return smart_resize(height, width, factor, variant.video_min_pixels if floor is None else floor, ceiling)
+            temporal = vision.temporal_patch_size
+            frames = round(count / temporal) * temporal
+            low = variant.video_min_pixels if floor is None else floor * frames
+            high = min(variant.video_max_pixels, ceiling * frames)
+            return video_frame_size(count, height, width, factor, temporal, low, high)
+        except ValueError as error:  # an extreme aspect ratio
+            raise MediaError(f"video frames of {width}x{height}: {error}") from None
 
     def image(self, item: Any, call_settings: Mapping[str, Any]) -> Media:
         source, settings = media_settings(item, "image", call_settings)
@@ -219,8 +245,8 @@ class PromptBuilder:
 
     def video(self, item: Any, call_settings: Mapping[str, Any]) -> Media:
         source, settings = media_settings(item, "video", call_settings)
-        pixel_values, grid, sample_fps = self.video_arrays(source, **settings)
-        return Media.from_arrays(pixel_values, grid, self.merge, sample_fps)
+        pixel_values, grid, sample_fps, timestamps = self.video_arrays(source, **settings)
+        return Media.from_arrays(pixel_values, grid, self.merge, sample_fps, timestamps)
 
     # -- prompts -----------------------------------------------------------------------------------
 
@@ -272,15 +298,13 @@ class PromptBuilder:
 
     def _timestamped(self, ids: np.ndarray, videos: Sequence[Media]) -> np.ndarray:
         """Each video pad token replaced by `<T seconds><|vision_start|><|video_pad|><|vision_end|>` per
-        frame pair, T the mean time of the pair's frames (frame i at i / sample_fps), as Qwen3-VL's
-        processor writes it; the template's own markers around the video stay."""
+        frame pair, T the mean time in the source of the pair's first and last frame (`Media.timestamps`),
+        as Qwen3-VL's processor writes it; the template's own markers around the video stay."""
         tokens = self.config.tokens
-        frames = self.require_vision().temporal_patch_size
         pieces, start = [], 0
         for row, video in zip(np.flatnonzero(ids == tokens.video_pad), videos):
             pieces.append(ids[start:row])
-            for pair in range(int(video.grid_thw[0, 0])):
-                seconds = (pair * frames + (frames - 1) / 2) / video.sample_fps
+            for seconds in video.timestamps:
                 pieces.append(np.asarray(self.tokenizer.encode(f"<{seconds:.1f} seconds>"), dtype=np.int64))
                 pieces.append(np.array([tokens.vision_start, tokens.video_pad, tokens.vision_end], dtype=np.int64))
             start = row + 1

@@ -38,6 +38,7 @@ from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter
 from . import ops
 from .errors import ModelFormatError, QvlError
 from .gguf_file import GGUFFile, TensorInfo
+from .threads import thread_count
 
 
 @dataclass(frozen=True)
@@ -258,14 +259,15 @@ def quantize_gguf(source: str | os.PathLike[str], destination: str | os.PathLike
     file type name: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, F16, BF16, F32).
 
     `progress`: True shows a progress bar on stderr; a callable is called after every tensor.
+    `n_threads`: as for load(): None uses every available core, fewer than 1 is a ValueError, more than
+    a few per core are capped with a warning.
     Raises ValueError for an unknown type or a destination that is the source, FileExistsError if the
     destination exists (unless `overwrite`), ModelFormatError for a source we cannot read.
     """
     started = time.perf_counter()
+    workers = thread_count(n_threads)
     file_type = parse_file_type(quant_type)
     source, destination = Path(source), Path(destination)
-    if n_threads is not None and n_threads < 1:
-        raise ValueError(f"n_threads must be at least 1, got {n_threads}")
     src = GGUFFile(source)
     _check_destination(source, destination, overwrite)
     vision = src.architecture == "clip"
@@ -274,7 +276,6 @@ def quantize_gguf(source: str | os.PathLike[str], destination: str | os.PathLike
                              n_layers=_block_count(src), vision=vision)
     _check_decodable(src, plan)
     metadata = _output_metadata(src, file_type)
-    workers = n_threads or _available_cores()
     temporary = _reserve_temporary(destination)
     try:
         results = _write(src, temporary, metadata, plan, workers, _progress_callback(progress, len(plan)))
@@ -300,12 +301,6 @@ def _check_destination(source: Path, destination: Path, overwrite: bool) -> None
             raise IsADirectoryError(errno.EISDIR, "output is a directory", str(destination))
     if not destination.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "output folder does not exist", str(destination.parent))
-
-
-def _available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):  # the cores this process may use (Linux)
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _block_count(src: GGUFFile) -> int:

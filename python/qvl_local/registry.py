@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 from tqdm import tqdm
 
+from .config import refuse_unsupported_single_file
 from .errors import QvlError
 from .store import (
     MAX_MANIFEST_BYTES,
@@ -43,6 +44,7 @@ from .store import (
     check_digest,
     parse_manifest,
     parse_name,
+    single_file_family,
     split_scheme,
 )
 
@@ -117,9 +119,11 @@ def pull(
         blobs = list({blob.digest: blob for blob in manifest.blobs}.values())
         _check_free_space(store, [blob for blob in blobs if not store.has_blob(blob)])
         downloaded = 0
-        for blob in blobs:
+        for blob in blobs:  # the config first: it is small, and may say that the model cannot be loaded
             downloader = _BlobDownloader(fetcher, store, blob, part_size, max_parallel, show_progress)
             downloaded += downloader.run()
+            if blob.digest == manifest.config.digest:
+                _refuse_unloadable(model_name, manifest, store)
     store.write_manifest(model_name, manifest.raw)
     return PullResult(
         name=model_name,
@@ -128,6 +132,14 @@ def pull(
         downloaded_bytes=downloaded,
         reused_bytes=manifest.total_size - downloaded,
     )
+
+
+def _refuse_unloadable(name: ModelName, manifest: Manifest, store: ModelStore) -> None:
+    """A ModelFormatError, before the large blobs are fetched, for a model whose config says it is in a
+    single-file layout we cannot load (Ollama's own Qwen3-VL files)."""
+    family = single_file_family(manifest, store.read_config(manifest))
+    if family is not None:
+        refuse_unsupported_single_file(f"the model {name.short}", family)
 
 
 def progress_shown(progress: bool | None) -> bool:

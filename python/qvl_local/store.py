@@ -207,6 +207,19 @@ class Manifest:
         return sum(blob.size for blob in self.blobs)
 
 
+def single_file_family(manifest: Manifest, config: dict) -> str | None:
+    """The model family of a GGUF model that holds its vision encoder in its one model layer, as Ollama's
+    config blob tells it: a family, no `clip` among the families and no projector layer. None when
+    the config does not say so."""
+    if manifest.layer(PROJECTOR_MEDIA_TYPE) is not None or config.get("model_format") != "gguf":
+        return None
+    families = config.get("model_families")
+    if isinstance(families, list) and "clip" in families:
+        return None
+    family = config.get("model_family")
+    return family if isinstance(family, str) else None
+
+
 def _parse_layer(entry: object, where: str) -> Layer:
     if not isinstance(entry, dict):
         raise ModelFormatError(f"{where}: expected an object, got {type(entry).__name__}")
@@ -383,16 +396,22 @@ class ModelStore:
             return None
         return self.blob_path(layer.digest).read_text(encoding="utf-8", errors="replace")
 
+    def read_config(self, manifest: Manifest) -> dict:
+        """Ollama's config blob (model_format, model_family, file_type, ...); {} when it is absent,
+        too large or not a JSON object."""
+        if not self.has_blob(manifest.config) or manifest.config.size > MAX_MANIFEST_BYTES:
+            return {}
+        try:
+            config = json.loads(self.blob_path(manifest.config.digest).read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return config if isinstance(config, dict) else {}
+
     def _quantization(self, manifest: Manifest) -> str | None:
         # Ollama's config blob says it in one small JSON read; otherwise ask the GGUF header.
-        config_path = self.blob_path(manifest.config.digest)
-        if self.has_blob(manifest.config) and manifest.config.size <= MAX_MANIFEST_BYTES:
-            try:
-                file_type = json.loads(config_path.read_bytes()).get("file_type")
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                file_type = None
-            if isinstance(file_type, str) and file_type:
-                return file_type
+        file_type = self.read_config(manifest).get("file_type")
+        if isinstance(file_type, str) and file_type:
+            return file_type
         model_layer = manifest.layer(MODEL_MEDIA_TYPE)
         if model_layer is None or not self.has_blob(model_layer):
             return None

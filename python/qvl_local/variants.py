@@ -40,6 +40,12 @@ class VisionVariant:
     # lower (prompt.py).
     min_pixels: int
     max_pixels: int
+    # The video processor's pixel range: per frame ("frame": Qwen2-VL's video processor, which falls
+    # back to the image processor's range) or over all frames of a video together ("video": Qwen3-VL's
+    # video_preprocessor_config, shortest / longest edge).
+    video_min_pixels: int
+    video_max_pixels: int
+    video_pixel_range: str
     tokens_per_second: int = 0  # "seconds" only
 
     def video_time_scale(self, second_per_grid_t: float) -> float:
@@ -58,16 +64,19 @@ QWEN2_VL_VISION = VisionVariant(
     "qwen2-vl", block_norm="layer_norm", mlp="quick_gelu", fused_qkv=False, patch_bias=False,
     learned_positions=False, windowed=False, merger_norm="layer_norm", video_time="frame_index",
     min_pixels=56 * 56, max_pixels=12845056,
+    video_min_pixels=56 * 56, video_max_pixels=12845056, video_pixel_range="frame",
 )
 QWEN25_VL_VISION = VisionVariant(
     "qwen2.5-vl", block_norm="rms_norm", mlp="swiglu", fused_qkv=False, patch_bias=False,
     learned_positions=False, windowed=True, merger_norm="rms_norm", video_time="seconds", tokens_per_second=2,
     min_pixels=56 * 56, max_pixels=12845056,
+    video_min_pixels=56 * 56, video_max_pixels=12845056, video_pixel_range="frame",
 )
 QWEN3_VL_VISION = VisionVariant(
     "qwen3-vl", block_norm="layer_norm", mlp="gelu_tanh", fused_qkv=True, patch_bias=True,
     learned_positions=True, windowed=False, merger_norm="layer_norm", video_time="timestamps",
     min_pixels=65536, max_pixels=16777216,  # Qwen3-VL's preprocessor_config: shortest / longest edge
+    video_min_pixels=4096, video_max_pixels=25165824, video_pixel_range="video",
 )
 
 TEXT_VARIANTS = {"qwen2vl": QWEN2_TEXT, "qwen25vl": QWEN2_TEXT, "qwen3vl": QWEN3_TEXT}
@@ -75,3 +84,9 @@ VISION_VARIANTS = {"qwen2vl_merger": QWEN2_VL_VISION, "qwen2.5vl_merger": QWEN25
                    "qwen3vl_merger": QWEN3_VL_VISION}
 # Single files that hold their vision encoder too (Ollama's layout): the text architecture names it.
 EMBEDDED_VISION = {"qwen25vl": "qwen2.5vl_merger"}
+# Ollama's single files of an architecture we run only in llama.cpp's two-file layout, and what to use
+# instead: Ollama's own Qwen3-VL files name and arrange their tensors in a layout of their own.
+UNSUPPORTED_EMBEDDED_VISION = {
+    "qwen3vl": "the llama.cpp layout (a text GGUF and its mmproj), e.g. hf.co/Qwen/Qwen3-VL-2B-Instruct-GGUF, "
+               "hf.co/Qwen/Qwen3-VL-4B-Instruct-GGUF or hf.co/Qwen/Qwen3-VL-8B-Instruct-GGUF",
+}

@@ -3,7 +3,8 @@
 Follows qwen-vl-utils (``fetch_video``): the number of frames comes from the sampling rate and the
 duration, is a multiple of 2 (one temporal patch) and lies within [min_frames, max_frames]; frames
 are picked evenly (linspace, rounded) and each is resized so that all frames together stay within a
-total pixel budget. The frames then go through ``preprocess.preprocess_frames``.
+total pixel budget. The frames then go through ``preprocess.preprocess_frames``. Each frame keeps its
+time in the source (its index there / the source's frame rate), which Qwen3-VL writes into the prompt.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import av
 import numpy as np
@@ -37,13 +38,31 @@ FRAME_FACTOR = 2  # frames per temporal patch
 DEFAULT_FPS = 2.0
 MIN_FRAMES = 4
 MAX_FRAMES = 768
-VIDEO_MIN_PIXELS = 128 * 28 * 28
-VIDEO_MAX_PIXELS = 768 * 28 * 28
-# qwen-vl-utils' budget for all frames of one video: 90% of a 128K-token context.
-VIDEO_TOTAL_PIXELS = int(128000 * 28 * 28 * 0.9)
+# qwen-vl-utils' per-frame budget in vision tokens (pixels = tokens * factor^2, factor = patch * merge:
+# 28 for Qwen2-VL and Qwen2.5-VL, 32 for Qwen3-VL), and for all frames of one video: 90% of a
+# 128K-token context.
+VIDEO_MIN_TOKENS = 128
+VIDEO_MAX_TOKENS = 768
+VIDEO_TOTAL_TOKENS = 128000 * 0.9
 IMAGE_FACTOR = 28
+VIDEO_MIN_PIXELS = VIDEO_MIN_TOKENS * IMAGE_FACTOR**2
+VIDEO_MAX_PIXELS = VIDEO_MAX_TOKENS * IMAGE_FACTOR**2
+VIDEO_TOTAL_PIXELS = int(VIDEO_TOTAL_TOKENS * IMAGE_FACTOR**2)
 
 VideoSource = Union[str, Path, bytes, Sequence[ImageSource]]
+
+
+class SampledVideo(NamedTuple):
+    """What load_video returns."""
+
+    frames: np.ndarray  # uint8 [T, H, W, 3], T even
+    sample_fps: float  # the rate the frames were sampled at, in frames per second
+    frame_seconds: np.ndarray  # float64 [T]: each frame's time in the source (a repeated frame repeats it)
+
+    def pair_seconds(self, temporal_patch_size: int = FRAME_FACTOR) -> list[float]:
+        """Per temporal patch, the mean time of its first and last frame (HF Qwen3-VL's timestamps)."""
+        times = self.frame_seconds.reshape(-1, temporal_patch_size)
+        return ((times[:, 0] + times[:, -1]) / 2).tolist()
 
 
 def check_fps(fps: Any) -> float:
@@ -95,14 +114,15 @@ def frame_pixel_budget(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     total_pixels: int | None = None,
+    factor: int = IMAGE_FACTOR,
 ) -> tuple[int, float]:
     """(min, max) pixels per frame: the total budget shared by the frames, a pair per temporal patch.
 
     A ``max_pixels`` above the share is lowered to it (qwen-vl-utils warns and does the same).
     """
-    floor_pixels = VIDEO_MIN_PIXELS if min_pixels is None else min_pixels
-    total = VIDEO_TOTAL_PIXELS if total_pixels is None else total_pixels
-    share = max(min(VIDEO_MAX_PIXELS, total / nframes * FRAME_FACTOR), int(floor_pixels * 1.05))
+    floor_pixels = VIDEO_MIN_TOKENS * factor**2 if min_pixels is None else min_pixels
+    total = VIDEO_TOTAL_TOKENS * factor**2 if total_pixels is None else total_pixels
+    share = max(min(VIDEO_MAX_TOKENS * factor**2, total / nframes * FRAME_FACTOR), int(floor_pixels * 1.05))
     return floor_pixels, share if max_pixels is None else min(max_pixels, share)
 
 
@@ -116,17 +136,20 @@ def load_video(
     max_pixels: int | None = None,
     total_pixels: int | None = None,
     nframes: int | None = None,
-) -> tuple[np.ndarray, float]:
-    """Frames uint8 [T, H, W, 3] (T even) and the rate they were sampled at, in frames per second.
+    factor: int = IMAGE_FACTOR,
+) -> SampledVideo:
+    """Frames uint8 [T, H, W, 3] (T even), the rate they were sampled at and each one's source time.
 
     ``source`` is a video file (path or ``file://`` URL, decoded with PyAV), the encoded file itself
     (bytes or a ``data:video/...;base64,`` URI, decoded from memory) or a list of frames (anything
     ``load_image`` takes). A file is sampled per ``fps``/``nframes`` from the frames that decode (a
     truncated file gets a MediaWarning) and every frame is resized (PIL bicubic) to the per-frame
-    budget, so H and W are multiples of 28.
+    budget, so H and W are multiples of ``factor`` (the model's patch size * merge size; the budget's
+    defaults are in tokens of factor x factor pixels).
     A list is taken as already sampled at ``fps``: every frame is kept (the last one repeated to make
-    T even), all frames must share one size, and they are resized only when a pixel budget is
-    given, which is what the reference did for the d_video case (the processor resizes later).
+    T even), frame i is at i / fps, all frames must share one size, and they are resized only when a
+    pixel budget is given, which is what the reference did for the d_video case (the processor
+    resizes later).
     """
     fps = check_fps(fps)
     check_sizes(f"video {describe_source(source)}", min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels,
@@ -142,9 +165,10 @@ def load_video(
             min_pixels=min_pixels,
             max_pixels=max_pixels,
             total_pixels=total_pixels,
+            factor=factor,
         )
     if isinstance(source, Sequence):
-        return _load_frame_list(source, fps, min_pixels, max_pixels, total_pixels), float(fps)
+        return _load_frame_list(source, fps, min_pixels, max_pixels, total_pixels, factor)
     raise MediaError(f"unsupported video source type {type(source).__name__}")
 
 
@@ -187,26 +211,30 @@ def _load_frame_list(
     min_pixels: int | None,
     max_pixels: int | None,
     total_pixels: int | None,
-) -> np.ndarray:
+    factor: int,
+) -> SampledVideo:
     images = [load_image(frame) for frame in frames]
     if not images:
         raise MediaError("a video needs at least one frame")
     sizes = sorted({image.size for image in images})
     if len(sizes) != 1:
         raise MediaError(f"all video frames must have the same size, got {sizes}")
+    indices = list(range(len(images)))
     if len(images) % FRAME_FACTOR:
+        # HF pads the frames and their indices alike: the last one again.
         images.append(images[-1])
+        indices.append(indices[-1])
     if not (min_pixels is None and max_pixels is None and total_pixels is None):
         budget = frame_pixel_budget(
-            len(images), min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels
+            len(images), min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels, factor=factor
         )
-        images = [_resize(image, budget) for image in images]
-    return np.stack([np.asarray(image) for image in images])
+        images = [_resize(image, budget, factor) for image in images]
+    return SampledVideo(np.stack([np.asarray(image) for image in images]), fps, np.asarray(indices) / fps)
 
 
-def _resize(image: Image.Image, budget: tuple[int, float]) -> Image.Image:
+def _resize(image: Image.Image, budget: tuple[int, float], factor: int) -> Image.Image:
     try:
-        height, width = smart_resize(image.height, image.width, IMAGE_FACTOR, *budget)
+        height, width = smart_resize(image.height, image.width, factor, *budget)
     except ValueError as error:  # an extreme aspect ratio
         raise MediaError(f"video frames of {image.width}x{image.height}: {error}") from None
     return image.resize((width, height), resample=Image.Resampling.BICUBIC)
@@ -222,17 +250,20 @@ def _load_video_file(
     min_pixels: int | None,
     max_pixels: int | None,
     total_pixels: int | None,
-) -> tuple[np.ndarray, float]:
-    def sample(total_frames: int) -> tuple[np.ndarray | None, int, int]:
+    factor: int,
+) -> SampledVideo:
+    def sample(total_frames: int) -> tuple[np.ndarray | None, int, np.ndarray]:
         count = sample_frame_count(
             total_frames, video_fps, fps=fps, min_frames=min_frames, max_frames=max_frames, nframes=nframes
         )
-        budget = frame_pixel_budget(count, min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels)
-        return (*_decode_frames(video, sample_indices(total_frames, count), budget), count)
+        budget = frame_pixel_budget(count, min_pixels=min_pixels, max_pixels=max_pixels, total_pixels=total_pixels,
+                                    factor=factor)
+        indices = sample_indices(total_frames, count)
+        return (*_decode_frames(video, indices, budget, factor), indices)
 
     try:
         total_frames, video_fps = _probe(video)
-        frames, decoded, count = sample(total_frames)
+        frames, decoded, indices = sample(total_frames)
         if frames is None:
             # The stream ended early (a cut file whose header still announces every frame): sample
             # again from the frames that exist rather than repeat the last one.
@@ -241,12 +272,12 @@ def _load_video_file(
             warnings.warn(f"video {video.label} has {decoded} decodable frames, not the {total_frames} its header "
                           f"announces (a truncated file?); sampling from the {decoded}", MediaWarning, stacklevel=4)
             total_frames = decoded
-            frames, _, count = sample(total_frames)
+            frames, _, indices = sample(total_frames)
             if frames is None:
                 raise MediaError(f"video {video.label} decodes differently on a second reading")
     except (av.error.FFmpegError, OSError) as exc:
         raise MediaError(f"cannot decode video {video.label}: {exc}") from exc
-    return frames, count / total_frames * video_fps
+    return SampledVideo(frames, len(indices) / total_frames * video_fps, indices / video_fps)
 
 
 def _probe(video: _EncodedVideo) -> tuple[int, float]:
@@ -272,7 +303,8 @@ def _duration_s(container: av.container.InputContainer, stream: av.video.stream.
     return container.duration / av.time_base if container.duration else 0.0
 
 
-def _decode_frames(video: _EncodedVideo, indices: np.ndarray, budget: tuple[int, float]) -> tuple[np.ndarray | None, int]:
+def _decode_frames(video: _EncodedVideo, indices: np.ndarray, budget: tuple[int, float],
+                   factor: int) -> tuple[np.ndarray | None, int]:
     """The frames at `indices`, resized, and how many frames were decoded to reach them; None for the
     frames when the stream ends (or breaks off) before the last wanted index."""
     wanted = Counter(indices.tolist())
@@ -285,7 +317,7 @@ def _decode_frames(video: _EncodedVideo, indices: np.ndarray, budget: tuple[int,
         try:
             for frame in container.decode(stream):
                 if decoded in wanted:
-                    pixels = np.asarray(_resize(frame.to_image(), budget))
+                    pixels = np.asarray(_resize(frame.to_image(), budget, factor))
                     kept.extend([pixels] * wanted[decoded])
                 decoded += 1
                 if decoded > last_wanted:

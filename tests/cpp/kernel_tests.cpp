@@ -16,9 +16,11 @@
 // Python tests state for the x86 paths (tests/test_ops_isa.py, test_causal_attention_isa.py,
 // test_vision_attention_isa.py): norms, RoPE <= 1e-6 of the largest |output|; softmax <= 2 n 2^-24
 // of the largest output (twice the bound of the reference's sequential sum); activations <= 1e-6 *
-// max(1, |x|) per value; attention <= 1e-5 of the largest |output|. Row lengths leave a
+// max(1, |x|) per value; attention <= 1e-5 of the largest |output|. Qwen3-VL's ops among them: the
+// per-head q/k norm (rms_norm_heads), interleaved M-RoPE, GELU-tanh. Row lengths leave a
 // partial vector on every ISA; attention shapes leave partial query groups and key blocks.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <cstdint>
@@ -35,6 +37,7 @@
 #include "kernels/kernel_table.h"
 #include "kernels/kernels.h"
 #include "model/kv_cache.h"
+#include "model/mrope.h"
 #include "ops/causal_attention.h"
 #include "ops/op_table.h"
 #include "ops/ops.h"
@@ -314,6 +317,59 @@ void check_rope(const std::string& isa, std::mt19937& rng) {
   }
 }
 
+// Qwen3's q/k norm: every head of a row normalised with the same head_dim weights, in one call. On
+// each ISA against scalar, and equal to that ISA's rms_norm of each head on its own. head_dim 36 leaves a
+// partial vector on every ISA.
+void check_rms_norm_heads(const std::string& isa, std::mt19937& rng) {
+  for (int64_t head_dim : {64, 128, 36}) {
+    const int64_t n_heads = 4;
+    const std::vector<float> heads = random_floats(static_cast<size_t>(n_heads * head_dim), 2.0f, rng);
+    const std::vector<float> weight = random_floats(static_cast<size_t>(head_dim), 1.0f, rng);
+    auto per_row = [&] {
+      std::vector<float> out = heads;
+      qvl::rms_norm_heads(out.data(), n_heads, head_dim, weight.data(), 1e-6f);
+      return out;
+    };
+    const std::string label = isa + " rms_norm_heads head_dim=" + std::to_string(head_dim);
+    const double error = relative_to_scalar(isa, per_row);
+    check(error <= kRowOpRelative, label + " (" + std::to_string(error) + ")");
+    std::vector<float> per_head = heads;
+    for (int64_t h = 0; h < n_heads; ++h) {
+      qvl::rms_norm(per_head.data() + h * head_dim, weight.data(), head_dim, 1e-6f, per_head.data() + h * head_dim);
+    }
+    check(per_row() == per_head, label + " equals rms_norm of each head");
+  }
+}
+
+// M-RoPE as the decoder applies it (its cos/sin built per layout, then the ISA's rope op), with t, h and
+// w all different so that a frequency pair given to the wrong coordinate would show: Qwen3-VL's
+// interleaved layout and Qwen2-VL's sections, on each ISA against scalar.
+void check_mrope(const std::string& isa, std::mt19937& rng) {
+  struct Layout {
+    const char* name;
+    qvl::MRopeLayout layout;
+    int64_t head_dim;
+    std::array<int, 3> sections;
+    double theta;
+  };
+  const Layout layouts[] = {{"interleaved", qvl::MRopeLayout::Interleaved, 64, {12, 10, 10}, 5e6},
+                            {"interleaved", qvl::MRopeLayout::Interleaved, 128, {24, 20, 20}, 5e6},
+                            {"sectioned", qvl::MRopeLayout::Sectioned, 128, {16, 24, 24}, 1e6}};
+  const int32_t position[3] = {7, 300, 41};
+  for (const Layout& l : layouts) {
+    const qvl::MRope rope(l.head_dim, l.theta, l.sections, l.layout);
+    const int64_t n_heads = 3;
+    const std::vector<float> heads = random_floats(static_cast<size_t>(n_heads * l.head_dim), 2.0f, rng);
+    const double error = relative_to_scalar(isa, [&] {
+      std::vector<float> out = heads;
+      rope.apply(out.data(), n_heads, position);
+      return out;
+    });
+    check(error <= kRowOpRelative, isa + " M-RoPE " + l.name + " head_dim=" + std::to_string(l.head_dim) + " (" +
+                                       std::to_string(error) + ")");
+  }
+}
+
 // The decoder's attention over a cache holding `first` positions before the n new ones.
 std::vector<float> causal_attention_output(int64_t group, int64_t head_dim, int64_t n, int64_t first,
                                            const std::vector<float>& q, const std::vector<float>& kv,
@@ -387,6 +443,8 @@ void check_ops(const std::vector<std::string>& isas, qvl::ThreadPool& pool, std:
     check_row_ops(isa, rng);
     check_activations(isa, rng);
     check_rope(isa, rng);
+    check_rms_norm_heads(isa, rng);
+    check_mrope(isa, rng);
     check_causal_attention(isa, pool, rng);
     check_vision_attention(isa, pool, rng);
   }
