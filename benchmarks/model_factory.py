@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gguf
@@ -152,30 +152,25 @@ MODELS = {
     ),
 }
 DEFAULT_MODEL = "qwen2vl-2b"
-# The same structures, small enough that every file is written and run in seconds; widths under 256
-# take llama-quantize's fallback types where a recipe asks for K-quants. Qwen2.5-VL's MLP width is,
-# like 3420, no multiple of 32.
+
+
+def _tiny(shape: BenchShape, name: str, text: dict, vision: dict) -> BenchShape:
+    """`shape`'s structure (families, patch size, tokenizer) at widths of 64."""
+    return replace(shape, name=name, text=replace(shape.text, hidden=64, intermediate=128, heads=4, kv_heads=2, **text),
+                   vision=replace(shape.vision, width=64, heads=4, **vision))
+
+
+# Small enough that every file is written and run in seconds; widths under 256 take llama-quantize's
+# fallback types where a recipe asks for K-quants. Qwen2.5-VL's MLP width is, like 3420, no multiple
+# of 32; its windowed and Qwen3-VL's deepstack blocks are placed as in the fixtures' tiny models.
 QUICK_MODELS = {
-    "qwen2vl-2b": BenchShape(
-        "quick",
-        TextShape(hidden=64, layers=2, intermediate=128, heads=4, kv_heads=2, mrope_sections=(2, 3, 3)),
-        VisionShape(width=64, layers=2, heads=4, mlp=128),
-    ),
-    "qwen25vl-3b": BenchShape(
-        "qwen25vl-quick",
-        TextShape(hidden=64, layers=2, intermediate=128, heads=4, kv_heads=2, mrope_sections=(2, 3, 3), family=QWEN25_TEXT),
-        VisionShape(width=64, layers=4, heads=4, mlp=108, family=QWEN25_VISION, full_attention_every=2),
-        QWEN25_TOKENIZER,
-    ),
-    "qwen3vl-2b": BenchShape(
-        "qwen3vl-quick",
-        TextShape(hidden=64, layers=3, intermediate=128, heads=4, kv_heads=2, mrope_sections=(3, 3, 2), family=QWEN3_TEXT,
-                  deepstack_layers=2),
-        VisionShape(width=64, layers=4, heads=4, mlp=128, patch=16, family=QWEN3_VISION, deepstack=(1, 2)),
-        QWEN3_TOKENIZER,
-    ),
+    "qwen2vl-2b": _tiny(MODELS["qwen2vl-2b"], "quick", text=dict(layers=2, mrope_sections=(2, 3, 3)),
+                        vision=dict(layers=2, mlp=128)),
+    "qwen25vl-3b": _tiny(MODELS["qwen25vl-3b"], "qwen25vl-quick", text=dict(layers=2, mrope_sections=(2, 3, 3)),
+                         vision=dict(layers=4, mlp=108, full_attention_every=2)),
+    "qwen3vl-2b": _tiny(MODELS["qwen3vl-2b"], "qwen3vl-quick", text=dict(layers=3, mrope_sections=(3, 3, 2), deepstack_layers=2),
+                        vision=dict(layers=4, mlp=128, deepstack=(1, 2))),
 }
-QWEN2VL_2B = MODELS["qwen2vl-2b"]
 QUICK = QUICK_MODELS["qwen2vl-2b"]
 
 
