@@ -1,9 +1,9 @@
 """What the prefix cache saves in a conversation about one image: the first question pays for the
 vision encoder and the whole prompt; a follow-up runs only its own new tokens.
 
-    python -m benchmarks.chat_reuse [--image-size 448] [--quant Q4_K_M]
+    python -m benchmarks.chat_reuse [--model qwen2vl-2b] [--image-size 448] [--quant Q4_K_M]
 
-Uses the benchmark's cached 2B-shaped model (python -m benchmarks.run makes it).
+Uses the benchmark's cached model of that shape (python -m benchmarks.run --model ... makes it).
 """
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import time
 
 import numpy as np
 
-from benchmarks.model_factory import CACHE_DIR, QWEN2VL_2B
+from benchmarks.model_factory import CACHE_DIR, DEFAULT_MODEL, MODELS
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL)
     parser.add_argument("--image-size", type=int, default=448)
     parser.add_argument("--quant", default="Q4_K_M")
     parser.add_argument("--threads", type=int, default=None)
@@ -24,8 +25,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import qvl_local
 
-    text = CACHE_DIR / f"{QWEN2VL_2B.name}-{args.quant}.gguf"
-    mmproj = CACHE_DIR / f"mmproj-{QWEN2VL_2B.name}-F16.gguf"
+    shape = MODELS[args.model]
+    text = CACHE_DIR / f"{shape.name}-{args.quant}.gguf"
+    mmproj = CACHE_DIR / f"mmproj-{shape.name}-F16.gguf"
     model = qvl_local.load(text, mmproj=mmproj, n_threads=args.threads)
     image = np.random.default_rng(0).integers(0, 256, (args.image_size, args.image_size, 3), dtype=np.uint8)
     messages = [{"role": "user", "content": [{"type": "image", "image": image},

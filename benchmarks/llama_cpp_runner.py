@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.machine import peak_rss_bytes, timed, timed_quietly
-from benchmarks.spec import WARMUP_TOKENS, Spec, prompt_ids, random_image, text_result
+from benchmarks.spec import IMAGE_PLACEHOLDER, WARMUP_TOKENS, Spec, prompt_ids, random_image, text_result
 
 
 def llama_cpp_version() -> str | None:
@@ -135,8 +135,7 @@ def measure_llama_vision(spec: Spec) -> dict[str, Any]:
     images = spec.images or {}
     seeds = iter(range(100, 200))  # the same images, in the same order, as ours
     width, height = images[spec.ttft_image]
-    prompt = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-              f"<|vision_start|>{mtmd.marker}<|vision_end|>{spec.question}<|im_end|>\n<|im_start|>assistant\n")
+    prompt = spec.prompt.replace(IMAGE_PLACEHOLDER, mtmd.marker)  # libmtmd adds the vision start / end tokens
     question: dict[str, Any] = {}
 
     def first_token() -> None:

@@ -1,7 +1,9 @@
-"""End-to-end benchmark: a Qwen2-VL-2B-shaped model with random weights, per quantization level.
+"""End-to-end benchmark: a model shaped like Qwen2-VL-2B (the default), Qwen2.5-VL-3B or Qwen3-VL-2B, with
+random weights, per quantization level.
 
-    python -m benchmarks.run [--quick] [--compare-llama-cpp] [--quants Q4_K_M Q4_0] [--threads N]
-                             [--llama-quantize PATH] [--llama-cpp-build "CMAKE FLAGS"]
+    python -m benchmarks.run [--model {qwen2vl-2b,qwen25vl-3b,qwen3vl-2b}] [--quick] [--compare-llama-cpp]
+                             [--quants Q4_K_M Q4_0] [--threads N] [--llama-quantize PATH]
+                             [--llama-cpp-build "CMAKE FLAGS"]
 
 (from the root of a checkout: the benchmarks are not part of the installed package)
 
@@ -19,8 +21,9 @@ path, llama.cpp's (its system info) and how it was built (--llama-cpp-build, or 
 llama-cpp-python cannot tell its CMake flags). With --llama-quantize, the quantized text files are made
 by llama.cpp's own quantizer (both engines then run llama.cpp's files).
 
-Outputs: a table on stdout, benchmarks/results/<time>-<shape>.json and a .png chart beside it.
---quick runs the same code on a tiny model (2 layers, width 64) in seconds: a smoke test, not a figure.
+Outputs: a table on stdout, benchmarks/results/<time>-<shape>.json (shape: qwen2vl-2b-shape,
+qwen25vl-3b-shape, qwen3vl-2b-shape) and a .png chart beside it. --quick runs the same code on a tiny
+model of the same family (2-4 layers, width 64) in seconds: a smoke test, not a figure.
 """
 from __future__ import annotations
 
@@ -36,12 +39,14 @@ from typing import Any
 
 from benchmarks import machine, report
 from benchmarks.llama_cpp_runner import llama_cpp_version
-from benchmarks.model_factory import CACHE_DIR, QUANT_TYPES, QUICK, QWEN2VL_2B, TOKENIZER_FIXTURE, BenchShape, \
+from benchmarks.model_factory import CACHE_DIR, DEFAULT_MODEL, MODELS, QUANT_TYPES, QUICK_MODELS, BenchShape, \
     default_fixtures_dir, ensure_models
+from benchmarks.spec import IMAGE_PLACEHOLDER
 from benchmarks.worker import Spec
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 WORKER_TIMEOUT_S = 3600
+QUESTION = "Describe this image in detail."
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ QUICK_WORKLOAD = Workload(64, 16, {"112x112": [112, 112], "256x171": [256, 171]}
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL,
+                        help=f"the real model whose shape is benchmarked (default: {DEFAULT_MODEL})")
     parser.add_argument("--quick", action="store_true", help="tiny model, short prompts: a smoke test in seconds")
     parser.add_argument("--compare-llama-cpp", action="store_true", help="also run llama.cpp (llama-cpp-python) on the same files")
     parser.add_argument("--quants", nargs="+", choices=QUANT_TYPES, default=list(QUANT_TYPES), metavar="TYPE",
@@ -70,7 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where the generated models are kept")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where the JSON and the PNG go")
     parser.add_argument("--tokenizer-gguf", type=Path, default=None,
-                        help="a Qwen2-VL GGUF whose tokenizer is copied (default: the fixtures' tiny model)")
+                        help="a GGUF of the model's family whose tokenizer is copied (default: the fixtures' tiny model)")
     parser.add_argument("--llama-quantize", type=Path, default=None,
                         help="llama.cpp's llama-quantize binary: it makes the quantized files (default: our quantizer)")
     parser.add_argument("--llama-cpp-build", default=os.environ.get("QVL_LLAMA_CPP_BUILD"),
@@ -111,6 +118,19 @@ def run_llama_worker(spec: Spec, log) -> dict[str, Any]:
     return retry
 
 
+def question_prompt(text_gguf: Path) -> str:
+    """The chat prompt of a question about one image, rendered by the model's own chat template: the
+    same text for both engines (each puts its image where IMAGE_PLACEHOLDER is)."""
+    from qvl_local.chat import render_chat
+    from qvl_local.gguf_file import GGUFFile
+
+    messages = [{"role": "user", "content": [{"type": "image", "image": "the image"}, {"type": "text", "text": QUESTION}]}]
+    prompt = render_chat(messages, template=GGUFFile(text_gguf).require("tokenizer.chat_template")).prompt
+    if prompt.count(IMAGE_PLACEHOLDER) != 1:
+        raise RuntimeError(f"{text_gguf}: the chat template did not render one {IMAGE_PLACEHOLDER}: {prompt!r}")
+    return prompt
+
+
 def measure(args: argparse.Namespace, shape: BenchShape, workload: Workload, files, log) -> dict[str, Any]:
     text: dict[str, dict[str, Any]] = {}
     for quant in args.quants:
@@ -126,7 +146,7 @@ def measure(args: argparse.Namespace, shape: BenchShape, workload: Workload, fil
     if not args.skip_vision:
         vision_quant = "Q4_K_M" if "Q4_K_M" in args.quants else args.quants[0]
         common = dict(model=str(files.text[vision_quant]), mmproj=str(files.mmproj), n_threads=args.threads,
-                      images=workload.images, ttft_image=workload.ttft_image)
+                      images=workload.images, ttft_image=workload.ttft_image, prompt=question_prompt(files.text[vision_quant]))
         log(f"vision ({vision_quant} + F16 mmproj): ours ...")
         results["vision"] = {"ours": run_worker(Spec(kind="ours-vision", **common))}
         for precision in args.vision_precisions:
@@ -146,6 +166,7 @@ def metadata(args: argparse.Namespace, shape: BenchShape, workload: Workload, ar
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python -m benchmarks.run " + " ".join(argv),
         "git_commit": _git_commit(),
+        "model": args.model,
         "shape": shape.name,
         "model_shape": asdict(shape),
         "workload": asdict(workload),
@@ -181,14 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as exit_request:  # --help, or a usage error argparse already explained
         return exit_request.code if isinstance(exit_request.code, int) else 2
-    shape, workload = (QUICK, QUICK_WORKLOAD) if args.quick else (QWEN2VL_2B, FULL_WORKLOAD)
+    shape, workload = (QUICK_MODELS[args.model], QUICK_WORKLOAD) if args.quick else (MODELS[args.model], FULL_WORKLOAD)
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    tokenizer = args.tokenizer_gguf or default_fixtures_dir() / TOKENIZER_FIXTURE
+    tokenizer = args.tokenizer_gguf or default_fixtures_dir() / shape.tokenizer_fixture
     if not tokenizer.is_file():
-        log(f"no tokenizer source at {tokenizer}: pass --tokenizer-gguf (any Qwen2-VL GGUF) or set QVL_FIXTURES")
+        log(f"no tokenizer source at {tokenizer}: pass --tokenizer-gguf (a GGUF of the model's family) or set QVL_FIXTURES")
         return 2
     meta = metadata(args, shape, workload, argv)
     files = ensure_models(shape, tuple(args.quants), tokenizer, cache_dir=args.cache_dir, n_threads=args.threads, log=log,

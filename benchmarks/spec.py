@@ -11,6 +11,9 @@ import numpy as np
 from benchmarks.machine import peak_rss_bytes
 
 WARMUP_TOKENS = 8
+# Where a chat template puts an image (Qwen2-VL, Qwen2.5-VL and Qwen3-VL alike): ours expands the pad
+# to the image's tokens; llama.cpp's libmtmd writes the vision start / end tokens around its own marker.
+IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
 FIRST_ORDINARY_SPECIAL_ID = 151643  # Qwen2's special tokens start here; prompts stay below it
 
 
@@ -25,7 +28,7 @@ class Spec:
     mmproj: str | None = None
     images: dict[str, list[int]] | None = None  # label -> [width, height]
     ttft_image: str | None = None  # the label of the image the question is about
-    question: str = "Describe this image in detail."
+    prompt: str | None = None  # vision: the chat prompt of the question, one IMAGE_PLACEHOLDER where the image goes
     llama_extra_buffers: bool = True  # llama.cpp's repacked / AMX weight buffers (its default)
     precision: str = "fast"  # ours: "fast" (the default), "int8" (8-bit projector weights too) or "exact"
 

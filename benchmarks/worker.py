@@ -42,7 +42,6 @@ def measure_ours_text(spec: Spec) -> dict[str, Any]:
 
 def measure_ours_vision(spec: Spec) -> dict[str, Any]:
     import qvl_local
-    from qvl_local.chat import render_chat
 
     load, model = timed(lambda: qvl_local.load(spec.model, mmproj=spec.mmproj, n_threads=spec.n_threads, n_ctx=spec.n_ctx,
                                                precision=spec.precision))
@@ -53,9 +52,7 @@ def measure_ours_vision(spec: Spec) -> dict[str, Any]:
 
     def first_token() -> None:
         image = random_image(width, height, next(seeds))
-        messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": spec.question}]}]
-        rendered = render_chat(messages, template=model.tokenizer.chat_template)
-        stream = model.generate(rendered.prompt, images=rendered.images, stream=True, max_new_tokens=1)
+        stream = model.generate(spec.prompt, images=[image], stream=True, max_new_tokens=1)
         next(iter(stream), None)  # a first token that ends the answer still took this long
         question["prompt_tokens"] = len(model._cache)
 
