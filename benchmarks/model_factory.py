@@ -89,7 +89,7 @@ def ensure_models(shape: BenchShape, quant_types: tuple[str, ...], tokenizer_ggu
     through `llama_quantize` when given, else through our quantizer)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     f16_path = cache_dir / f"{shape.name}-F16.gguf"
-    _write_once(f16_path, lambda p: write_text_f16(p, shape.text, tokenizer_gguf), log)
+    write_once(f16_path, lambda p: write_text_f16(p, shape.text, tokenizer_gguf), log)
     text = {}
     for quant in quant_types:
         if quant == "F16":
@@ -97,13 +97,13 @@ def ensure_models(shape: BenchShape, quant_types: tuple[str, ...], tokenizer_ggu
             continue
         if llama_quantize is not None:
             path = cache_dir / f"{shape.name}-{quant}-llama-quantize.gguf"
-            _write_once(path, lambda p, q=quant: run_llama_quantize(llama_quantize, f16_path, p, q, n_threads), log)
+            write_once(path, lambda p, q=quant: run_llama_quantize(llama_quantize, f16_path, p, q, n_threads), log)
         else:
             path = cache_dir / f"{shape.name}-{quant}.gguf"
-            _write_once(path, lambda p, q=quant: quantize_gguf(f16_path, p, q, overwrite=True, n_threads=n_threads), log)
+            write_once(path, lambda p, q=quant: quantize_gguf(f16_path, p, q, overwrite=True, n_threads=n_threads), log)
         text[quant] = path
     mmproj = cache_dir / f"mmproj-{shape.name}-F16.gguf"
-    _write_once(mmproj, lambda p: write_mmproj_f16(p, shape.vision, out_width=shape.text.hidden), log)
+    write_once(mmproj, lambda p: write_mmproj_f16(p, shape.vision, out_width=shape.text.hidden), log)
     return BenchFiles(text, mmproj)
 
 
@@ -114,7 +114,7 @@ def run_llama_quantize(binary: Path, source: Path, target: Path, quant: str, n_t
         raise RuntimeError(f"{binary} {quant} failed with status {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
-def _write_once(path: Path, write: Callable[[Path], None], log: Callable[[str], None]) -> None:
+def write_once(path: Path, write: Callable[[Path], None], log: Callable[[str], None]) -> None:
     """Writes through a temporary name, so an interrupted run never leaves a truncated cache entry."""
     if path.is_file():
         return
@@ -147,7 +147,10 @@ def text_tensor_shapes(shape: TextShape, vocab: int) -> dict[str, tuple[int, ...
     return shapes
 
 
-def write_text_f16(path: Path, shape: TextShape, tokenizer_gguf: Path) -> None:
+def write_text_f16(path: Path, shape: TextShape, tokenizer_gguf: Path,
+                   tensor: Callable[[str, tuple[int, ...], np.random.Generator], np.ndarray] | None = None) -> None:
+    """`tensor(name, dims, rng)` gives each tensor's values (random_tensor when None)."""
+    tensor = tensor or random_tensor
     tokenizer = GGUFFile(tokenizer_gguf)
     vocab = len(tokenizer.require("tokenizer.ggml.tokens"))
     writer = gguf.GGUFWriter(path, "qwen2vl")
@@ -160,7 +163,7 @@ def write_text_f16(path: Path, shape: TextShape, tokenizer_gguf: Path) -> None:
     _write_header(writer)
     rng = np.random.default_rng(0)
     for name, dims in shapes.items():
-        writer.write_tensor_data(random_tensor(name, dims, rng))
+        writer.write_tensor_data(tensor(name, dims, rng))
     writer.close()
 
 
@@ -170,6 +173,17 @@ def random_tensor(name: str, dims: tuple[int, ...], rng: np.random.Generator) ->
     if len(dims) == 1:
         return values + np.float32(1.0) if _is_norm(name) else values
     return values.astype(np.float16)
+
+
+def fixture_like_tensor(name: str, dims: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """The fixtures' tiny-model initialisation (fixtures README §2): embedding N(0, 0.15), matrices
+    N(0, 0.08), biases N(0, 0.05), norm weights 1 + 0.1 N. Logits then spread as a trained model's do
+    (std of a few units), where random_tensor's N(0, 0.02) leaves them near zero: what error studies need."""
+    values = rng.standard_normal(dims, dtype=np.float32)
+    if len(dims) == 1:
+        return values * np.float32(0.1) + np.float32(1.0) if _is_norm(name) else values * np.float32(0.05)
+    std = 0.15 if name == "token_embd.weight" else 0.08
+    return (values * np.float32(std)).astype(np.float16)
 
 
 def _is_norm(name: str) -> bool:
