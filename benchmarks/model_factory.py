@@ -251,14 +251,17 @@ def text_tensor_shapes(shape: TextShape, vocab: int) -> dict[str, tuple[int, ...
     return shapes
 
 
-def write_text_f16(path: Path, shape: TextShape, tokenizer_gguf: Path, random_weights: bool = True) -> None:
-    """The text model in F16; with `random_weights` False, zero weights in a sparse file (see `_write_tensors`)."""
+def write_text_f16(path: Path, shape: TextShape, tokenizer_gguf: Path, random_weights: bool = True,
+                   tensor: Callable[[str, tuple[int, ...], np.random.Generator], np.ndarray] | None = None) -> None:
+    """The text model in F16; with `random_weights` False, zero weights in a sparse file (see `_write_tensors`);
+    `tensor(name, dims, rng)` gives each tensor's values (random_tensor when None)."""
     tokenizer = GGUFFile(tokenizer_gguf)
     vocab = len(tokenizer.require("tokenizer.ggml.tokens"))
     writer = gguf.GGUFWriter(path, shape.family.arch)
     _add_text_metadata(writer, shape, F16_FILE_TYPE)
     _copy_tokenizer(writer, tokenizer)
-    _write_tensors(writer, text_tensor_shapes(shape, vocab), seed=0, random_weights=random_weights)
+    _write_tensors(writer, text_tensor_shapes(shape, vocab), seed=0, random_weights=random_weights,
+                   tensor=tensor or random_tensor)
 
 
 def _add_text_metadata(writer: gguf.GGUFWriter, shape: TextShape, file_type: int) -> None:
@@ -393,7 +396,19 @@ def _is_norm(name: str) -> bool:
     return "norm" in name or ".ln" in name or "post_ln" in name
 
 
-def _write_tensors(writer: gguf.GGUFWriter, shapes: dict[str, tuple[int, ...]], seed: int, random_weights: bool) -> None:
+def fixture_like_tensor(name: str, dims: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """The fixtures' tiny-model initialisation (fixtures README §2): embedding N(0, 0.15), matrices
+    N(0, 0.08), biases N(0, 0.05), norm weights 1 + 0.1 N. Logits then spread as a trained model's do
+    (std of a few units), where random_tensor's N(0, 0.02) leaves them near zero: what error studies need."""
+    values = rng.standard_normal(dims, dtype=np.float32)
+    if len(dims) == 1:
+        return values * np.float32(0.1) + np.float32(1.0) if _is_norm(name) else values * np.float32(0.05)
+    std = 0.15 if name == "token_embd.weight" else 0.08
+    return (values * np.float32(std)).astype(np.float16)
+
+
+def _write_tensors(writer: gguf.GGUFWriter, shapes: dict[str, tuple[int, ...]], seed: int, random_weights: bool,
+                   tensor: Callable[[str, tuple[int, ...], np.random.Generator], np.ndarray] | None = None) -> None:
     """The header, then random weights; or, with `random_weights` False, the file extended to its full
     length without writing: zero weights in a sparse file, a full-size model's structure for a load
     check in a moment and without its disk space."""
@@ -406,7 +421,7 @@ def _write_tensors(writer: gguf.GGUFWriter, shapes: dict[str, tuple[int, ...]], 
     if random_weights:
         rng = np.random.default_rng(seed)
         for name, dims in shapes.items():
-            writer.write_tensor_data(random_tensor(name, dims, rng))
+            writer.write_tensor_data((tensor or random_tensor)(name, dims, rng))
     else:
         [fout] = writer.fout
         data_start = writer.ggml_pad(fout.tell(), writer.data_alignment)
