@@ -68,22 +68,7 @@ def smart_resize(
     Same arithmetic as the reference (round half to even, then floor when shrinking or ceil when
     growing by the common factor ``beta``), so sizes and token counts match HF exactly.
     """
-    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise ValueError(
-            f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
-            f"got {max(height, width) / min(height, width)}"
-        )
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
+    return _fit_pixel_range(height, width, factor, min_pixels, max_pixels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,6 +298,15 @@ def video_frame_size(
     """The (height, width) of every frame of a video whose pixel range bounds ALL its frames together
     (HF's Qwen3-VL video processor): smart_resize's arithmetic on t * h * w, t rounded to whole
     temporal patches for the bounds and the frames as they are for the scale."""
+    t_bar = round(num_frames / temporal_patch_size) * temporal_patch_size
+    return _fit_pixel_range(height, width, factor, min_pixels, max_pixels, frames=num_frames, rounded_frames=t_bar)
+
+
+def _fit_pixel_range(height: int, width: int, factor: int, min_pixels: float, max_pixels: float,
+                     frames: int = 1, rounded_frames: int = 1) -> tuple[int, int]:
+    """smart_resize's arithmetic: sides rounded to multiples of ``factor``; when rounded_frames frames of
+    that size leave [min, max] pixels, both sides scaled by the common factor ``beta`` of the ``frames``
+    actual frames (floor when shrinking, ceil when growing)."""
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
         raise ValueError(
             f"absolute aspect ratio must be smaller than {MAX_ASPECT_RATIO}, "
@@ -320,13 +314,12 @@ def video_frame_size(
         )
     h_bar = round(height / factor) * factor
     w_bar = round(width / factor) * factor
-    t_bar = round(num_frames / temporal_patch_size) * temporal_patch_size
-    if t_bar * h_bar * w_bar > max_pixels:
-        beta = math.sqrt(num_frames * height * width / max_pixels)
+    if rounded_frames * h_bar * w_bar > max_pixels:
+        beta = math.sqrt(frames * height * width / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
         w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif t_bar * h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (num_frames * height * width))
+    elif rounded_frames * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (frames * height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
