@@ -18,7 +18,7 @@ from . import _core
 from .chat import builtin_chat_template, render_chat
 from .config import Qwen2VLConfig, holds_vision_encoder, text_spec, vision_spec
 from .decoding import Outcome, generate_tokens, stream_text
-from .errors import ContextLengthError, ModelFormatError, QvlError, VisionUnavailableError
+from .errors import ContextLengthError, ModelFormatError, VisionUnavailableError
 from .generation import GenerationConfig, GenerationResult
 from .gguf_file import GGUFFile
 from .ops import PRECISIONS
