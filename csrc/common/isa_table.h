@@ -8,14 +8,16 @@
 
 namespace qvl {
 
-// The table of `isa`; on first use every ISA's table is built by add_layer(layer, table) over its
-// layers in order, each layer overriding what the ones before it set. Building only stores function
-// pointers, so it runs nothing the CPU might lack.
+// The table of `isa`; on first use the table of every ISA this CPU runs is built by add_layer(layer,
+// table) over its layers in order, each layer overriding what the ones before it set. The others stay
+// empty: a layer's add_layer is compiled for its ISA, and the compiler is free to store even function
+// pointers with that ISA's instructions (AVX-512 stores killed the process on AVX2-only CPUs).
 template <typename Table>
 const Table& isa_table(Isa isa, void (*add_layer)(Isa layer, Table& table)) {
   static const std::array<Table, kIsaCount> tables = [add_layer] {
     std::array<Table, kIsaCount> built{};
     for (size_t i = 0; i < built.size(); ++i) {
+      if (!isa_available(static_cast<Isa>(i))) continue;
       for (Isa layer : isa_layers(static_cast<Isa>(i))) add_layer(layer, built[i]);
     }
     return built;
