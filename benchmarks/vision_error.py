@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from PIL import Image
 from benchmarks.model_factory import default_fixtures_dir
 from benchmarks.worker import random_image
 from qvl_local import _core, preprocess_image
-from qvl_local.config import _vision_config
+from qvl_local.config import _vision_config, vision_spec
 from qvl_local.gguf_file import GGUFFile
 
 FIXTURE_IMAGES = {"img_97x203.png": (84, 196), "img_300x120.png": (308, 112), "img_56x56.png": (56, 56)}
@@ -95,7 +94,7 @@ def main() -> None:
                   for name, size in FIXTURE_IMAGES.items()}
     file = GGUFFile(mmproj)
     config = _vision_config(file)
-    ours = _core.VisionModel(file.handle, dataclasses.asdict(config), args.threads)
+    ours = _core.VisionModel(file.handle, vision_spec(config), _core.ThreadPool(args.threads))
     try:
         llama = LlamaCppVision(model, mmproj, args.threads)
     except ImportError:
