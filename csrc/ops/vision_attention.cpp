@@ -123,7 +123,8 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
     return;
   }
   if (precision == Precision::Fast && isa_ops(active_isa()).vision_tile_int16 != nullptr) {
-    run_int16(q, k, v, row_stride, out, isa_ops(active_isa()).vision_tile_int16, pool);
+    pack_int16_keys_and_values(k, v, row_stride, pool);
+    run_int16(q, row_stride, out, pool);
     return;
   }
   pack_keys_and_values(k, v, row_stride, pool);
@@ -297,12 +298,8 @@ void SegmentedAttention::pack_int16_keys_and_values(const float* k, const float*
   });
 }
 
-void SegmentedAttention::run_int16(const float* q, const float* k, const float* v, int64_t row_stride, float* out,
-                                   Int16VisionTileFn attend_tile, ThreadPool& pool) {
-  if (static_cast<size_t>(pool.size()) > thread_scratch_.size()) {
-    throw std::invalid_argument("attention: the pool has more threads than scratch was made for");
-  }
-  pack_int16_keys_and_values(k, v, row_stride, pool);
+void SegmentedAttention::run_int16(const float* q, int64_t row_stride, float* out, ThreadPool& pool) {
+  const Int16VisionTileFn attend_tile = isa_ops(active_isa()).vision_tile_int16;
   const int64_t dimension_blocks = (head_dim_ + kInt16Block - 1) / kInt16Block;
   for_each_tile(pool, [&](const QueryBlock& block, int64_t head, int64_t first_key, int thread) {
     Int16AttentionTile tile;

@@ -3,9 +3,9 @@
 // each segment is computed in blocks of queries against blocks of keys with an online softmax, so no
 // [seq, seq] score matrix is ever stored; scratch is allocated once and reused by every layer.
 // The tile routines that do the work are the op table's (op_table.h: vision_tile, vision_tile_int8,
-// vision_tile_int16). Where the ISA has integer tile routines (avx512), the products run on integers
-// (VNNI): 8-bit under Precision::Int8, 16-bit blocks under Precision::Fast; Exact, and every precision
-// on the other ISAs (scalar, avx2, neon), computes in float.
+// vision_tile_int16). Under Precision::Int8, where the ISA has an int8 tile routine (avx512), the
+// products run on 8-bit integers (VNNI); under Precision::Fast, where it has an int16 one (avx512 and
+// the scalar reference), on 16-bit integer blocks; every other precision and ISA computes in float.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -13,7 +13,6 @@
 #include "common/thread_pool.h"
 #include "common/precision.h"
 #include "ops/attention_tiles.h"
-#include "ops/op_table.h"
 
 namespace qvl {
 
@@ -27,10 +26,6 @@ class SegmentedAttention {
   // Fast run the int8 and int16 attention where the active ISA has one and the float one elsewhere.
   void run(const float* q, const float* k, const float* v, int64_t row_stride, float* out, Precision precision,
            ThreadPool& pool);
-  // The int16 attention with the given tile routine: run's under Fast is the ISA's; the tests pass the
-  // scalar reference (scalar::vision_tile_int16), which runs on any CPU.
-  void run_int16(const float* q, const float* k, const float* v, int64_t row_stride, float* out,
-                 Int16VisionTileFn attend_tile, ThreadPool& pool);
 
  private:
   struct QueryBlock {
@@ -45,6 +40,7 @@ class SegmentedAttention {
   void pack_int8_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool);
   void run_int8(const float* q, int64_t row_stride, float* out, ThreadPool& pool);
   void pack_int16_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool);
+  void run_int16(const float* q, int64_t row_stride, float* out, ThreadPool& pool);
 
   int64_t n_heads_;
   int64_t head_dim_;

@@ -1,5 +1,7 @@
 // The int16 attention's parts every ISA shares (attention_tiles.h): the rounding of a tile's queries
-// and the scalar reference tile routine, which the avx512 routine (vision_attention_int16_avx512.cpp)
+// and the scalar reference tile routine. Like the 16-bit GEMM's reference (kernels/float_int16.cpp) it
+// is the scalar ISA's Fast path, which the avx2 and neon layers take back out (they attend in float),
+// and the avx512 routine (vision_attention_int16_avx512.cpp)
 // follows operation for operation: the same integer sums, and the float operations on them (exp2 by
 // kExp2Coefficients, every FMA an explicit one, rounding to nearest even, 2^n scaling correctly
 // rounded) in the same order, so the two agree to the last bit.
@@ -62,11 +64,12 @@ void quantize_int16_queries(const Int16AttentionTile& tile, int64_t lanes, const
 }
 
 namespace scalar {
+namespace {
 
 // Query by query, key block by key block: scores from each dimension block's exact integer sum, the
 // block's probabilities as levels against its max, the running max, sum and output rescaled, and the
 // output's integer sums over the key block added in with value scale x block scale.
-void vision_tile_int16(const Int16AttentionTile& tile, const Int16AttentionScratch& scratch) {
+void attend_tile_int16(const Int16AttentionTile& tile, const Int16AttentionScratch& scratch) {
   const int64_t d = tile.head_dim;
   const int64_t blocks = dimension_blocks(d);
   quantize_int16_queries(tile, tile.n_queries, scratch);
@@ -117,6 +120,11 @@ void vision_tile_int16(const Int16AttentionTile& tile, const Int16AttentionScrat
     for (int64_t c = 0; c < d; ++c) tile.out[i * tile.row_stride + c] = scratch.output_t[c * Q + i] * inverse_sum;
   }
 }
+
+}  // namespace
+
+void add_int16_vision_attention(IsaOps& table) { table.vision_tile_int16 = attend_tile_int16; }
+void keep_float_vision_attention(IsaOps& table) { table.vision_tile_int16 = nullptr; }
 
 }  // namespace scalar
 }  // namespace qvl
