@@ -101,8 +101,9 @@ struct Int8AttentionScratch {
   uint8_t* probabilities;  // [kAttentionKeyTile / 4][kAttentionQueryTile][4]: round(255 p)
 };
 
-// The int16 attention (Precision::Fast; avx512 only: it is built on VNNI's s16 x s16 dot product,
-// vpdpwssd, 32 multiplies per instruction to an FMA's 16, from operands half the size of floats). The
+// The int16 attention (Precision::Fast on avx512 and amx, built on VNNI's s16 x s16 dot product
+// vpdpwssd: 32 multiplies per instruction to an FMA's 16, from operands half the size of floats; and
+// the scalar reference, which is the scalar ISA's Fast attention as its 16-bit GEMM is). The
 // format is int16_blocks.h's: levels within +-kInt16MaxLevel, one float scale per block of
 // kInt16Block values, so the 32 products of a block sum exactly in an int32 and each block's sum is
 // turned to float and scaled on its own.
@@ -114,10 +115,10 @@ struct Int8AttentionScratch {
 //   Output: values transposed per channel in blocks of kInt16Block keys, one scale per channel and key
 //   block, so p . v over a key block is one int32 sum per channel.
 // Every ISA's routine computes the same integers and the same float operations in the same order as the
-// scalar reference (scalar::vision_tile_int16), so they agree to the last bit but for exp2's rounding.
+// scalar reference (vision_attention_int16.cpp), so they agree to the last bit.
 constexpr int64_t kInt16AttentionKeyBlock = kInt16Block;  // keys per softmax step and per value scale
 static_assert(kAttentionKeyTile % kInt16AttentionKeyBlock == 0, "segments are padded to whole key blocks");
-// 2^f on |f| <= 1/2 (relative error 1.6e-7, 1/400 of a probability level's half step): the coefficients
+// 2^f on |f| <= 1/2 (relative error 1.6e-7, ~1/400 of a probability level's half step): the coefficients
 // of f^0..f^5 (a least-squares fit for relative error, f^0's pinned to 1 so a block's max is exactly
 // kInt16MaxLevel), shared so every routine rounds the same probabilities.
 constexpr float kExp2Coefficients[6] = {1.0f, 0.693147004f, 0.240222424f, 0.0555073358f, 0.00967151392f,
@@ -146,7 +147,7 @@ struct Int16AttentionScratch {
   static int64_t floats_needed(int64_t head_dim);
   explicit Int16AttentionScratch(float* base, int64_t head_dim);
   float* scores_t;         // [kInt16AttentionKeyBlock][kAttentionQueryTile], in log2 units
-  float* output_t;         // [head_dim][kAttentionQueryTile], in units of value scale / kInt16MaxLevel
+  float* output_t;         // [head_dim][kAttentionQueryTile], weighted by probability levels (as row_sum)
   float* query_scales;     // [dimension block][kAttentionQueryTile], times log2(e) / sqrt(head_dim)
   float* row_max;          // [kAttentionQueryTile]
   float* row_sum;          // [kAttentionQueryTile], in units of 1 / kInt16MaxLevel

@@ -260,7 +260,6 @@ void SegmentedAttention::pack_int16_keys_and_values(const float* k, const float*
     float* head_key_scales = int16_key_scales_.data() + head * padded_keys_ * dimension_blocks;
     int16_t* head_values = int16_values_t_.data() + head * head_dim_ * padded_keys_;
     float* head_value_scales = int16_value_scales_.data() + head * padded_keys_ / kKeyBlock * head_dim_;
-    std::vector<float> inverse_value_scales(head_dim_);
     for (int64_t s = 0; s < n_segments; ++s) {
       for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
         const float* key = k + row * row_stride + head * head_dim_;
