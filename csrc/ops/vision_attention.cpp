@@ -142,18 +142,26 @@ void SegmentedAttention::for_each_tile(ThreadPool& pool, const TileFn& fn) const
   });
 }
 
+// The fields every tile format shares: where the block's queries and outputs start, its keys' count.
+template <typename Tile>
+void SegmentedAttention::place(Tile& tile, const QueryBlock& block, int64_t head, const float* q, int64_t row_stride,
+                               float* out) const {
+  const int64_t offset = block.first_row * row_stride + head * head_dim_;
+  tile.q = q + offset;
+  tile.n_queries = block.n_rows;
+  tile.n_keys = bounds_[block.segment + 1] - bounds_[block.segment];
+  tile.row_stride = row_stride;
+  tile.head_dim = head_dim_;
+  tile.out = out + offset;
+}
+
 void SegmentedAttention::run_float(const float* q, int64_t row_stride, float* out, ThreadPool& pool) {
   const VisionTileFn attend_tile = isa_ops(active_isa()).vision_tile;
   for_each_tile(pool, [&](const QueryBlock& block, int64_t head, int64_t first_key, int thread) {
     AttentionTile tile;
-    tile.q = q + block.first_row * row_stride + head * head_dim_;
-    tile.n_queries = block.n_rows;
+    place(tile, block, head, q, row_stride, out);
     tile.keys = keys_.data() + first_key * head_dim_;
     tile.values_t = values_t_.data() + first_key * head_dim_;
-    tile.n_keys = bounds_[block.segment + 1] - bounds_[block.segment];
-    tile.row_stride = row_stride;
-    tile.head_dim = head_dim_;
-    tile.out = out + block.first_row * row_stride + head * head_dim_;
     attend_tile(tile, AttentionScratch(thread_scratch_[thread].data(), head_dim_));
   });
 }
@@ -225,17 +233,12 @@ void SegmentedAttention::run_int8(const float* q, int64_t row_stride, float* out
   const int64_t n_segments = static_cast<int64_t>(bounds_.size()) - 1;
   for_each_tile(pool, [&](const QueryBlock& block, int64_t head, int64_t first_key, int thread) {
     Int8AttentionTile tile;
-    tile.q = q + block.first_row * row_stride + head * head_dim_;
-    tile.n_queries = block.n_rows;
+    place(tile, block, head, q, row_stride, out);
     tile.keys = int8_keys_.data() + first_key * head_dim_;
     tile.key_scales = key_scales_.data() + first_key;
     tile.key_offsets = key_offsets_.data() + first_key;
     tile.values_t = int8_values_t_.data() + first_key * head_dim_;
     tile.value_scales = value_scales_.data() + (head * n_segments + block.segment) * head_dim_;
-    tile.n_keys = bounds_[block.segment + 1] - bounds_[block.segment];
-    tile.row_stride = row_stride;
-    tile.head_dim = head_dim_;
-    tile.out = out + block.first_row * row_stride + head * head_dim_;
     attend_tile(tile, Int8AttentionScratch(thread_scratch_[thread].data(), head_dim_));
   });
 }
@@ -302,16 +305,11 @@ void SegmentedAttention::run_int16(const float* q, int64_t row_stride, float* ou
   const int64_t dimension_blocks = (head_dim_ + kInt16Block - 1) / kInt16Block;
   for_each_tile(pool, [&](const QueryBlock& block, int64_t head, int64_t first_key, int thread) {
     Int16AttentionTile tile;
-    tile.q = q + block.first_row * row_stride + head * head_dim_;
-    tile.n_queries = block.n_rows;
+    place(tile, block, head, q, row_stride, out);
     tile.keys = int16_keys_.data() + first_key * head_dim_;
     tile.key_scales = int16_key_scales_.data() + first_key * dimension_blocks;
     tile.values_t = int16_values_t_.data() + first_key * head_dim_;
     tile.value_scales = int16_value_scales_.data() + first_key / kInt16AttentionKeyBlock * head_dim_;
-    tile.n_keys = bounds_[block.segment + 1] - bounds_[block.segment];
-    tile.row_stride = row_stride;
-    tile.head_dim = head_dim_;
-    tile.out = out + block.first_row * row_stride + head * head_dim_;
     attend_tile(tile, Int16AttentionScratch(thread_scratch_[thread].data(), head_dim_));
   });
 }

@@ -36,6 +36,8 @@ class SegmentedAttention {
   void pack_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool);
   template <typename TileFn>
   void for_each_tile(ThreadPool& pool, const TileFn& fn) const;
+  template <typename Tile>
+  void place(Tile& tile, const QueryBlock& block, int64_t head, const float* q, int64_t row_stride, float* out) const;
   void run_float(const float* q, int64_t row_stride, float* out, ThreadPool& pool);
   void pack_int8_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool);
   void run_int8(const float* q, int64_t row_stride, float* out, ThreadPool& pool);

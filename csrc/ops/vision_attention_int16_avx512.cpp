@@ -17,7 +17,7 @@
 #include "kernels/int16_blocks.h"
 #include "ops/attention_tiles.h"
 #include "ops/op_table.h"
-#include "simd/micro_gemm.h"
+#include "ops/integer_attention_avx512.h"
 
 namespace qvl::avx512 {
 
@@ -25,44 +25,11 @@ namespace {
 
 constexpr int64_t Q = kAttentionQueryTile;
 constexpr int64_t kKeyBlock = kInt16AttentionKeyBlock;
-constexpr int64_t kLanes = 16;
+constexpr int64_t kLanes = kQueryLanes;
 constexpr int kRows = 8;         // keys (score product) or channels (output product) per register tile
 constexpr int kTailRows = 4;     // a head_dim that is 4 mod 8 ends with one 4-channel step
-constexpr int kMaxVectors = 3;   // 3 x 16 = 48 queries: 24 accumulators + 3 loads + a broadcast
 constexpr int64_t kPairElements = Q * 2;  // one [kAttentionQueryTile][2] layer of an int16 operand
-static_assert(Q == kLanes * kMaxVectors, "a query tile is three vectors of query lanes");
 static_assert(kKeyBlock % kRows == 0, "the key block must hold whole 8-key steps");
-
-// The micro-GEMM's multiply-add (simd/micro_gemm.h) on int16 pairs: each 32-bit lane of acc adds the
-// 2-element dot product of its b pair with the broadcast a pair, vpdpwssd.
-struct DpwssdMadd {
-  using A = int16_t;
-  using B = int16_t;
-  using Acc = __m512i;
-  using BVector = __m512i;
-  using AVector = __m512i;
-  static constexpr int64_t kVectorElements = 32;
-  static BVector load_b(const int16_t* b) { return _mm512_loadu_si512(b); }
-  static AVector broadcast_a(const int16_t* a) {
-    int32_t pair;
-    std::memcpy(&pair, a, sizeof(pair));
-    return _mm512_set1_epi32(pair);
-  }
-  static Acc madd(Acc acc, BVector b, AVector a) { return _mm512_dpwssd_epi32(acc, b, a); }
-};
-
-// acc[r][v] = sum over pairs p < depth_pairs of the pair dot of lanes[p][16 v ..] with
-// rows[r * row_elements + 2 p ..]; lanes is laid out [pair][Q][2].
-template <int Rows, int Vectors>
-inline void integer_product(const int16_t* rows, int64_t row_elements, const int16_t* lanes, int64_t depth_pairs,
-                            __m512i (&acc)[Rows][Vectors]) {
-#pragma GCC unroll 8
-  for (int r = 0; r < Rows; ++r) {
-#pragma GCC unroll 3
-    for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_setzero_si512();
-  }
-  simd::broadcast_product<DpwssdMadd>(rows, row_elements, 2, lanes, kPairElements, depth_pairs, acc);
-}
 
 // 2^x for x <= 0, as the reference's exp2_nonpositive: x = n + f, |f| <= 1/2, 2^f by
 // kExp2Coefficients, times 2^n by vscalefps.
@@ -86,7 +53,7 @@ void score_product(const int16_t* keys, const float* key_scales, const Int16Atte
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t first = b * kInt16Block;
     __m512i acc[kRows][Vectors];
-    integer_product<kRows, Vectors>(keys + first, d, scratch.queries + first / 2 * kPairElements,
+    integer_product<DpwssdMadd>(keys + first, d, scratch.queries + first / 2 * kPairElements,
                                     (std::min<int64_t>(first + kInt16Block, d) - first) / 2, acc);
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
@@ -108,7 +75,7 @@ template <int Rows, int Vectors>
 void output_product(const int16_t* values_t, const float* value_scales, int64_t key_pairs,
                     const Int16AttentionScratch& scratch, float* output_t) {
   __m512i acc[Rows][Vectors];
-  integer_product<Rows, Vectors>(values_t, kKeyBlock, scratch.probabilities, key_pairs, acc);
+  integer_product<DpwssdMadd>(values_t, kKeyBlock, scratch.probabilities, key_pairs, acc);
 #pragma GCC unroll 8
   for (int r = 0; r < Rows; ++r) {
     const __m512 value_scale = _mm512_set1_ps(value_scales[r]);
@@ -193,19 +160,11 @@ void attend_tile_lanes(const Int16AttentionTile& tile, const Int16AttentionScrat
     output_products<Vectors>(tile, tile.values_t + first_key * d, tile.value_scales + first_key / kKeyBlock * d,
                              (n_keys + 1) / 2, scratch);
   }
-  for (int64_t i = 0; i < tile.n_queries; ++i) {
-    const float inverse_sum = 1.0f / scratch.row_sum[i];
-    for (int64_t c = 0; c < d; ++c) tile.out[i * tile.row_stride + c] = scratch.output_t[c * Q + i] * inverse_sum;
-  }
+  store_normalised_output(tile, scratch);
 }
 
 void attend_tile_int16(const Int16AttentionTile& tile, const Int16AttentionScratch& scratch) {
-  // a short last block of a segment runs with as few vectors of query lanes as it needs
-  switch ((tile.n_queries + kLanes - 1) / kLanes) {
-    case 1: return attend_tile_lanes<1>(tile, scratch);
-    case 2: return attend_tile_lanes<2>(tile, scratch);
-    default: return attend_tile_lanes<kMaxVectors>(tile, scratch);
-  }
+  with_query_vectors(tile.n_queries, [&](auto vectors) { attend_tile_lanes<decltype(vectors)::value>(tile, scratch); });
 }
 
 }  // namespace
