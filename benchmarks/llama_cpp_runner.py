@@ -17,11 +17,16 @@ from benchmarks.machine import peak_rss_bytes, timed, timed_quietly
 from benchmarks.spec import IMAGE_PLACEHOLDER, WARMUP_TOKENS, Spec, prompt_ids, random_image, text_result
 
 
+# What importing llama-cpp-python raises when it is missing, or installed without the shared libraries it
+# loads on import (FileNotFoundError / RuntimeError from its loader).
+LLAMA_CPP_LOAD_ERRORS = (ImportError, OSError, RuntimeError)
+
+
 def llama_cpp_version() -> str | None:
-    """The installed llama-cpp-python's version, or None when it is not installed."""
+    """The installed llama-cpp-python's version, or None when it is not installed or cannot load."""
     try:
         import llama_cpp
-    except ImportError:
+    except LLAMA_CPP_LOAD_ERRORS:
         return None
     return str(llama_cpp.__version__)
 
@@ -42,12 +47,21 @@ def measure_llama_text(spec: Spec) -> dict[str, Any]:
         token = ids[0]
         for _ in range(spec.decode_tokens):
             llm.eval([token])
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            token = int(np.argmax(last_logits(llm)))
 
     prefill_timing, _ = timed_quietly(lambda: llm.eval(ids), prepare=llm.reset)
     decode_timing, _ = timed_quietly(decode, prepare=llm.reset)
     return text_result(spec, load_timing, prefill_timing, decode_timing) | {
         "version": llama_cpp_version(), "system_info": _system_info()}
+
+
+def last_logits(llm) -> np.ndarray:
+    """The logits of the last position `eval` computed. Read from the context: without logits_all,
+    llama-cpp-python's `scores` is not updated (it keeps zeros)."""
+    import llama_cpp
+
+    row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+    return np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).astype(np.float32)
 
 
 def _load_llama(spec: Spec):

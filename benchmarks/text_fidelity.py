@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import model_factory
+from benchmarks.llama_cpp_runner import LLAMA_CPP_LOAD_ERRORS, last_logits
 from benchmarks.spec import FIRST_ORDINARY_SPECIAL_ID, text_positions
 
 WIDE = model_factory.TextShape(hidden=512, layers=2, intermediate=1024, heads=4, kv_heads=1,
@@ -91,7 +92,7 @@ def llama_last_logits(path: Path, prompts: dict[str, np.ndarray], n_threads: int
     for name, ids in prompts.items():
         llm.reset()
         llm.eval([int(t) for t in ids])
-        logits[name] = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        logits[name] = last_logits(llm)
     return logits
 
 
@@ -170,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import llama_cpp  # noqa: F401
             engines["llama.cpp"] = llama_last_logits
-        except ImportError:
-            print("llama-cpp-python is not installed: ours only", file=sys.stderr)
+        except LLAMA_CPP_LOAD_ERRORS as error:
+            print(f"llama-cpp-python is not usable ({error}): ours only", file=sys.stderr)
     print(f"{args.prompts} random prompts (seed {args.seed}, lengths 4-256) + the fixtures' a_text ids; "
           f"errors of the last position's logits against ours `exact`")
     results = {}

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.llama_cpp_runner import LLAMA_CPP_LOAD_ERRORS
 from benchmarks.model_factory import default_fixtures_dir
 from benchmarks.worker import random_image
 from qvl_local import _core, preprocess_image
@@ -97,9 +98,9 @@ def main() -> None:
     ours = _core.VisionModel(file.handle, vision_spec(config), _core.ThreadPool(args.threads))
     try:
         llama = LlamaCppVision(model, mmproj, args.threads)
-    except ImportError:
+    except LLAMA_CPP_LOAD_ERRORS as error:
         llama = None
-        print("llama-cpp-python is not installed: ours only")
+        print(f"llama-cpp-python is not usable ({error}): ours only")
     print(f"ISA {_core.active_isa()}; error against our exact path")
     for name, image in images.items():
         pixels, grid = preprocess_image(image, mean=config.image_mean, std=config.image_std, max_pixels=image.width * image.height)
