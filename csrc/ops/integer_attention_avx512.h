@@ -2,7 +2,8 @@
 // vision_attention_int16_avx512.cpp) share: their products, VNNI multiply-adds for simd/micro_gemm.h's
 // broadcast product (each 32-bit lane of an accumulator adds the dot product of its group of b elements,
 // 4 bytes or 2 int16, with the group of a elements broadcast from one 32-bit word), the choice of how
-// many vectors of query lanes a tile runs with, and the last step, the division by the softmax sums.
+// many vectors of query lanes a tile runs with, the folding of a key block into the running output, and
+// the last step, the division by the softmax sums.
 #pragma once
 #include <immintrin.h>
 
@@ -68,6 +69,26 @@ inline void with_query_vectors(int64_t n_queries, const Attend& attend) {
     case 1: return attend(std::integral_constant<int, 1>());
     case 2: return attend(std::integral_constant<int, 2>());
     default: return attend(std::integral_constant<int, kMaxQueryVectors>());
+  }
+}
+
+// output_t[r][lanes] = output_t * correction + acc[r] * value_scales[r] * block_scale, for Rows
+// channels: one key block's integer output product folded into the running output (the scratch's
+// correction and block_scale come from that block's softmax step).
+template <typename Scratch, int Rows, int Vectors>
+inline void accumulate_output(const __m512i (&acc)[Rows][Vectors], const float* value_scales, const Scratch& scratch,
+                              float* output_t) {
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+    const __m512 value_scale = _mm512_set1_ps(value_scales[r]);
+#pragma GCC unroll 3
+    for (int v = 0; v < Vectors; ++v) {
+      float* out = output_t + r * kAttentionQueryTile + kQueryLanes * v;
+      const __m512 rescaled =
+          _mm512_mul_ps(_mm512_loadu_ps(out), _mm512_loadu_ps(scratch.correction + kQueryLanes * v));
+      const __m512 scale = _mm512_mul_ps(value_scale, _mm512_loadu_ps(scratch.block_scale + kQueryLanes * v));
+      _mm512_storeu_ps(out, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][v]), scale, rescaled));
+    }
   }
 }
 

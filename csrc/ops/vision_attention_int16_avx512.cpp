@@ -76,17 +76,7 @@ void output_product(const int16_t* values_t, const float* value_scales, int64_t 
                     const Int16AttentionScratch& scratch, float* output_t) {
   __m512i acc[Rows][Vectors];
   integer_product<DpwssdMadd>(values_t, kKeyBlock, scratch.probabilities, key_pairs, acc);
-#pragma GCC unroll 8
-  for (int r = 0; r < Rows; ++r) {
-    const __m512 value_scale = _mm512_set1_ps(value_scales[r]);
-#pragma GCC unroll 3
-    for (int v = 0; v < Vectors; ++v) {
-      float* out = output_t + r * Q + kLanes * v;
-      const __m512 rescaled = _mm512_mul_ps(_mm512_loadu_ps(out), _mm512_loadu_ps(scratch.correction + kLanes * v));
-      const __m512 scale = _mm512_mul_ps(value_scale, _mm512_loadu_ps(scratch.block_scale + kLanes * v));
-      _mm512_storeu_ps(out, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][v]), scale, rescaled));
-    }
-  }
+  accumulate_output(acc, value_scales, scratch, output_t);
 }
 
 template <int Vectors>
