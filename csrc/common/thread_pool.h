@@ -41,7 +41,7 @@ class ThreadPool {
   int64_t job_tasks_ = 0;
   std::atomic<int64_t> next_task_{0};
   std::atomic<uint64_t> generation_{0};
-  int busy_workers_ = 0;
+  std::atomic<int> busy_workers_{0};  // changed under mutex_; read without it by run()'s spin
   bool stopping_ = false;
   std::exception_ptr first_error_;
   std::mutex run_mutex_;  // one job at a time, whoever calls
