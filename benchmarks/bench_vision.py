@@ -15,8 +15,8 @@ llama.cpp's clip on a 2-core machine of this kind takes 11.8 s and 53.7 s for th
 `--window 112` runs the same weights with Qwen2.5-VL's window attention (windows of 112 pixels, full
 attention on every `--full-every`-th layer, 8 in Qwen2.5-VL): only the attention's cost changes.
 `--attention-only` times one layer's full self-attention alone (16 heads of 80 over each image's
-patches, random q, k, v; no weights file), per precision: the part of the encode that `fast` and
-`int8` run on integers on AVX-512 VNNI, and `exact` in float.
+patches, random q, k, v; no weights file), per precision: `int8` runs it on integers on AVX-512 VNNI,
+`exact` and `fast` in float.
 """
 from __future__ import annotations
 

@@ -4,8 +4,6 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/int16_blocks.h"
-
 namespace qvl {
 
 // ---- The decoder's causal attention ----
@@ -100,65 +98,5 @@ struct Int8AttentionScratch {
   uint8_t* queries;        // [head_dim / 4][kAttentionQueryTile][4]: int8 query + 128
   uint8_t* probabilities;  // [kAttentionKeyTile / 4][kAttentionQueryTile][4]: round(255 p)
 };
-
-// The int16 attention (Precision::Fast on avx512 and amx, built on VNNI's s16 x s16 dot product
-// vpdpwssd: 32 multiplies per instruction to an FMA's 16, from operands half the size of floats; and
-// the scalar reference, which is the scalar ISA's Fast attention as its 16-bit GEMM is). The
-// format is int16_blocks.h's: levels within +-kInt16MaxLevel, one float scale per block of
-// kInt16Block values, so the 32 products of a block sum exactly in an int32 and each block's sum is
-// turned to float and scaled on its own.
-//   Scores: queries and keys in blocks of kInt16Block dimensions (the last block of a head_dim that is
-//   not a multiple of 32 is short: head_dim 80 is 32 + 32 + 16), each with its own scale.
-//   Softmax: in float, online, over blocks of kInt16Block keys; each block's probabilities relative to
-//   its own max (so in [0, 1]) are rounded to levels of 1 / kInt16MaxLevel, and the normalising sums
-//   add up those same levels, so the rounding does not bias the weights' total.
-//   Output: values transposed per channel in blocks of kInt16Block keys, one scale per channel and key
-//   block, so p . v over a key block is one int32 sum per channel.
-// Every ISA's routine computes the same integers and the same float operations in the same order as the
-// scalar reference (vision_attention_int16.cpp), so they agree to the last bit.
-constexpr int64_t kInt16AttentionKeyBlock = kInt16Block;  // keys per softmax step and per value scale
-static_assert(kAttentionKeyTile % kInt16AttentionKeyBlock == 0, "segments are padded to whole key blocks");
-// 2^f on |f| <= 1/2 (relative error 1.6e-7, ~1/400 of a probability level's half step): the coefficients
-// of f^0..f^5 (a least-squares fit for relative error, f^0's pinned to 1 so a block's max is exactly
-// kInt16MaxLevel), shared so every routine rounds the same probabilities.
-constexpr float kExp2Coefficients[6] = {1.0f, 0.693147004f, 0.240222424f, 0.0555073358f, 0.00967151392f,
-                                        0.00132647296f};
-// Below this exponent 2^x is treated as 2^kExp2Floor (~3e-39: a running max of -inf gives ~0, not NaN).
-constexpr float kExp2Floor = -128.0f;
-
-struct Int16AttentionTile {
-  const float* q;               // as AttentionTile: quantized by the tile routine
-  int64_t n_queries;
-  const int16_t* keys;          // [key][head_dim], zero past n_keys
-  const float* key_scales;      // [key][dimension block]
-  // blocks of kInt16AttentionKeyBlock keys, each [head_dim][kInt16AttentionKeyBlock]; zero past n_keys
-  const int16_t* values_t;
-  const float* value_scales;    // [key block][head_dim]
-  int64_t n_keys;
-  int64_t row_stride;
-  int64_t head_dim;             // a multiple of 4
-  float* out;
-};
-
-// The int16 tile routine's working memory, carved out of a thread's float scratch: floats first, then
-// the int16 operands of the products, each laid out [depth / 2][kAttentionQueryTile][2] (2 consecutive
-// dimensions or keys of one query per 32-bit lane, what vpdpwssd multiplies pairwise).
-struct Int16AttentionScratch {
-  static int64_t floats_needed(int64_t head_dim);
-  explicit Int16AttentionScratch(float* base, int64_t head_dim);
-  float* scores_t;         // [kInt16AttentionKeyBlock][kAttentionQueryTile], in log2 units
-  float* output_t;         // [head_dim][kAttentionQueryTile], weighted by probability levels (as row_sum)
-  float* query_scales;     // [dimension block][kAttentionQueryTile], times log2(e) / sqrt(head_dim)
-  float* row_max;          // [kAttentionQueryTile]
-  float* row_sum;          // [kAttentionQueryTile], in units of 1 / kInt16MaxLevel
-  float* correction;       // [kAttentionQueryTile], this key block's rescale of the running output
-  float* block_scale;      // [kAttentionQueryTile], this key block's probabilities to the running scale
-  int16_t* queries;        // [head_dim / 2][kAttentionQueryTile][2]
-  int16_t* probabilities;  // [kInt16AttentionKeyBlock / 2][kAttentionQueryTile][2]: round(kInt16MaxLevel p)
-};
-
-// Rounds the tile's queries into scratch.queries and scratch.query_scales, the same for every ISA (a
-// block's scale from int16_scale); lanes up to `lanes` past n_queries hold zero queries of scale 0.
-void quantize_int16_queries(const Int16AttentionTile& tile, int64_t lanes, const Int16AttentionScratch& scratch);
 
 }  // namespace qvl

@@ -1,9 +1,8 @@
-// What the AVX-512 integer attention tiles (vision_attention_int8_avx512.cpp,
-// vision_attention_int16_avx512.cpp) share: their products, VNNI multiply-adds for simd/micro_gemm.h's
-// broadcast product (each 32-bit lane of an accumulator adds the dot product of its group of b elements,
-// 4 bytes or 2 int16, with the group of a elements broadcast from one 32-bit word), the choice of how
-// many vectors of query lanes a tile runs with, the folding of a key block into the running output, and
-// the last step, the division by the softmax sums.
+// The AVX-512 integer attention tile's (vision_attention_int8_avx512.cpp) building blocks: its products,
+// VNNI multiply-adds for simd/micro_gemm.h's broadcast product (each 32-bit lane of an accumulator adds
+// the dot product of its group of 4 u8 b elements with the 4 s8 a elements broadcast from one 32-bit
+// word), the choice of how many vectors of query lanes a tile runs with, the folding of a key block into
+// the running output, and the last step, the division by the softmax sums.
 #pragma once
 #include <immintrin.h>
 
@@ -36,11 +35,6 @@ struct VnniOperands {
 // vpdpbusd: 4 products of u8 (b) and s8 (a) per lane.
 struct DpbusdMadd : VnniOperands<int8_t, uint8_t> {
   static Acc madd(Acc acc, BVector b, AVector a) { return _mm512_dpbusd_epi32(acc, b, a); }
-};
-
-// vpdpwssd: 2 products of s16 and s16 per lane.
-struct DpwssdMadd : VnniOperands<int16_t, int16_t> {
-  static Acc madd(Acc acc, BVector b, AVector a) { return _mm512_dpwssd_epi32(acc, b, a); }
 };
 
 // acc[r][v] = sum over groups p < depth_groups of the group dot of lanes[p][16 v ..] with

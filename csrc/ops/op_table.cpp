@@ -16,25 +16,21 @@ void add_layer(Isa layer, IsaOps& table) {
       scalar::add_softmax(table);
       scalar::add_causal_attention(table);
       scalar::add_vision_attention(table);
-      scalar::add_int16_vision_attention(table);
       break;
 #if defined(QVL_HAVE_AVX2_BUILD)
     case Isa::Avx2:
       avx2::add_ops(table);
-      scalar::keep_float_vision_attention(table);
       break;
 #endif
 #if defined(QVL_HAVE_AVX512_BUILD)
     case Isa::Avx512:
       avx512::add_ops(table);
       avx512::add_int8_vision_attention(table);
-      avx512::add_int16_vision_attention(table);
       break;
 #endif
 #if defined(QVL_HAVE_NEON_BUILD)
     case Isa::Neon:
       neon::add_ops(table);
-      scalar::keep_float_vision_attention(table);
       break;
 #endif
     default:  // amx adds no ops of its own: it runs avx512's

@@ -1,10 +1,10 @@
 // The per-ISA table of the model's ops other than matmul: norms, activations, RoPE, softmax and
 // attention. Built once per ISA in the same way as the kernel table (kernels/kernel_table.h): the
 // scalar references (norms.cpp, activations.cpp, rope.cpp, softmax.cpp, causal_attention.cpp,
-// vision_attention.cpp, vision_attention_int16.cpp) fill every entry but the int8 attention tile, then
-// each ISA file lays its variants over them (ops_avx2.cpp, ops_avx512.cpp, ops_neon.cpp, which
-// instantiate the ISA-neutral *_simd.h code with their vector type; vision_attention_int8_avx512.cpp,
-// vision_attention_int16_avx512.cpp). The model reaches them through ops/ops.h.
+// vision_attention.cpp) fill every entry but the int8 attention tile, then each ISA file lays its
+// variants over them (ops_avx2.cpp, ops_avx512.cpp, ops_neon.cpp, which instantiate the ISA-neutral
+// *_simd.h code with their vector type; vision_attention_int8_avx512.cpp). The model reaches them
+// through ops/ops.h.
 #pragma once
 #include <cstdint>
 
@@ -30,7 +30,6 @@ using CausalGroupFn = void (*)(const QueryGroup& group, const float* keys, const
                                float* scratch);
 using VisionTileFn = void (*)(const AttentionTile& tile, const AttentionScratch& scratch);
 using Int8VisionTileFn = void (*)(const Int8AttentionTile& tile, const Int8AttentionScratch& scratch);
-using Int16VisionTileFn = void (*)(const Int16AttentionTile& tile, const Int16AttentionScratch& scratch);
 
 struct IsaOps {
   RmsNormFn rms_norm = nullptr;
@@ -45,10 +44,6 @@ struct IsaOps {
   int64_t causal_group_lanes = 1;   // queries causal_group takes at once (<= kMaxCausalGroupLanes)
   VisionTileFn vision_tile = nullptr;
   Int8VisionTileFn vision_tile_int8 = nullptr;  // null where the ISA has none: Int8 attends in float
-  // Fast's attention where it is set: scalar (the reference) and the ISAs with vpdpwssd (avx512, amx),
-  // as for Fast's 16-bit GEMM of float weights (kernels/kernel_table.h); null on avx2 and neon, which
-  // attend in float under Fast.
-  Int16VisionTileFn vision_tile_int16 = nullptr;
 };
 
 // The table of an ISA, complete (scalar entries fill what the ISA does not provide).
@@ -61,8 +56,6 @@ void add_rope(IsaOps& table);
 void add_softmax(IsaOps& table);
 void add_causal_attention(IsaOps& table);
 void add_vision_attention(IsaOps& table);
-void add_int16_vision_attention(IsaOps& table);  // the reference of the int16 tile
-void keep_float_vision_attention(IsaOps& table);  // Fast attends in float: for the ISAs without vpdpwssd
 }  // namespace scalar
 
 #if defined(QVL_HAVE_AVX2_BUILD)
@@ -74,7 +67,6 @@ void add_ops(IsaOps& table);
 namespace avx512 {  // laid over the avx2 table
 void add_ops(IsaOps& table);
 void add_int8_vision_attention(IsaOps& table);
-void add_int16_vision_attention(IsaOps& table);
 }  // namespace avx512
 #endif
 #if defined(QVL_HAVE_NEON_BUILD)

@@ -8,7 +8,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/int16_blocks.h"
 #include "ops/op_table.h"
 
 namespace qvl {
@@ -48,25 +47,6 @@ Int8AttentionScratch::Int8AttentionScratch(float* base, int64_t head_dim)
       queries(reinterpret_cast<uint8_t*>(block_scale + kAttentionQueryTile)),
       probabilities(queries + kAttentionQueryTile * head_dim) {}
 
-int64_t Int16AttentionScratch::floats_needed(int64_t head_dim) {
-  constexpr int64_t Q = kAttentionQueryTile;
-  const int64_t blocks = (head_dim + kInt16Block - 1) / kInt16Block;
-  const int64_t float_part = Q * kInt16AttentionKeyBlock + Q * head_dim + Q * blocks + 4 * Q;
-  const int64_t int16_part = Q * head_dim + Q * kInt16AttentionKeyBlock;
-  return float_part + (int16_part * 2 + sizeof(float) - 1) / sizeof(float);
-}
-
-Int16AttentionScratch::Int16AttentionScratch(float* base, int64_t head_dim)
-    : scores_t(base),
-      output_t(scores_t + kAttentionQueryTile * kInt16AttentionKeyBlock),
-      query_scales(output_t + kAttentionQueryTile * head_dim),
-      row_max(query_scales + kAttentionQueryTile * ((head_dim + kInt16Block - 1) / kInt16Block)),
-      row_sum(row_max + kAttentionQueryTile),
-      correction(row_sum + kAttentionQueryTile),
-      block_scale(correction + kAttentionQueryTile),
-      queries(reinterpret_cast<int16_t*>(block_scale + kAttentionQueryTile)),
-      probabilities(queries + kAttentionQueryTile * head_dim) {}
-
 SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::vector<int64_t> segment_bounds,
                                        int n_threads)
     : n_heads_(n_heads), head_dim_(head_dim), bounds_(std::move(segment_bounds)) {
@@ -85,8 +65,7 @@ SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::v
   keys_.assign(static_cast<size_t>(n_heads_ * head_dim_ * padded_keys_), 0.0f);
   values_t_.assign(keys_.size(), 0.0f);
   const int64_t scratch_floats =
-      std::max({AttentionScratch::floats_needed(head_dim_), Int8AttentionScratch::floats_needed(head_dim_),
-                Int16AttentionScratch::floats_needed(head_dim_)});
+      std::max(AttentionScratch::floats_needed(head_dim_), Int8AttentionScratch::floats_needed(head_dim_));
   thread_scratch_.resize(n_threads);
   for (auto& scratch : thread_scratch_) scratch.resize(scratch_floats);
 }
@@ -120,11 +99,6 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
   if (precision == Precision::Int8 && isa_ops(active_isa()).vision_tile_int8 != nullptr) {
     pack_int8_keys_and_values(k, v, row_stride, pool);
     run_int8(q, row_stride, out, pool);
-    return;
-  }
-  if (precision == Precision::Fast && isa_ops(active_isa()).vision_tile_int16 != nullptr) {
-    pack_int16_keys_and_values(k, v, row_stride, pool);
-    run_int16(q, row_stride, out, pool);
     return;
   }
   pack_keys_and_values(k, v, row_stride, pool);
@@ -240,77 +214,6 @@ void SegmentedAttention::run_int8(const float* q, int64_t row_stride, float* out
     tile.values_t = int8_values_t_.data() + first_key * head_dim_;
     tile.value_scales = value_scales_.data() + (head * n_segments + block.segment) * head_dim_;
     attend_tile(tile, Int8AttentionScratch(thread_scratch_[thread].data(), head_dim_));
-  });
-}
-
-// The int16 twin of pack_keys_and_values (attention_tiles.h's Int16AttentionTile): each key rounded
-// with a scale per block of kInt16Block dimensions, each value channel with a scale per block of
-// kInt16AttentionKeyBlock keys, both int16_scale's (int16_blocks.h). Buffers are made on the first
-// int16 run; padding stays zero (a padded key scores 0, its value adds nothing).
-void SegmentedAttention::pack_int16_keys_and_values(const float* k, const float* v, int64_t row_stride,
-                                                    ThreadPool& pool) {
-  constexpr int64_t kKeyBlock = kInt16AttentionKeyBlock;
-  const int64_t n_segments = static_cast<int64_t>(bounds_.size()) - 1;
-  const int64_t dimension_blocks = (head_dim_ + kInt16Block - 1) / kInt16Block;
-  if (int16_keys_.empty()) {
-    int16_keys_.assign(keys_.size(), 0);
-    int16_values_t_.assign(keys_.size(), 0);
-    int16_key_scales_.assign(static_cast<size_t>(n_heads_ * padded_keys_ * dimension_blocks), 0.0f);
-    int16_value_scales_.assign(static_cast<size_t>(n_heads_ * padded_keys_ / kKeyBlock * head_dim_), 0.0f);
-  }
-  pool.run(n_heads_, [&](int64_t head, int) {
-    int16_t* head_keys = int16_keys_.data() + head * head_dim_ * padded_keys_;
-    float* head_key_scales = int16_key_scales_.data() + head * padded_keys_ * dimension_blocks;
-    int16_t* head_values = int16_values_t_.data() + head * head_dim_ * padded_keys_;
-    float* head_value_scales = int16_value_scales_.data() + head * padded_keys_ / kKeyBlock * head_dim_;
-    for (int64_t s = 0; s < n_segments; ++s) {
-      for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
-        const float* key = k + row * row_stride + head * head_dim_;
-        const int64_t column = key_columns_[s] + (row - bounds_[s]);
-        for (int64_t first = 0; first < head_dim_; first += kInt16Block) {
-          const int64_t end = std::min<int64_t>(first + kInt16Block, head_dim_);
-          float max_abs = 0.0f;
-          for (int64_t c = first; c < end; ++c) max_abs = std::max(max_abs, std::fabs(key[c]));
-          const ActivationScale scale = int16_scale(max_abs);
-          for (int64_t c = first; c < end; ++c) {
-            head_keys[column * head_dim_ + c] = static_cast<int16_t>(std::lrint(key[c] * scale.inverse));
-          }
-          head_key_scales[column * dimension_blocks + first / kInt16Block] = scale.d;
-        }
-      }
-      for (int64_t first_row = bounds_[s]; first_row < bounds_[s + 1]; first_row += kKeyBlock) {
-        const int64_t end_row = std::min(first_row + kKeyBlock, bounds_[s + 1]);
-        const int64_t block = (key_columns_[s] + (first_row - bounds_[s])) / kKeyBlock;
-        float* value_scales = head_value_scales + block * head_dim_;
-        int16_t* values_t = head_values + block * head_dim_ * kKeyBlock;
-        for (int64_t c = 0; c < head_dim_; ++c) {
-          float max_abs = 0.0f;
-          for (int64_t row = first_row; row < end_row; ++row) {
-            max_abs = std::max(max_abs, std::fabs(v[row * row_stride + head * head_dim_ + c]));
-          }
-          const ActivationScale scale = int16_scale(max_abs);
-          value_scales[c] = scale.d;
-          for (int64_t row = first_row; row < end_row; ++row) {
-            values_t[c * kKeyBlock + (row - first_row)] =
-                static_cast<int16_t>(std::lrint(v[row * row_stride + head * head_dim_ + c] * scale.inverse));
-          }
-        }
-      }
-    }
-  });
-}
-
-void SegmentedAttention::run_int16(const float* q, int64_t row_stride, float* out, ThreadPool& pool) {
-  const Int16VisionTileFn attend_tile = isa_ops(active_isa()).vision_tile_int16;
-  const int64_t dimension_blocks = (head_dim_ + kInt16Block - 1) / kInt16Block;
-  for_each_tile(pool, [&](const QueryBlock& block, int64_t head, int64_t first_key, int thread) {
-    Int16AttentionTile tile;
-    place(tile, block, head, q, row_stride, out);
-    tile.keys = int16_keys_.data() + first_key * head_dim_;
-    tile.key_scales = int16_key_scales_.data() + first_key * dimension_blocks;
-    tile.values_t = int16_values_t_.data() + first_key * head_dim_;
-    tile.value_scales = int16_value_scales_.data() + first_key / kInt16AttentionKeyBlock * head_dim_;
-    attend_tile(tile, Int16AttentionScratch(thread_scratch_[thread].data(), head_dim_));
   });
 }
 

@@ -2,10 +2,10 @@
 // video) attends only to itself, i.e. a block-diagonal mask over the concatenated patches. Each head of
 // each segment is computed in blocks of queries against blocks of keys with an online softmax, so no
 // [seq, seq] score matrix is ever stored; scratch is allocated once and reused by every layer.
-// The tile routines that do the work are the op table's (op_table.h: vision_tile, vision_tile_int8,
-// vision_tile_int16). Under Precision::Int8, where the ISA has an int8 tile routine (avx512), the
-// products run on 8-bit integers (VNNI); under Precision::Fast, where it has an int16 one (avx512 and
-// the scalar reference), on 16-bit integer blocks; every other precision and ISA computes in float.
+// The tile routines that do the work are the op table's (op_table.h: vision_tile, vision_tile_int8).
+// Under Precision::Int8, where the ISA has an int8 tile routine (avx512), the products run on 8-bit
+// integers (VNNI); every other precision and ISA computes in float. (A 16-bit integer tile for Fast,
+// vpdpwssd on 32-key blocks, was measured slower than the float tile on a Zen 5 core and removed.)
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -22,8 +22,8 @@ class SegmentedAttention {
   SegmentedAttention(int64_t n_heads, int64_t head_dim, std::vector<int64_t> segment_bounds, int n_threads);
 
   // q, k, v, out: rows of n_heads * head_dim floats (head after head), row i at base + i * row_stride.
-  // out = softmax(q k^T / sqrt(head_dim)) v per head and segment. Exact computes in float; Int8 and
-  // Fast run the int8 and int16 attention where the active ISA has one and the float one elsewhere.
+  // out = softmax(q k^T / sqrt(head_dim)) v per head and segment. Exact and Fast compute in float; Int8
+  // runs the int8 attention where the active ISA has one and the float one elsewhere.
   void run(const float* q, const float* k, const float* v, int64_t row_stride, float* out, Precision precision,
            ThreadPool& pool);
 
@@ -41,8 +41,6 @@ class SegmentedAttention {
   void run_float(const float* q, int64_t row_stride, float* out, ThreadPool& pool);
   void pack_int8_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool);
   void run_int8(const float* q, int64_t row_stride, float* out, ThreadPool& pool);
-  void pack_int16_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool);
-  void run_int16(const float* q, int64_t row_stride, float* out, ThreadPool& pool);
 
   int64_t n_heads_;
   int64_t head_dim_;
@@ -52,18 +50,13 @@ class SegmentedAttention {
   std::vector<float> keys_;           // per head: [padded key][head_dim]
   std::vector<float> values_t_;       // per head: blocks of kAttentionKeyTile keys, each [head_dim][tile]
   std::vector<QueryBlock> blocks_;
-  std::vector<std::vector<float>> thread_scratch_;  // big enough for the float, int8 or int16 scratch
+  std::vector<std::vector<float>> thread_scratch_;  // big enough for the float or the int8 scratch
   // The int8 attention's keys and values, laid out as keys_ and values_t_, allocated on its first run.
   std::vector<int8_t> int8_keys_;
   std::vector<float> key_scales_;     // per head: [padded key]
   std::vector<int32_t> key_offsets_;  // per head: [padded key], 128 * the key's sum of int8 elements
   std::vector<int8_t> int8_values_t_;
   std::vector<float> value_scales_;   // per head: [segment][head_dim]
-  // The int16 attention's, laid out as attention_tiles.h's Int16AttentionTile, allocated on its first run.
-  std::vector<int16_t> int16_keys_;         // per head: [padded key][head_dim]
-  std::vector<float> int16_key_scales_;     // per head: [padded key][dimension block]
-  std::vector<int16_t> int16_values_t_;     // per head: blocks of kInt16AttentionKeyBlock keys, [head_dim][block]
-  std::vector<float> int16_value_scales_;   // per head: [padded key / kInt16AttentionKeyBlock][head_dim]
 };
 
 }  // namespace qvl
