@@ -1,6 +1,6 @@
 // Float weights (F32 / F16 / BF16) under the Fast precision with many activation rows, as 16-bit
 // integer blocks (int16_blocks.h): the scalar reference of float_int16_avx512.cpp. Each weight row is
-// encoded on the fly, exactly as the activations are; each output is summed per k-slice of 256 values
+// encoded on the fly, exactly as the activations are; each output is summed per k-slice of kInt16Slice values
 // (block by block, acc = fma(block sum, d_w * d_x, acc)) and the slices are added in order, the same
 // float operations the AVX-512 kernel does per lane, so the two agree to the last bit.
 #include "kernels/strict_fp.h"

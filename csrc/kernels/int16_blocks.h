@@ -21,8 +21,9 @@ namespace qvl {
 constexpr int kInt16Block = 32;
 constexpr int kInt16MaxLevel = 8191;
 // Values per k-slice: each output is a float sum over a slice's blocks, added into out slice by slice
-// (the order every ISA keeps, so the scalar reference can follow it exactly).
-constexpr int64_t kInt16Slice = 256;
+// (the order every ISA keeps, so the scalar reference can follow it exactly). Long slices mean fewer
+// passes over the outputs: 1024 ran ~8% faster than 256 on a Zen 5 core.
+constexpr int64_t kInt16Slice = 1024;
 static_assert(kInt16Slice % kInt16Block == 0, "slices hold whole blocks");
 // x ~= d * level, level = nearest-even(x * inverse), |level| <= 8191; blocks whose largest magnitude is
 // below kSmallestActivationBlock are stored as zeros, as the 8-bit activation blocks are.
