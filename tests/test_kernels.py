@@ -168,7 +168,9 @@ def test_exact_matmul_matches_float64(isa: str, ggml_type: str, n: int, rows: in
     assert np.all(np.abs(out - reference) <= EXACT_RELATIVE * scale)
 
 
-@pytest.mark.parametrize("rows", [37, 257])
+# rows: 37 and 257 end on a short panel; 30 and 48 on a panel pair (AVX-512's 32-row register tiles)
+# that is short or holds one panel only
+@pytest.mark.parametrize("rows", [37, 257, 30, 48])
 @pytest.mark.parametrize("n", [1, 7, 33, 64])
 @pytest.mark.parametrize("ggml_type", QUANTIZED)
 def test_fast_matmul_within_activation_rounding(isa: str, ggml_type: str, n: int, rows: int) -> None:

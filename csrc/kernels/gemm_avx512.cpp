@@ -22,7 +22,11 @@
 namespace qvl::avx512 {
 namespace {
 
-constexpr int kActRowsPerStep = 8;  // activation rows per register tile (2 x 8 of 32 zmm)
+// A register tile of kPanelsPerStep panels (32 weight rows) by kActRowsPerStep activation rows: 12 int32
+// sums and 12 float accumulators; each broadcast group of activation levels feeds two vpdpbusd, so a
+// vpdpbusd needs 2/3 of a load where 16 x 8 tiles needed 9/8 (Zen 5 does two 512-bit loads a cycle).
+constexpr int kPanelsPerStep = 2;
+constexpr int kActRowsPerStep = 6;
 
 
 inline __m512i broadcast4(const int8_t* p) {
@@ -31,32 +35,48 @@ inline __m512i broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(word);
 }
 
-// out[c * out_stride + r] for r < rows, c < C: one panel against C activation rows over all blocks.
-template <int B, int C>
-void panel_times_acts(int64_t blocks, const uint8_t* panel, const uint8_t* act, size_t act_stride, float* out,
-                      size_t out_stride, __mmask16 row_mask) {
+// out[c * out_stride + 16 q + r] for panel q < P (panels panel_bytes apart; r below the rows in
+// last_mask for the last one) and activation row c < C, over all blocks. P panels share each broadcast
+// group of activation levels.
+template <int B, int P, int C>
+void panels_times_acts(int64_t blocks, const uint8_t* panel, size_t panel_bytes, const uint8_t* act,
+                       size_t act_stride, float* out, size_t out_stride, __mmask16 last_mask) {
   constexpr int groups = B / 4;
   using Act = ActBlockOf<B>;
   const Act* a[C];
   for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const Act*>(act + c * act_stride);
-  __m512 acc[C];
-  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  __m512 acc[P][C];
+  for (int q = 0; q < P; ++q) {
+    for (int c = 0; c < C; ++c) acc[q][c] = _mm512_setzero_ps();
+  }
   for (int64_t b = 0; b < blocks; ++b) {
     const uint8_t* block = panel + b * vnni_panel_block_bytes<B>();
-    __m512i sums[C];
-    for (int c = 0; c < C; ++c) sums[c] = _mm512_setzero_si512();
-    for (int g = 0; g < groups; ++g) {
-      __m512i w = _mm512_loadu_si512(block + 64 * g);
-      for (int c = 0; c < C; ++c) sums[c] = _mm512_dpbusd_epi32(sums[c], w, broadcast4(a[c][b].qs + 4 * g));
+    __m512i sums[P][C];
+    for (int q = 0; q < P; ++q) {
+      for (int c = 0; c < C; ++c) sums[q][c] = _mm512_setzero_si512();
     }
-    const auto* scale_offset = reinterpret_cast<const float*>(block + kVnniPanelRows * B);
-    __m512 scale = _mm512_loadu_ps(scale_offset), offset = _mm512_loadu_ps(scale_offset + kVnniPanelRows);
-    for (int c = 0; c < C; ++c) {
-      acc[c] = _mm512_fmadd_ps(_mm512_mul_ps(scale, _mm512_set1_ps(a[c][b].d)), _mm512_cvtepi32_ps(sums[c]), acc[c]);
-      acc[c] = _mm512_fmadd_ps(offset, _mm512_set1_ps(a[c][b].sum), acc[c]);
+    for (int g = 0; g < groups; ++g) {
+      __m512i w[P];
+      for (int q = 0; q < P; ++q) w[q] = _mm512_loadu_si512(block + q * panel_bytes + 64 * g);
+      for (int c = 0; c < C; ++c) {
+        const __m512i levels = broadcast4(a[c][b].qs + 4 * g);
+        for (int q = 0; q < P; ++q) sums[q][c] = _mm512_dpbusd_epi32(sums[q][c], w[q], levels);
+      }
+    }
+    for (int q = 0; q < P; ++q) {
+      const auto* scale_offset = reinterpret_cast<const float*>(block + q * panel_bytes + kVnniPanelRows * B);
+      const __m512 scale = _mm512_loadu_ps(scale_offset), offset = _mm512_loadu_ps(scale_offset + kVnniPanelRows);
+      for (int c = 0; c < C; ++c) {
+        acc[q][c] =
+            _mm512_fmadd_ps(_mm512_mul_ps(scale, _mm512_set1_ps(a[c][b].d)), _mm512_cvtepi32_ps(sums[q][c]), acc[q][c]);
+        acc[q][c] = _mm512_fmadd_ps(offset, _mm512_set1_ps(a[c][b].sum), acc[q][c]);
+      }
     }
   }
-  for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(out + c * out_stride, row_mask, acc[c]);
+  for (int q = 0; q < P; ++q) {
+    const __mmask16 mask = q == P - 1 ? last_mask : static_cast<__mmask16>(0xFFFF);
+    for (int c = 0; c < C; ++c) _mm512_mask_storeu_ps(out + c * out_stride + q * kVnniPanelRows, mask, acc[q][c]);
+  }
 }
 
 // A DotTileFn for many activation rows: packs the n_rows weight rows into 16-row panels, then runs
@@ -74,12 +94,27 @@ void PanelGemm<B, Pack>::run(int64_t k, const uint8_t* w, size_t w_stride, int64
   const int64_t blocks = k / B;
   const size_t panel_bytes = static_cast<size_t>(blocks) * vnni_panel_block_bytes<B>();
   const uint8_t* panels = pack_vnni_panels(Pack, w, w_stride, n_rows, k, panel_bytes);
-  for_each_panel_and_act_tile<kVnniPanelRows>(n_rows, n_act, act_stride, C, [&](int64_t p, int rows, int64_t j,
-                                                                                int64_t j_end) {
-    const __mmask16 row_mask = static_cast<__mmask16>((1u << rows) - 1);
+  constexpr int P = kPanelsPerStep;
+  for_each_panel_and_act_tile<kVnniPanelRows * P>(n_rows, n_act, act_stride, C, [&](int64_t pair, int rows, int64_t j,
+                                                                                    int64_t j_end) {
+    const int64_t p = pair * P;
+    const int full_panels = rows / kVnniPanelRows, last_rows = rows % kVnniPanelRows;
     for_each_act_group<C>(j, j_end, [&](auto tile, int64_t first) {
-      panel_times_acts<B, decltype(tile)::value>(blocks, panels + p * panel_bytes, act + first * act_stride, act_stride,
-                                                 out + first * out_stride + p * kVnniPanelRows, out_stride, row_mask);
+      constexpr int kTile = decltype(tile)::value;
+      const uint8_t* tile_act = act + first * act_stride;
+      float* tile_out = out + first * out_stride + p * kVnniPanelRows;
+      if (full_panels == P) {
+        panels_times_acts<B, P, kTile>(blocks, panels + p * panel_bytes, panel_bytes, tile_act, act_stride, tile_out,
+                                       out_stride, static_cast<__mmask16>(0xFFFF));
+        return;
+      }
+      for (int q = 0; q <= full_panels && q < P; ++q) {  // a short pair: its panels one at a time
+        const int q_rows = q < full_panels ? kVnniPanelRows : last_rows;
+        if (q_rows == 0) break;
+        panels_times_acts<B, 1, kTile>(blocks, panels + (p + q) * panel_bytes, panel_bytes, tile_act, act_stride,
+                                       tile_out + q * kVnniPanelRows, out_stride,
+                                       static_cast<__mmask16>((1u << q_rows) - 1));
+      }
     });
   });
 }
