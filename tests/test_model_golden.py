@@ -10,7 +10,9 @@ weights, so the two precisions have their own limits:
   figure is one draw of the rounding (a_text Q8_0: 0.18-0.20 by ISA vs its 0.19), and over 60 prompts
   the two means are level (tests/test_text_fidelity.py); on the image cases it ran on its own embeddings (0.011 off HF's), and such a
   perturbation alone moves our b_image figure between 0.26 and 0.31: the max-abs of one realisation,
-  not a worse kernel.
+  not a worse kernel. So the image cases are held to the median of 9 draws (golden.check_fast_logits:
+  the pixels perturbed by 1e-6 relative; over 16 draws on avx512 the medians were 0.22-0.29 / 0.050-0.061
+  on Q8_0 and 0.30-0.38 / 0.066-0.082 on Q4_K_M, the worst single draws 0.31 / 0.067 and 0.447 / 0.094).
 Greedy tokens must match exactly on every path: every reference step has a top1-top2 margin above
 our fast-path error, and a teacher-forced check guards each step on its own. That holds for int8 too
 (the F16 projector's weights as Q8_0 blocks, ~2% RMS off in the vision embeddings: tests/test_vision.py).
@@ -25,8 +27,10 @@ import pytest
 import qvl_local
 from golden import (
     EXACT_EMBEDDING_ATOL,
+    FAST_LOGITS_LIMITS,
+    check_exact_logits,
+    check_fast_logits,
     check_generate_from_media_files,
-    check_logits,
     check_teacher_forced_greedy,
     media_arrays,
 )
@@ -53,9 +57,12 @@ def reference(fixtures: Path, quant: str, case: str):
 @pytest.mark.parametrize("precision", ["exact", "fast"])
 def test_logits(model, fixtures, quant, case, precision) -> None:
     ref = reference(fixtures, quant, case)
+    if precision == "fast":
+        check_fast_logits(model, ref, FAST_LOGITS_LIMITS[quant])
+        return
     logits = model.forward(ref["input_ids"], precision=precision, **media_arrays(ref))
     assert logits.shape == (len(ref["input_ids"]), model.config.text.vocab_size)
-    check_logits(logits, ref, precision, quant)
+    check_exact_logits(logits, ref)
 
 
 @pytest.mark.parametrize("case", ["b_image", "c_2images", "c_2images_pil", "d_video"])

@@ -3,7 +3,9 @@
 llama.cpp's pair (text `qwen2vl` + mmproj `qwen2.5vl_merger`) and Ollama's single file (`qwen25vl`,
 built here from the pair by the fixture tool, the same weights byte for byte) must give the same
 logits bit for bit and meet the Qwen2-VL limits (tests/golden.py). Measured on this machine: exact
-logits within 2.7e-5, embeddings within 3.2e-5; fast logits max 0.22-0.29 / RMS 0.047-0.062.
+logits within 2.7e-5, embeddings within 3.2e-5; fast logits max 0.22-0.29 / RMS 0.047-0.062 (held as
+the median of 9 draws of the rounding, golden.check_fast_logits; over 16 draws on avx512 the medians
+were 0.23-0.26 / 0.049-0.056, the worst draw 0.31 / 0.063).
 The int8 precision (the F16 projector's weights rounded to Q8_0 on the fly) is 2.8-3.2% RMS off in
 the embeddings here (one more rounded matrix per block than Qwen2-VL's MLP: 1.8-2.0% there), enough
 to turn c_2images' greedy step 4 (margin 0.48): its embeddings are held to their own envelope below,
@@ -19,9 +21,11 @@ import pytest
 
 import qvl_local
 from golden import (
+    FAST_LOGITS_LIMITS,
     check_embeddings,
+    check_exact_logits,
+    check_fast_logits,
     check_generate_from_media_files,
-    check_logits,
     check_teacher_forced_greedy,
     media_arrays,
     media_files,
@@ -67,9 +71,12 @@ def test_layouts_load_the_same_model(pair_model, single_model):
 @pytest.mark.parametrize("precision", ["exact", "fast"])
 def test_logits(model, fixtures, case, precision):
     ref = reference(fixtures, case)
+    if precision == "fast":
+        check_fast_logits(model, ref, FAST_LOGITS_LIMITS["q8_0"])
+        return
     logits = model.forward(ref["input_ids"], precision=precision, **media_arrays(ref))
     assert logits.shape == (len(ref["input_ids"]), 151936)
-    check_logits(logits, ref, precision)
+    check_exact_logits(logits, ref)
 
 
 @pytest.mark.parametrize("case", CASES)

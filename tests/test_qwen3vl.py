@@ -8,7 +8,7 @@ that scale:
 - exact embeddings and deepstack embeddings: 1e-4 x (max |reference| / 16), i.e. 2.3e-4 - 3.0e-4
   (measured 0.9e-4 - 1.4e-4, RMS relative 2.1e-6 - 2.5e-6 against the limit of 1e-5);
 - fast logits: the median over 9 draws (the inputs, and 8 copies with the pixels perturbed by 1e-6
-  relative: golden.perturbed_media; one input's figure is one draw of the 8-bit rounding, and d_video's
+  relative: golden.check_fast_logits; one input's figure is one draw of the 8-bit rounding, and d_video's
   ranged 0.48-0.93 max abs, 0.110-0.190 RMS over 16 draws) within max abs 0.75, RMS 0.16: Qwen2-VL's
   limits (0.146 and 0.0292 sigma) times sqrt(3/2), for the three decoder layers on 8-bit activations
   where Qwen2-VL's tiny model runs two (a_text, no vision: 0.0254 sigma against 0.0192), at this
@@ -31,11 +31,11 @@ from golden import (
     QWEN2_VL_EMBEDDING_MAX,
     check_embeddings,
     check_generate_from_media_files,
-    check_logits,
+    check_exact_logits,
+    check_fast_logits,
     check_teacher_forced_greedy,
     media_arrays,
     media_files,
-    perturbed_media,
 )
 from qvl_local import _core
 from qvl_local.chat import render_chat
@@ -43,8 +43,7 @@ from qvl_local.decoding import prefill
 
 CASES = ["a_text", "b_image", "c_2images", "d_video"]
 VISION_CASES = ["b_image", "c_2images", "d_video"]
-FAST_LOGITS_LIMITS = (0.75, 0.16)  # (max abs, RMS) of the median over FAST_DRAWS draws, see above
-FAST_DRAWS = 9
+FAST_LOGITS_LIMITS = (0.75, 0.16)  # (max abs, RMS) of the median over golden.FAST_DRAWS draws, see above
 
 
 def reference(fixtures: Path, case: str):
@@ -67,23 +66,12 @@ def vision_reference(ref) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 @pytest.mark.parametrize("precision", ["exact", "fast"])
 def test_logits(model, fixtures, case, precision):
     ref = reference(fixtures, case)
-    if precision == "exact":
-        logits = model.forward(ref["input_ids"], precision=precision, **media_arrays(ref))
-        assert logits.shape == (len(ref["input_ids"]), 151936)
-        check_logits(logits, ref, precision)
+    if precision == "fast":
+        check_fast_logits(model, ref, FAST_LOGITS_LIMITS)
         return
-    errors = np.array([fast_logit_error(model, ref, media) for media in perturbed_media(media_arrays(ref), FAST_DRAWS)])
-    median_max_abs, median_rms = np.median(errors, axis=0)
-    assert median_max_abs < FAST_LOGITS_LIMITS[0], errors
-    assert median_rms < FAST_LOGITS_LIMITS[1], errors
-
-
-def fast_logit_error(model, ref, media: dict) -> tuple[float, float]:
-    """(max abs, RMS) of the fast path's last-position logits against the reference's."""
-    logits = model.forward(ref["input_ids"], precision="fast", **media)
+    logits = model.forward(ref["input_ids"], precision=precision, **media_arrays(ref))
     assert logits.shape == (len(ref["input_ids"]), 151936)
-    error = logits[-1] - ref["logits_last"]
-    return float(np.abs(error).max()), float(np.sqrt(np.mean(error**2)))
+    check_exact_logits(logits, ref)
 
 
 @pytest.mark.parametrize("case", VISION_CASES)
