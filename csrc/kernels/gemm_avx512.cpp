@@ -98,19 +98,17 @@ void PanelGemm<B, Pack>::run(int64_t k, const uint8_t* w, size_t w_stride, int64
   for_each_panel_and_act_tile<kVnniPanelRows * P>(n_rows, n_act, act_stride, C, [&](int64_t pair, int rows, int64_t j,
                                                                                     int64_t j_end) {
     const int64_t p = pair * P;
-    const int full_panels = rows / kVnniPanelRows, last_rows = rows % kVnniPanelRows;
     for_each_act_group<C>(j, j_end, [&](auto tile, int64_t first) {
       constexpr int kTile = decltype(tile)::value;
       const uint8_t* tile_act = act + first * act_stride;
       float* tile_out = out + first * out_stride + p * kVnniPanelRows;
-      if (full_panels == P) {
+      if (rows == P * kVnniPanelRows) {
         panels_times_acts<B, P, kTile>(blocks, panels + p * panel_bytes, panel_bytes, tile_act, act_stride, tile_out,
                                        out_stride, static_cast<__mmask16>(0xFFFF));
         return;
       }
-      for (int q = 0; q <= full_panels && q < P; ++q) {  // a short pair: its panels one at a time
-        const int q_rows = q < full_panels ? kVnniPanelRows : last_rows;
-        if (q_rows == 0) break;
+      for (int q = 0; q * kVnniPanelRows < rows; ++q) {  // a short pair: its panels one at a time
+        const int q_rows = std::min(kVnniPanelRows, rows - q * kVnniPanelRows);
         panels_times_acts<B, 1, kTile>(blocks, panels + (p + q) * panel_bytes, panel_bytes, tile_act, act_stride,
                                        tile_out + q * kVnniPanelRows, out_stride,
                                        static_cast<__mmask16>((1u << q_rows) - 1));

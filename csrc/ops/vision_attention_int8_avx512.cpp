@@ -14,7 +14,7 @@
 
 #include "ops/attention_tiles.h"
 #include "ops/op_table.h"
-#include "ops/integer_attention_avx512.h"
+#include "simd/micro_gemm.h"
 #include "simd/vec_avx512.h"
 #include "simd/vec_math.h"
 
@@ -23,12 +23,45 @@ namespace qvl::avx512 {
 namespace {
 
 constexpr int64_t Q = kAttentionQueryTile;
-constexpr int64_t kLanes = kQueryLanes;
+constexpr int64_t kLanes = 16;
 constexpr int kRows = 8;         // keys (score product) or channels (output product) per register tile
 constexpr int kTailRows = 4;     // a head_dim that is 4 mod 8 ends with one 4-channel step
+constexpr int kMaxVectors = 3;   // 3 x 16 = 48 queries: 24 accumulators + 3 loads + a broadcast
 constexpr int64_t kQuadBytes = Q * 4;  // one [kAttentionQueryTile][4] layer of a byte operand
 constexpr float kLog2E = 1.44269504088896341f;
+static_assert(Q == kLanes * kMaxVectors, "a query tile is three vectors of query lanes");
 static_assert(kAttentionKeyTile % kRows == 0, "the key tile must hold whole 8-key steps");
+
+// The micro-GEMM's multiply-add (simd/micro_gemm.h) on bytes: each 32-bit lane of acc adds the 4-byte
+// dot product of its b bytes (u8) with the 4 broadcast a bytes (s8), vpdpbusd.
+struct DpbusdMadd {
+  using A = int8_t;
+  using B = uint8_t;
+  using Acc = __m512i;
+  using BVector = __m512i;
+  using AVector = __m512i;
+  static constexpr int64_t kVectorElements = 64;
+  static BVector load_b(const uint8_t* b) { return _mm512_loadu_si512(b); }
+  static AVector broadcast_a(const int8_t* a) {
+    int32_t word;
+    std::memcpy(&word, a, sizeof(word));
+    return _mm512_set1_epi32(word);
+  }
+  static Acc madd(Acc acc, BVector b, AVector a) { return _mm512_dpbusd_epi32(acc, b, a); }
+};
+
+// acc[r][v] = sum over quads p < depth_quads of the 4-byte dot of lanes[p][16 v ..] (u8) with
+// rows[r * row_bytes + 4 p ..] (s8); lanes is laid out [quad][Q][4] bytes.
+template <int Rows, int Vectors>
+inline void integer_product(const int8_t* rows, int64_t row_bytes, const uint8_t* lanes, int64_t depth_quads,
+                            __m512i (&acc)[Rows][Vectors]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 3
+    for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_setzero_si512();
+  }
+  simd::broadcast_product<DpbusdMadd>(rows, row_bytes, 4, lanes, kQuadBytes, depth_quads, acc);
+}
 
 // scores_t[j + r][lanes] = (dot(q + 128, k) - 128 sum(k)) * key scale * query scale, in log2 units, for
 // the 8 keys from `keys` on.
@@ -36,7 +69,7 @@ template <int Vectors>
 void score_product(const int8_t* keys, const float* key_scales, const int32_t* key_offsets,
                    const Int8AttentionScratch& scratch, int64_t d, float* scores_t) {
   __m512i acc[kRows][Vectors];
-  integer_product<DpbusdMadd>(keys, d, scratch.queries, d / 4, acc);
+  integer_product<kRows, Vectors>(keys, d, scratch.queries, d / 4, acc);
 #pragma GCC unroll 8
   for (int r = 0; r < kRows; ++r) {
     const __m512i offset = _mm512_set1_epi32(key_offsets[r]);
@@ -56,8 +89,18 @@ template <int Rows, int Vectors>
 void output_product(const int8_t* values_t, const float* value_scales, int64_t key_quads,
                     const Int8AttentionScratch& scratch, float* output_t) {
   __m512i acc[Rows][Vectors];
-  integer_product<DpbusdMadd>(values_t, kAttentionKeyTile, scratch.probabilities, key_quads, acc);
-  accumulate_output(acc, value_scales, scratch, output_t);
+  integer_product<Rows, Vectors>(values_t, kAttentionKeyTile, scratch.probabilities, key_quads, acc);
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+    const __m512 value_scale = _mm512_set1_ps(value_scales[r]);
+#pragma GCC unroll 3
+    for (int v = 0; v < Vectors; ++v) {
+      float* out = output_t + r * Q + kLanes * v;
+      const __m512 rescaled = _mm512_mul_ps(_mm512_loadu_ps(out), _mm512_loadu_ps(scratch.correction + kLanes * v));
+      const __m512 scale = _mm512_mul_ps(value_scale, _mm512_loadu_ps(scratch.block_scale + kLanes * v));
+      _mm512_storeu_ps(out, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][v]), scale, rescaled));
+    }
+  }
 }
 
 template <int Vectors>
@@ -171,11 +214,19 @@ void attend_tile_lanes(const Int8AttentionTile& tile, const Int8AttentionScratch
     }
     output_products<Vectors>(tile, tile.values_t + first_key * d, (n_keys + 3) / 4, scratch);
   }
-  store_normalised_output(tile, scratch);
+  for (int64_t i = 0; i < tile.n_queries; ++i) {
+    const float inverse_sum = 1.0f / scratch.row_sum[i];
+    for (int64_t c = 0; c < d; ++c) tile.out[i * tile.row_stride + c] = scratch.output_t[c * Q + i] * inverse_sum;
+  }
 }
 
 void attend_tile_int8(const Int8AttentionTile& tile, const Int8AttentionScratch& scratch) {
-  with_query_vectors(tile.n_queries, [&](auto vectors) { attend_tile_lanes<decltype(vectors)::value>(tile, scratch); });
+  // a short last block of a segment runs with as few vectors of query lanes as it needs
+  switch ((tile.n_queries + kLanes - 1) / kLanes) {
+    case 1: return attend_tile_lanes<1>(tile, scratch);
+    case 2: return attend_tile_lanes<2>(tile, scratch);
+    default: return attend_tile_lanes<kMaxVectors>(tile, scratch);
+  }
 }
 
 }  // namespace
