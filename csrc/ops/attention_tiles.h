@@ -2,6 +2,8 @@
 // The drivers that cut attention into these units: causal_attention.cpp (decoder) and
 // vision_attention.cpp (ViT).
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace qvl {
@@ -47,7 +49,18 @@ struct AttentionTile {
   int64_t row_stride;
   int64_t head_dim;       // a multiple of 4
   float* out;             // first output row at this head's offset; rows row_stride apart
+  // For a tile routine whose score product runs on 16-bit integers (Fast on AVX-512,
+  // vision_attention_int16_avx512.cpp): the keys rounded to int16 levels with one scale per key,
+  // key = scale * levels, |levels| <= int16_score_levels(head_dim); laid out as keys. Null otherwise.
+  const int16_t* int16_keys = nullptr;
+  const float* key_scales = nullptr;
 };
+
+// The largest level of a query or key element in an int16 score product: head_dim products of two
+// levels, summed in an int32, cannot overflow (5181 at head_dim 80, 5792 at 64).
+inline int32_t int16_score_levels(int64_t head_dim) {
+  return static_cast<int32_t>(std::min(32767.0, std::floor(std::sqrt(2147483647.0 / static_cast<double>(head_dim)))));
+}
 
 // A thread's working memory for one tile: the scaled queries, one block of scores (probabilities
 // after the softmax step), the running output, and every query's running softmax max and sum.

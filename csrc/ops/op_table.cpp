@@ -26,6 +26,7 @@ void add_layer(Isa layer, IsaOps& table) {
     case Isa::Avx512:
       avx512::add_ops(table);
       avx512::add_int8_vision_attention(table);
+      avx512::add_int16_vision_attention(table);
       break;
 #endif
 #if defined(QVL_HAVE_NEON_BUILD)

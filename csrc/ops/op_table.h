@@ -1,9 +1,9 @@
 // The per-ISA table of the model's ops other than matmul: norms, activations, RoPE, softmax and
 // attention. Built once per ISA in the same way as the kernel table (kernels/kernel_table.h): the
 // scalar references (norms.cpp, activations.cpp, rope.cpp, softmax.cpp, causal_attention.cpp,
-// vision_attention.cpp) fill every entry but the int8 attention tile, then each ISA file lays its
-// variants over them (ops_avx2.cpp, ops_avx512.cpp, ops_neon.cpp, which instantiate the ISA-neutral
-// *_simd.h code with their vector type; vision_attention_int8_avx512.cpp). The model reaches them
+// vision_attention.cpp) fill every entry but the int8 and fast attention tiles, then each ISA file lays
+// its variants over them (ops_avx2.cpp, ops_avx512.cpp, ops_neon.cpp, which instantiate the ISA-neutral
+// *_simd.h code with their vector type; vision_attention_int8_avx512.cpp, vision_attention_int16_avx512.cpp). The model reaches them
 // through ops/ops.h.
 #pragma once
 #include <cstdint>
@@ -43,6 +43,7 @@ struct IsaOps {
   CausalGroupFn causal_group = nullptr;
   int64_t causal_group_lanes = 1;   // queries causal_group takes at once (<= kMaxCausalGroupLanes)
   VisionTileFn vision_tile = nullptr;
+  VisionTileFn vision_tile_fast = nullptr;      // Fast's own tile (int16 scores), or null: Fast attends as Exact
   Int8VisionTileFn vision_tile_int8 = nullptr;  // null where the ISA has none: Int8 attends in float
 };
 
@@ -67,6 +68,7 @@ void add_ops(IsaOps& table);
 namespace avx512 {  // laid over the avx2 table
 void add_ops(IsaOps& table);
 void add_int8_vision_attention(IsaOps& table);
+void add_int16_vision_attention(IsaOps& table);
 }  // namespace avx512
 #endif
 #if defined(QVL_HAVE_NEON_BUILD)

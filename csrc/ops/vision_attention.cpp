@@ -72,9 +72,16 @@ SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::v
 
 // Copies each head's keys and values out of the strided rows into contiguous memory (rows
 // `row_stride` apart alias a few cache sets; packed blocks do not), the values transposed in blocks of
-// [head_dim][kAttentionKeyTile] so the output product reads one row of values per dimension. Padding
-// stays zero from construction.
-void SegmentedAttention::pack_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool) {
+// [head_dim][kAttentionKeyTile] so the output product reads one row of values per dimension. With
+// int16_scores the keys go to int16 levels with a scale each (AttentionTile::int16_keys) instead of
+// floats. Padding stays zero from construction.
+void SegmentedAttention::pack_keys_and_values(const float* k, const float* v, int64_t row_stride, bool int16_scores,
+                                              ThreadPool& pool) {
+  if (int16_scores && int16_keys_.empty()) {
+    int16_keys_.assign(keys_.size(), 0);
+    int16_key_scales_.assign(static_cast<size_t>(n_heads_ * padded_keys_), 0.0f);
+  }
+  const float levels = static_cast<float>(int16_score_levels(head_dim_));
   pool.run(n_heads_, [&](int64_t head, int) {
     float* head_keys = keys_.data() + head * head_dim_ * padded_keys_;
     float* head_values = values_t_.data() + head * head_dim_ * padded_keys_;
@@ -83,7 +90,17 @@ void SegmentedAttention::pack_keys_and_values(const float* k, const float* v, in
         const float* key = k + row * row_stride + head * head_dim_;
         const float* value = v + row * row_stride + head * head_dim_;
         int64_t column = key_columns_[s] + (row - bounds_[s]);
-        std::copy(key, key + head_dim_, head_keys + column * head_dim_);
+        if (int16_scores) {
+          const int64_t key_index = head * padded_keys_ + column;
+          float max_abs = 0.0f;
+          for (int64_t c = 0; c < head_dim_; ++c) max_abs = std::max(max_abs, std::fabs(key[c]));
+          const float inverse = max_abs > 0.0f ? levels / max_abs : 0.0f;
+          int16_t* levels_out = int16_keys_.data() + key_index * head_dim_;
+          for (int64_t c = 0; c < head_dim_; ++c) levels_out[c] = static_cast<int16_t>(std::lrint(key[c] * inverse));
+          int16_key_scales_[key_index] = max_abs / levels;
+        } else {
+          std::copy(key, key + head_dim_, head_keys + column * head_dim_);
+        }
         float* block = head_values + (column / kAttentionKeyTile) * head_dim_ * kAttentionKeyTile;
         for (int64_t c = 0; c < head_dim_; ++c) block[c * kAttentionKeyTile + column % kAttentionKeyTile] = value[c];
       }
@@ -101,8 +118,10 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
     run_int8(q, row_stride, out, pool);
     return;
   }
-  pack_keys_and_values(k, v, row_stride, pool);
-  run_float(q, row_stride, out, pool);
+  const VisionTileFn fast_tile = isa_ops(active_isa()).vision_tile_fast;
+  const bool int16_scores = precision == Precision::Fast && fast_tile != nullptr;
+  pack_keys_and_values(k, v, row_stride, int16_scores, pool);
+  run_float(q, row_stride, out, int16_scores ? fast_tile : isa_ops(active_isa()).vision_tile, int16_scores, pool);
 }
 
 // fn(block, head, first_key, thread) for every query block and head, on the pool; first_key is where
@@ -129,13 +148,17 @@ void SegmentedAttention::place(Tile& tile, const QueryBlock& block, int64_t head
   tile.out = out + offset;
 }
 
-void SegmentedAttention::run_float(const float* q, int64_t row_stride, float* out, ThreadPool& pool) {
-  const VisionTileFn attend_tile = isa_ops(active_isa()).vision_tile;
+void SegmentedAttention::run_float(const float* q, int64_t row_stride, float* out, VisionTileFn attend_tile,
+                                   bool int16_scores, ThreadPool& pool) {
   for_each_tile(pool, [&](const QueryBlock& block, int64_t head, int64_t first_key, int thread) {
     AttentionTile tile;
     place(tile, block, head, q, row_stride, out);
     tile.keys = keys_.data() + first_key * head_dim_;
     tile.values_t = values_t_.data() + first_key * head_dim_;
+    if (int16_scores) {
+      tile.int16_keys = int16_keys_.data() + first_key * head_dim_;
+      tile.key_scales = int16_key_scales_.data() + first_key;
+    }
     attend_tile(tile, AttentionScratch(thread_scratch_[thread].data(), head_dim_));
   });
 }

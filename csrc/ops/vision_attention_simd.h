@@ -3,6 +3,8 @@
 // Scores (k q^T) and output (v^T p) are then both the register-blocked broadcast product of
 // simd/micro_gemm.h, Rows keys or value dimensions by up to StripVectors vectors of queries per step,
 // and the softmax is element-wise across queries with a vectorised exp. No intrinsics here.
+// The score product is a policy: FloatScores below (every ISA, every precision), or one on integers an
+// ISA file supplies (vision_attention_int16_avx512.cpp: Fast on AVX-512).
 //
 // avx512 runs 8 rows x 3 vectors (24 of the 32 registers accumulate: half the loads per FMA of 4 x 3)
 // and prefetches: a segment's keys and values of one head (2 x 1.1 MB at 3552 patches) no longer sit
@@ -76,41 +78,63 @@ struct VisionAttention {
     for (int64_t c = 0; c < d; ++c) V::store(output_t + c * Q, V::mul(V::load(output_t + c * Q), correction));
   }
 
-  // Prefetches floats [from / of, to / of) of the `floats` floats at `data` into L1, a slice per step
+  // Prefetches bytes [from / of, to / of) of the `bytes` bytes at `data` into L1, a slice per step
   // of the products.
-  static void prefetch_fraction(const float* data, int64_t floats, int64_t from, int64_t to, int64_t of) {
+  static void prefetch_fraction(const void* data, int64_t bytes, int64_t from, int64_t to, int64_t of) {
     if constexpr (Prefetch) {
-      for (int64_t f = floats * from / of; f < floats * to / of; f += 16) __builtin_prefetch(data + f, 0, 3);
+      const char* base = static_cast<const char*>(data);
+      for (int64_t b = bytes * from / of; b < bytes * to / of; b += 64) __builtin_prefetch(base + b, 0, 3);
     }
   }
 
+  // The score product in float: queries scaled by 1 / sqrt(head_dim) and transposed into queries_t.
+  struct FloatScores {
+    static void prepare(const AttentionTile& tile, const AttentionScratch& scratch, int64_t lanes) {
+      const int64_t d = tile.head_dim;
+      const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+      for (int64_t c = 0; c < d; ++c) {
+        float* column = scratch.queries_t + c * Q;
+        for (int64_t i = 0; i < tile.n_queries; ++i) column[i] = tile.q[i * tile.row_stride + c] * scale;
+        std::fill(column + tile.n_queries, column + lanes, 0.0f);
+      }
+    }
+    // scores_t[0..Rows)[0..lanes) for the Rows keys from `key` on.
+    static void product(const AttentionTile& tile, int64_t key, const AttentionScratch& scratch, float* scores_t,
+                        int64_t lanes) {
+      const int64_t d = tile.head_dim;
+      product_over_lanes<Rows, false>(tile.keys + key * d, d, scratch.queries_t, d, scores_t, lanes);
+    }
+    static const void* key_block(const AttentionTile& tile, int64_t first_key) { return tile.keys + first_key * tile.head_dim; }
+    static int64_t key_block_bytes(int64_t d) { return kAttentionKeyTile * d * int64_t{sizeof(float)}; }
+  };
+
   // The op table's vision_tile entry (op_table.h).
   static void attend_tile(const AttentionTile& tile, const AttentionScratch& scratch) {
+    attend<FloatScores>(tile, scratch);
+  }
+
+  // The tile with the score product of the policy Scores (FloatScores' interface).
+  template <typename Scores>
+  static void attend(const AttentionTile& tile, const AttentionScratch& scratch) {
     const int64_t d = tile.head_dim;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     // Queries past n_queries are zeros up to a whole vector; their results are never written out.
     const int64_t lanes = (tile.n_queries + V::kLanes - 1) / V::kLanes * V::kLanes;
-    for (int64_t c = 0; c < d; ++c) {
-      float* column = scratch.queries_t + c * Q;
-      for (int64_t i = 0; i < tile.n_queries; ++i) column[i] = tile.q[i * tile.row_stride + c] * scale;
-      std::fill(column + tile.n_queries, column + lanes, 0.0f);
-      std::fill(scratch.output_t + c * Q, scratch.output_t + c * Q + lanes, 0.0f);
-    }
+    Scores::prepare(tile, scratch, lanes);
+    for (int64_t c = 0; c < d; ++c) std::fill(scratch.output_t + c * Q, scratch.output_t + c * Q + lanes, 0.0f);
     std::fill(scratch.row_max, scratch.row_max + lanes, -std::numeric_limits<float>::infinity());
     std::fill(scratch.row_sum, scratch.row_sum + lanes, 0.0f);
 
     const int64_t full_dims = d / Rows * Rows;
     for (int64_t first_key = 0; first_key < tile.n_keys; first_key += kAttentionKeyTile) {
       const int64_t n_keys = std::min(kAttentionKeyTile, tile.n_keys - first_key);
-      const float* keys = tile.keys + first_key * d;
       const float* values_t = tile.values_t + first_key * d;
-      const int64_t block_floats = kAttentionKeyTile * d;
+      const int64_t value_bytes = kAttentionKeyTile * d * int64_t{sizeof(float)};
       const bool has_next_block = first_key + kAttentionKeyTile < tile.n_keys;
       // scores_t[j][i] = k_j . q_i, Rows keys at a time (the keys past n_keys are zero padding,
       // ignored below), meanwhile fetching this block's values
       for (int64_t j = 0; j < n_keys; j += Rows) {
-        prefetch_fraction(values_t, block_floats, j, j + Rows, kAttentionKeyTile);
-        product_over_lanes<Rows, false>(keys + j * d, d, scratch.queries_t, d, scratch.scores_t + j * Q, lanes);
+        prefetch_fraction(values_t, value_bytes, j, j + Rows, kAttentionKeyTile);
+        Scores::product(tile, first_key + j, scratch, scratch.scores_t + j * Q, lanes);
       }
       for (int64_t i = 0; i < lanes; i += V::kLanes) {
         softmax_update(scratch.scores_t + i, n_keys, scratch.row_max + i, scratch.row_sum + i, scratch.output_t + i, d);
@@ -118,7 +142,10 @@ struct VisionAttention {
       // output_t[c][i] += sum_j v_j[c] p[j][i], Rows dimensions at a time, then 4 at a time, meanwhile
       // fetching the next block's keys
       for (int64_t c = 0; c < full_dims; c += Rows) {
-        if (has_next_block) prefetch_fraction(keys + block_floats, block_floats, c, c + Rows, full_dims);
+        if (has_next_block) {
+          prefetch_fraction(Scores::key_block(tile, first_key + kAttentionKeyTile), Scores::key_block_bytes(d), c,
+                            c + Rows, full_dims);
+        }
         product_over_lanes<Rows, true>(values_t + c * kAttentionKeyTile, kAttentionKeyTile, scratch.scores_t, n_keys,
                                        scratch.output_t + c * Q, lanes);
       }

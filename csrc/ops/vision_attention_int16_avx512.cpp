@@ -1,0 +1,153 @@
+// The Fast attention tile routine on AVX-512: the float tile (vision_attention_simd.h) with its score
+// product k q^T on VNNI's vpdpwssd (32 s16 x s16 products into 16 int32 lanes per instruction, twice
+// the multiplies of an FMA). The float tile's products run near the FMA peak, so halving the score
+// product's instructions is what is left to gain there; the softmax and the output product stay float.
+//
+// Error: a query or key is rounded to int16 levels with one scale per row of head_dim values, at most
+// L = int16_score_levels(head_dim) levels (5181 at head_dim 80; the whole dot product fits one int32,
+// so there is one conversion to float per score). Each element's rounding error is at most 1/(2L) of
+// its row's largest |value|, about 2^-13: between float16 (2^-11 per element, what llama.cpp's clip
+// rounds activations to) and float. Rounding to bfloat16 instead (2^-9) doubled to tripled the
+// encoder's embedding error on the fixtures' images (python -m benchmarks.vision_error), this keeps it.
+//
+// Queries stay along the vector lanes: each 32-bit lane holds 2 consecutive dimensions of one query,
+// and the broadcast operand is the same 2 dimensions of one key.
+#include "kernels/strict_fp.h"
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "ops/attention_tiles.h"
+#include "ops/op_table.h"
+#include "simd/micro_gemm.h"
+#include "simd/vec_avx512.h"
+#include "ops/vision_attention_simd.h"
+
+namespace qvl::avx512 {
+
+namespace {
+
+constexpr int64_t Q = kAttentionQueryTile;
+constexpr int kRows = 8;        // keys per register tile, as the float tile's
+constexpr int kMaxVectors = 3;  // 3 x 16 = 48 queries: 24 accumulators
+using FloatTile = simd::VisionAttention<Vec, kRows, kMaxVectors, true>;
+static_assert(Q == Vec::kLanes * kMaxVectors, "a query tile is three vectors of query lanes");
+
+// The micro-GEMM's multiply-add (simd/micro_gemm.h) on int16 pairs: each 32-bit lane of acc adds the
+// dot product of its 2 b elements with the 2 broadcast a elements, vpdpwssd.
+struct DpwssdMadd {
+  using A = int16_t;
+  using B = int16_t;
+  using Acc = __m512i;
+  using BVector = __m512i;
+  using AVector = __m512i;
+  static constexpr int64_t kVectorElements = 32;
+  static BVector load_b(const int16_t* b) { return _mm512_loadu_si512(b); }
+  static AVector broadcast_a(const int16_t* a) {
+    int32_t word;
+    std::memcpy(&word, a, sizeof(word));
+    return _mm512_set1_epi32(word);
+  }
+  static Acc madd(Acc acc, BVector b, AVector a) { return _mm512_dpwssd_epi32(acc, b, a); }
+};
+
+// The score product on int16 levels. The queries' levels live in the float scratch's queries_t
+// (head_dim x Q floats hold head_dim / 2 x Q pairs of int16 and then Q float scales).
+struct Int16Scores {
+  static int16_t* query_levels(const AttentionScratch& scratch) { return reinterpret_cast<int16_t*>(scratch.queries_t); }
+  static float* query_scales(const AttentionScratch& scratch, int64_t d) { return scratch.queries_t + d * Q / 2; }
+
+  // Rounds each query to levels, laid out [d / 2][Q][2], with its scale (times 1 / sqrt(d), the
+  // softmax's) in query_scales; lanes past n_queries get zeros.
+  static void prepare(const AttentionTile& tile, const AttentionScratch& scratch, int64_t lanes) {
+    const int64_t d = tile.head_dim;
+    const float levels = static_cast<float>(int16_score_levels(d));
+    const float softmax_scale = 1.0f / std::sqrt(static_cast<float>(d));
+    int16_t* out = query_levels(scratch);
+    float* scales = query_scales(scratch, d);
+    for (int64_t i = 0; i < lanes; ++i) {
+      const float* query = tile.q + i * tile.row_stride;
+      float max_abs = 0.0f;
+      if (i < tile.n_queries) {
+        for (int64_t c = 0; c < d; ++c) max_abs = std::max(max_abs, std::fabs(query[c]));
+      }
+      const float inverse = max_abs > 0.0f ? levels / max_abs : 0.0f;
+      for (int64_t c = 0; c < d; ++c) {
+        const float x = i < tile.n_queries ? query[c] * inverse : 0.0f;
+        out[(c / 2) * Q * 2 + i * 2 + c % 2] = static_cast<int16_t>(std::lrint(x));
+      }
+      scales[i] = max_abs / levels * softmax_scale;
+    }
+  }
+
+  template <int Vectors>
+  static void product_vectors(const AttentionTile& tile, int64_t key, const AttentionScratch& scratch,
+                              float* scores_t) {
+    const int64_t d = tile.head_dim;
+    __m512i acc[kRows][Vectors];
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 3
+      for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_setzero_si512();
+    }
+    const int16_t* keys = tile.int16_keys + key * d;
+    const int16_t* queries = query_levels(scratch);
+    for (int64_t pair = 0; pair < d / 2; ++pair) {
+      __m512i columns[Vectors];
+#pragma GCC unroll 3
+      for (int v = 0; v < Vectors; ++v) columns[v] = _mm512_loadu_si512(queries + pair * Q * 2 + 32 * v);
+#pragma GCC unroll 8
+      for (int r = 0; r < kRows; ++r) {
+        int32_t word;
+        std::memcpy(&word, keys + r * d + 2 * pair, sizeof(word));
+        const __m512i broadcast = _mm512_set1_epi32(word);
+#pragma GCC unroll 3
+        for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_dpwssd_epi32(acc[r][v], columns[v], broadcast);
+      }
+    }
+    // The sums go out as integers and come back for the conversion: converting straight from the
+    // accumulators leaves GCC 12 short of registers, and it then spills every accumulator inside the loop.
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 3
+      for (int v = 0; v < Vectors; ++v) _mm512_storeu_si512(scores_t + r * Q + Vec::kLanes * v, acc[r][v]);
+    }
+    const float* scales = query_scales(scratch, d);
+    for (int r = 0; r < kRows; ++r) {
+      const __m512 key_scale = _mm512_set1_ps(tile.key_scales[key + r]);
+#pragma GCC unroll 3
+      for (int v = 0; v < Vectors; ++v) {
+        float* score = scores_t + r * Q + Vec::kLanes * v;
+        const __m512 scale = _mm512_mul_ps(key_scale, _mm512_loadu_ps(scales + Vec::kLanes * v));
+        _mm512_storeu_ps(score, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(score)), scale));
+      }
+    }
+  }
+
+  // scores_t[0..8)[0..lanes) for the 8 keys from `key` on (FloatScores::product's contract).
+  static void product(const AttentionTile& tile, int64_t key, const AttentionScratch& scratch, float* scores_t,
+                      int64_t lanes) {
+    switch (lanes / Vec::kLanes) {
+      case 1: return product_vectors<1>(tile, key, scratch, scores_t);
+      case 2: return product_vectors<2>(tile, key, scratch, scores_t);
+      default: return product_vectors<3>(tile, key, scratch, scores_t);
+    }
+  }
+  static const void* key_block(const AttentionTile& tile, int64_t first_key) {
+    return tile.int16_keys + first_key * tile.head_dim;
+  }
+  static int64_t key_block_bytes(int64_t d) { return kAttentionKeyTile * d * int64_t{sizeof(int16_t)}; }
+};
+
+void attend_tile_int16(const AttentionTile& tile, const AttentionScratch& scratch) {
+  FloatTile::attend<Int16Scores>(tile, scratch);
+}
+
+}  // namespace
+
+void add_int16_vision_attention(IsaOps& table) { table.vision_tile_fast = attend_tile_int16; }
+
+}  // namespace qvl::avx512
