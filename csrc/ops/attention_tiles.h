@@ -49,11 +49,15 @@ struct AttentionTile {
   int64_t row_stride;
   int64_t head_dim;       // a multiple of 4
   float* out;             // first output row at this head's offset; rows row_stride apart
-  // For a tile routine whose score product runs on 16-bit integers (Fast on AVX-512,
-  // vision_attention_int16_avx512.cpp): the keys rounded to int16 levels with one scale per key,
-  // key = scale * levels, |levels| <= int16_score_levels(head_dim); laid out as keys. Null otherwise.
+  // For a tile routine whose products run on 16-bit integers (Fast on AVX-512,
+  // vision_attention_int16_avx512.cpp), null otherwise: the keys rounded to int16 levels with one scale
+  // per key, key = scale * levels, |levels| <= int16_score_levels(head_dim), laid out as keys; the
+  // values with one scale per channel over the segment, |levels| <= int16_output_levels(), laid out as
+  // values_t.
   const int16_t* int16_keys = nullptr;
   const float* key_scales = nullptr;
+  const int16_t* int16_values_t = nullptr;
+  const float* value_scales = nullptr;  // [head_dim], this segment's
 };
 
 // The largest level of a query or key element in an int16 score product: head_dim products of two
@@ -61,10 +65,14 @@ struct AttentionTile {
 inline int32_t int16_score_levels(int64_t head_dim) {
   return static_cast<int32_t>(std::min(32767.0, std::floor(std::sqrt(2147483647.0 / static_cast<double>(head_dim)))));
 }
+// The same for a probability or value element in an int16 output product over one key block (5792).
+inline int32_t int16_output_levels() { return int16_score_levels(kAttentionKeyTile); }
 
 // A thread's working memory for one tile: the scaled queries, one block of scores (probabilities
-// after the softmax step), the running output, and every query's running softmax max and sum.
+// after the softmax step), the running output, and every query's running softmax max and sum; and
+// room a tile routine may use for its own (the int16 tile's probability levels and per-block factors).
 struct AttentionScratch {
+  static constexpr int64_t kOwnFloats = 2048;
   static int64_t floats_needed(int64_t head_dim);
   explicit AttentionScratch(float* base, int64_t head_dim);
   float* queries_t;  // [head_dim][kAttentionQueryTile]
@@ -72,6 +80,7 @@ struct AttentionScratch {
   float* output_t;   // [head_dim][kAttentionQueryTile]
   float* row_max;    // [kAttentionQueryTile]
   float* row_sum;    // [kAttentionQueryTile]
+  float* own;        // [kOwnFloats]
 };
 
 // The int8 attention (Precision::Int8; avx512 only: it is built on VNNI's u8 x s8 dot product,

@@ -19,7 +19,8 @@ int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1
 }  // namespace
 
 int64_t AttentionScratch::floats_needed(int64_t head_dim) {
-  return 2 * kAttentionQueryTile * head_dim + kAttentionQueryTile * kAttentionKeyTile + 2 * kAttentionQueryTile;
+  return 2 * kAttentionQueryTile * head_dim + kAttentionQueryTile * kAttentionKeyTile + 2 * kAttentionQueryTile +
+         kOwnFloats;
 }
 
 AttentionScratch::AttentionScratch(float* base, int64_t head_dim)
@@ -27,7 +28,8 @@ AttentionScratch::AttentionScratch(float* base, int64_t head_dim)
       scores_t(queries_t + kAttentionQueryTile * head_dim),
       output_t(scores_t + kAttentionQueryTile * kAttentionKeyTile),
       row_max(output_t + kAttentionQueryTile * head_dim),
-      row_sum(row_max + kAttentionQueryTile) {}
+      row_sum(row_max + kAttentionQueryTile),
+      own(row_sum + kAttentionQueryTile) {}
 
 int64_t Int8AttentionScratch::floats_needed(int64_t head_dim) {
   constexpr int64_t Q = kAttentionQueryTile;
@@ -73,36 +75,57 @@ SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::v
 // Copies each head's keys and values out of the strided rows into contiguous memory (rows
 // `row_stride` apart alias a few cache sets; packed blocks do not), the values transposed in blocks of
 // [head_dim][kAttentionKeyTile] so the output product reads one row of values per dimension. With
-// int16_scores the keys go to int16 levels with a scale each (AttentionTile::int16_keys) instead of
-// floats. Padding stays zero from construction.
-void SegmentedAttention::pack_keys_and_values(const float* k, const float* v, int64_t row_stride, bool int16_scores,
+// int16, as int16 levels instead of floats (AttentionTile::int16_keys, int16_values_t). Padding stays
+// zero from construction.
+void SegmentedAttention::pack_keys_and_values(const float* k, const float* v, int64_t row_stride, bool int16,
                                               ThreadPool& pool) {
-  if (int16_scores && int16_keys_.empty()) {
+  const int64_t n_segments = static_cast<int64_t>(bounds_.size()) - 1;
+  if (int16 && int16_keys_.empty()) {
     int16_keys_.assign(keys_.size(), 0);
     int16_key_scales_.assign(static_cast<size_t>(n_heads_ * padded_keys_), 0.0f);
+    int16_values_t_.assign(keys_.size(), 0);
+    int16_value_scales_.assign(static_cast<size_t>(n_heads_ * n_segments * head_dim_), 0.0f);
   }
-  const float levels = static_cast<float>(int16_score_levels(head_dim_));
+  const float key_levels = static_cast<float>(int16_score_levels(head_dim_));
+  const float value_levels = static_cast<float>(int16_output_levels());
   pool.run(n_heads_, [&](int64_t head, int) {
-    float* head_keys = keys_.data() + head * head_dim_ * padded_keys_;
-    float* head_values = values_t_.data() + head * head_dim_ * padded_keys_;
-    for (size_t s = 0; s + 1 < bounds_.size(); ++s) {
+    const int64_t head_offset = head * head_dim_ * padded_keys_;
+    std::vector<float> inverse_value_scales(int16 ? head_dim_ : 0);
+    for (int64_t s = 0; s < n_segments; ++s) {
+      float* value_scales = int16_value_scales_.data() + (head * n_segments + s) * head_dim_;
+      if (int16) {  // one scale per channel over the segment
+        std::fill(value_scales, value_scales + head_dim_, 0.0f);
+        for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
+          const float* value = v + row * row_stride + head * head_dim_;
+          for (int64_t c = 0; c < head_dim_; ++c) value_scales[c] = std::max(value_scales[c], std::fabs(value[c]));
+        }
+        for (int64_t c = 0; c < head_dim_; ++c) {
+          inverse_value_scales[c] = value_scales[c] > 0.0f ? value_levels / value_scales[c] : 0.0f;
+          value_scales[c] /= value_levels;
+        }
+      }
       for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
         const float* key = k + row * row_stride + head * head_dim_;
         const float* value = v + row * row_stride + head * head_dim_;
-        int64_t column = key_columns_[s] + (row - bounds_[s]);
-        if (int16_scores) {
+        const int64_t column = key_columns_[s] + (row - bounds_[s]);
+        const int64_t value_offset = head_offset + (column / kAttentionKeyTile) * head_dim_ * kAttentionKeyTile +
+                                     column % kAttentionKeyTile;
+        if (int16) {
           const int64_t key_index = head * padded_keys_ + column;
           float max_abs = 0.0f;
           for (int64_t c = 0; c < head_dim_; ++c) max_abs = std::max(max_abs, std::fabs(key[c]));
-          const float inverse = max_abs > 0.0f ? levels / max_abs : 0.0f;
-          int16_t* levels_out = int16_keys_.data() + key_index * head_dim_;
-          for (int64_t c = 0; c < head_dim_; ++c) levels_out[c] = static_cast<int16_t>(std::lrint(key[c] * inverse));
-          int16_key_scales_[key_index] = max_abs / levels;
+          const float inverse = max_abs > 0.0f ? key_levels / max_abs : 0.0f;
+          int16_t* levels = int16_keys_.data() + key_index * head_dim_;
+          for (int64_t c = 0; c < head_dim_; ++c) levels[c] = static_cast<int16_t>(std::lrint(key[c] * inverse));
+          int16_key_scales_[key_index] = max_abs / key_levels;
+          for (int64_t c = 0; c < head_dim_; ++c) {
+            int16_values_t_[value_offset + c * kAttentionKeyTile] =
+                static_cast<int16_t>(std::lrint(value[c] * inverse_value_scales[c]));
+          }
         } else {
-          std::copy(key, key + head_dim_, head_keys + column * head_dim_);
+          std::copy(key, key + head_dim_, keys_.data() + head_offset + column * head_dim_);
+          for (int64_t c = 0; c < head_dim_; ++c) values_t_[value_offset + c * kAttentionKeyTile] = value[c];
         }
-        float* block = head_values + (column / kAttentionKeyTile) * head_dim_ * kAttentionKeyTile;
-        for (int64_t c = 0; c < head_dim_; ++c) block[c * kAttentionKeyTile + column % kAttentionKeyTile] = value[c];
       }
     }
   });
@@ -119,9 +142,9 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
     return;
   }
   const VisionTileFn fast_tile = isa_ops(active_isa()).vision_tile_fast;
-  const bool int16_scores = precision == Precision::Fast && fast_tile != nullptr;
-  pack_keys_and_values(k, v, row_stride, int16_scores, pool);
-  run_float(q, row_stride, out, int16_scores ? fast_tile : isa_ops(active_isa()).vision_tile, int16_scores, pool);
+  const bool int16 = precision == Precision::Fast && fast_tile != nullptr;
+  pack_keys_and_values(k, v, row_stride, int16, pool);
+  run_float(q, row_stride, out, int16 ? fast_tile : isa_ops(active_isa()).vision_tile, int16, pool);
 }
 
 // fn(block, head, first_key, thread) for every query block and head, on the pool; first_key is where
@@ -149,15 +172,18 @@ void SegmentedAttention::place(Tile& tile, const QueryBlock& block, int64_t head
 }
 
 void SegmentedAttention::run_float(const float* q, int64_t row_stride, float* out, VisionTileFn attend_tile,
-                                   bool int16_scores, ThreadPool& pool) {
+                                   bool int16, ThreadPool& pool) {
+  const int64_t n_segments = static_cast<int64_t>(bounds_.size()) - 1;
   for_each_tile(pool, [&](const QueryBlock& block, int64_t head, int64_t first_key, int thread) {
     AttentionTile tile;
     place(tile, block, head, q, row_stride, out);
     tile.keys = keys_.data() + first_key * head_dim_;
     tile.values_t = values_t_.data() + first_key * head_dim_;
-    if (int16_scores) {
+    if (int16) {
       tile.int16_keys = int16_keys_.data() + first_key * head_dim_;
       tile.key_scales = int16_key_scales_.data() + first_key;
+      tile.int16_values_t = int16_values_t_.data() + first_key * head_dim_;
+      tile.value_scales = int16_value_scales_.data() + (head * n_segments + block.segment) * head_dim_;
     }
     attend_tile(tile, AttentionScratch(thread_scratch_[thread].data(), head_dim_));
   });

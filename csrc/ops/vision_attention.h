@@ -4,10 +4,8 @@
 // [seq, seq] score matrix is ever stored; scratch is allocated once and reused by every layer.
 // The tile routines that do the work are the op table's (op_table.h: vision_tile, vision_tile_fast,
 // vision_tile_int8). Under Precision::Int8, where the ISA has an int8 tile routine (avx512), the products
-// run on 8-bit integers (VNNI); under Fast, where the ISA has a tile of its own (avx512), the score
-// product runs on 16-bit integers and the rest in float; everything else computes in float. (An
-// earlier 16-bit tile that also ran the output product on integers, on 32-key blocks with a conversion
-// per block, was slower than the float tile on a Zen 5 core.)
+// run on 8-bit integers (VNNI); under Fast, where the ISA has a tile of its own (avx512), both products
+// run on 16-bit integers (VNNI) and the softmax in float; everything else computes in float.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -36,12 +34,12 @@ class SegmentedAttention {
     int64_t first_row;
     int64_t n_rows;
   };
-  void pack_keys_and_values(const float* k, const float* v, int64_t row_stride, bool int16_scores, ThreadPool& pool);
+  void pack_keys_and_values(const float* k, const float* v, int64_t row_stride, bool int16, ThreadPool& pool);
   template <typename TileFn>
   void for_each_tile(ThreadPool& pool, const TileFn& fn) const;
   template <typename Tile>
   void place(Tile& tile, const QueryBlock& block, int64_t head, const float* q, int64_t row_stride, float* out) const;
-  void run_float(const float* q, int64_t row_stride, float* out, VisionTileFn attend_tile, bool int16_scores,
+  void run_float(const float* q, int64_t row_stride, float* out, VisionTileFn attend_tile, bool int16,
                  ThreadPool& pool);
   void pack_int8_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool);
   void run_int8(const float* q, int64_t row_stride, float* out, ThreadPool& pool);
@@ -53,9 +51,12 @@ class SegmentedAttention {
   int64_t padded_keys_ = 0;           // all segments' keys, each padded to a multiple of the key tile
   std::vector<float> keys_;           // per head: [padded key][head_dim]
   std::vector<float> values_t_;       // per head: blocks of kAttentionKeyTile keys, each [head_dim][tile]
-  // Fast's int16 keys (AttentionTile::int16_keys), laid out as keys_, allocated on its first run.
+  // Fast's int16 keys and values (AttentionTile::int16_keys, int16_values_t), laid out as keys_ and
+  // values_t_, allocated on its first run.
   std::vector<int16_t> int16_keys_;
-  std::vector<float> int16_key_scales_;  // per head: [padded key]
+  std::vector<float> int16_key_scales_;    // per head: [padded key]
+  std::vector<int16_t> int16_values_t_;
+  std::vector<float> int16_value_scales_;  // per head: [segment][head_dim]
   std::vector<QueryBlock> blocks_;
   std::vector<std::vector<float>> thread_scratch_;  // big enough for the float or the int8 scratch
   // The int8 attention's keys and values, laid out as keys_ and values_t_, allocated on its first run.

@@ -24,6 +24,7 @@
 #include "ops/op_table.h"
 #include "simd/micro_gemm.h"
 #include "simd/vec_avx512.h"
+#include "simd/vec_math.h"
 #include "ops/vision_attention_simd.h"
 
 namespace qvl::avx512 {
@@ -31,7 +32,8 @@ namespace qvl::avx512 {
 namespace {
 
 constexpr int64_t Q = kAttentionQueryTile;
-constexpr int kRows = 8;        // keys per register tile, as the float tile's
+constexpr int kRows = 8;        // keys or value channels per register tile, as the float tile's
+constexpr int kTailRows = 4;    // a head_dim that is 4 mod 8 ends with one 4-channel step
 constexpr int kMaxVectors = 3;  // 3 x 16 = 48 queries: 24 accumulators
 using FloatTile = simd::VisionAttention<Vec, kRows, kMaxVectors, true>;
 static_assert(Q == Vec::kLanes * kMaxVectors, "a query tile is three vectors of query lanes");
@@ -142,8 +144,140 @@ struct Int16Scores {
   static int64_t key_block_bytes(int64_t d) { return kAttentionKeyTile * d * int64_t{sizeof(int16_t)}; }
 };
 
+// The softmax step and output product with int16 probabilities and values. A key block's
+// probabilities are taken against the block's own max (so each block's largest is 1 and rounds to
+// the full int16_output_levels()) and rounded to levels; the running output and sum take the block in
+// with block_scale = exp(block max - running max) / levels, and are rescaled by correction = exp(old
+// running max - new) as the float step does. The sums add the same rounded levels, so the rounding
+// does not bias the weights' total.
+struct Int16Outputs {
+  // The tile routine's own scratch (AttentionScratch::own): probability levels laid out
+  // [kAttentionKeyTile / 2][Q][2] (2 consecutive keys of one query per 32-bit lane), then per query
+  // the block's correction and block_scale, then one 8 x Q block of integer sums.
+  struct Own {
+    explicit Own(const AttentionScratch& scratch)
+        : levels(reinterpret_cast<int16_t*>(scratch.own)),
+          correction(scratch.own + kAttentionKeyTile * Q / 2),
+          block_scale(correction + Q),
+          sums(reinterpret_cast<int32_t*>(block_scale + Q)) {}
+    int16_t* levels;
+    float* correction;
+    float* block_scale;
+    int32_t* sums;
+  };
+  static_assert(kAttentionKeyTile * Q / 2 + 2 * Q + kRows * Q <= AttentionScratch::kOwnFloats, "scratch too small");
+
+  static const void* value_block(const AttentionTile& tile, int64_t first_key) {
+    return tile.int16_values_t + first_key * tile.head_dim;
+  }
+  static int64_t value_block_bytes(int64_t d) { return kAttentionKeyTile * d * int64_t{sizeof(int16_t)}; }
+
+  // For 16 queries (lanes) from `lane` on: this block's probability levels (zero past n_keys up to
+  // the pair), then the running max and sum and this block's correction and block_scale.
+  static void softmax_step(const AttentionScratch& scratch, const Own& own, int64_t lane, int64_t n_keys) {
+    const float* scores_t = scratch.scores_t + lane;
+    __m512 block_max = _mm512_loadu_ps(scores_t);
+    for (int64_t j = 1; j < n_keys; ++j) block_max = _mm512_max_ps(block_max, _mm512_loadu_ps(scores_t + j * Q));
+    const __m512 levels = _mm512_set1_ps(static_cast<float>(int16_output_levels()));
+    __m512i level_sum = _mm512_setzero_si512();
+    auto level = [&](int64_t j) {
+      if (j >= n_keys) return _mm512_setzero_si512();
+      const __m512 p = simd::exp<Vec>(_mm512_sub_ps(_mm512_loadu_ps(scores_t + j * Q), block_max));
+      const __m512i rounded = _mm512_cvtps_epi32(_mm512_mul_ps(p, levels));  // to nearest, 0 .. levels
+      level_sum = _mm512_add_epi32(level_sum, rounded);
+      return rounded;
+    };
+    for (int64_t j = 0; j < n_keys; j += 2) {
+      const __m512i low = level(j);
+      const __m512i pair = _mm512_or_si512(low, _mm512_slli_epi32(level(j + 1), 16));
+      _mm512_storeu_si512(own.levels + (j / 2) * Q * 2 + 2 * lane, pair);
+    }
+    const __m512 old_max = _mm512_loadu_ps(scratch.row_max + lane);
+    const __m512 new_max = _mm512_max_ps(old_max, block_max);
+    const __m512 correction = simd::exp<Vec>(_mm512_sub_ps(old_max, new_max));
+    const __m512 block_scale = _mm512_div_ps(simd::exp<Vec>(_mm512_sub_ps(block_max, new_max)), levels);
+    _mm512_storeu_ps(scratch.row_max + lane, new_max);
+    _mm512_storeu_ps(own.correction + lane, correction);
+    _mm512_storeu_ps(own.block_scale + lane, block_scale);
+    const __m512 row_sum = _mm512_loadu_ps(scratch.row_sum + lane);
+    _mm512_storeu_ps(scratch.row_sum + lane,
+                     _mm512_fmadd_ps(_mm512_cvtepi32_ps(level_sum), block_scale, _mm512_mul_ps(row_sum, correction)));
+  }
+
+  // output_t[c + r] = output_t[c + r] * correction + (sum over the block's keys of value level x
+  // probability level) * value scale * block_scale, for Rows channels from c.
+  template <int Rows, int Vectors>
+  static void product(const AttentionTile& tile, const int16_t* values_t, int64_t c, int64_t key_pairs,
+                      const AttentionScratch& scratch, const Own& own) {
+    __m512i acc[Rows][Vectors];
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 3
+      for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_setzero_si512();
+    }
+    const int16_t* values = values_t + c * kAttentionKeyTile;
+    for (int64_t pair = 0; pair < key_pairs; ++pair) {
+      __m512i columns[Vectors];
+#pragma GCC unroll 3
+      for (int v = 0; v < Vectors; ++v) columns[v] = _mm512_loadu_si512(own.levels + pair * Q * 2 + 32 * v);
+#pragma GCC unroll 8
+      for (int r = 0; r < Rows; ++r) {
+        int32_t word;
+        std::memcpy(&word, values + r * kAttentionKeyTile + 2 * pair, sizeof(word));
+        const __m512i broadcast = _mm512_set1_epi32(word);
+#pragma GCC unroll 3
+        for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_dpwssd_epi32(acc[r][v], columns[v], broadcast);
+      }
+    }
+    // out through memory, as Int16Scores::product_vectors' sums (GCC 12 spills the accumulators otherwise)
+#pragma GCC unroll 8
+    for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 3
+      for (int v = 0; v < Vectors; ++v) _mm512_storeu_si512(own.sums + r * Q + Vec::kLanes * v, acc[r][v]);
+    }
+    for (int r = 0; r < Rows; ++r) {
+      const __m512 value_scale = _mm512_set1_ps(tile.value_scales[c + r]);
+      float* output = scratch.output_t + (c + r) * Q;
+#pragma GCC unroll 3
+      for (int v = 0; v < Vectors; ++v) {
+        const int64_t lane = Vec::kLanes * v;
+        const __m512 sums = _mm512_cvtepi32_ps(_mm512_loadu_si512(own.sums + r * Q + lane));
+        const __m512 rescaled = _mm512_mul_ps(_mm512_loadu_ps(output + lane), _mm512_loadu_ps(own.correction + lane));
+        const __m512 scale = _mm512_mul_ps(value_scale, _mm512_loadu_ps(own.block_scale + lane));
+        _mm512_storeu_ps(output + lane, _mm512_fmadd_ps(sums, scale, rescaled));
+      }
+    }
+  }
+
+  template <int Vectors>
+  static void products(const AttentionTile& tile, int64_t first_key, int64_t n_keys, const AttentionScratch& scratch,
+                       const Own& own, const void* next_keys, int64_t next_key_bytes) {
+    const int64_t d = tile.head_dim;
+    const int16_t* values_t = tile.int16_values_t + first_key * d;
+    const int64_t key_pairs = (n_keys + 1) / 2;
+    const int64_t full_dims = d / kRows * kRows;
+    for (int64_t c = 0; c < full_dims; c += kRows) {
+      if (next_keys != nullptr) FloatTile::prefetch_fraction(next_keys, next_key_bytes, c, c + kRows, full_dims);
+      product<kRows, Vectors>(tile, values_t, c, key_pairs, scratch, own);
+    }
+    for (int64_t c = full_dims; c < d; c += kTailRows) product<kTailRows, Vectors>(tile, values_t, c, key_pairs, scratch, own);
+  }
+
+  // FloatOutputs::block's contract.
+  static void block(const AttentionTile& tile, int64_t first_key, int64_t n_keys, const AttentionScratch& scratch,
+                    int64_t lanes, const void* next_keys, int64_t next_key_bytes) {
+    const Own own(scratch);
+    for (int64_t lane = 0; lane < lanes; lane += Vec::kLanes) softmax_step(scratch, own, lane, n_keys);
+    switch (lanes / Vec::kLanes) {
+      case 1: return products<1>(tile, first_key, n_keys, scratch, own, next_keys, next_key_bytes);
+      case 2: return products<2>(tile, first_key, n_keys, scratch, own, next_keys, next_key_bytes);
+      default: return products<3>(tile, first_key, n_keys, scratch, own, next_keys, next_key_bytes);
+    }
+  }
+};
+
 void attend_tile_int16(const AttentionTile& tile, const AttentionScratch& scratch) {
-  FloatTile::attend<Int16Scores>(tile, scratch);
+  FloatTile::attend<Int16Scores, Int16Outputs>(tile, scratch);
 }
 
 }  // namespace

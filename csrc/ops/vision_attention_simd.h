@@ -108,13 +108,43 @@ struct VisionAttention {
     static int64_t key_block_bytes(int64_t d) { return kAttentionKeyTile * d * int64_t{sizeof(float)}; }
   };
 
+  // The softmax step and output product in float: each query's running max, sum and output rescaled,
+  // then output_t[c][i] += sum_j v_j[c] p[j][i], Rows dimensions at a time, then 4 at a time.
+  struct FloatOutputs {
+    static const void* value_block(const AttentionTile& tile, int64_t first_key) {
+      return tile.values_t + first_key * tile.head_dim;
+    }
+    static int64_t value_block_bytes(int64_t d) { return kAttentionKeyTile * d * int64_t{sizeof(float)}; }
+    // One key block's softmax step and output product, prefetching next_key_bytes at next_keys (the
+    // next block's keys, or null) meanwhile.
+    static void block(const AttentionTile& tile, int64_t first_key, int64_t n_keys, const AttentionScratch& scratch,
+                      int64_t lanes, const void* next_keys, int64_t next_key_bytes) {
+      const int64_t d = tile.head_dim;
+      for (int64_t i = 0; i < lanes; i += V::kLanes) {
+        softmax_update(scratch.scores_t + i, n_keys, scratch.row_max + i, scratch.row_sum + i, scratch.output_t + i, d);
+      }
+      const float* values_t = tile.values_t + first_key * d;
+      const int64_t full_dims = d / Rows * Rows;
+      for (int64_t c = 0; c < full_dims; c += Rows) {
+        if (next_keys != nullptr) prefetch_fraction(next_keys, next_key_bytes, c, c + Rows, full_dims);
+        product_over_lanes<Rows, true>(values_t + c * kAttentionKeyTile, kAttentionKeyTile, scratch.scores_t, n_keys,
+                                       scratch.output_t + c * Q, lanes);
+      }
+      for (int64_t c = full_dims; c < d; c += kTailRows) {
+        product_over_lanes<kTailRows, true>(values_t + c * kAttentionKeyTile, kAttentionKeyTile, scratch.scores_t,
+                                            n_keys, scratch.output_t + c * Q, lanes);
+      }
+    }
+  };
+
   // The op table's vision_tile entry (op_table.h).
   static void attend_tile(const AttentionTile& tile, const AttentionScratch& scratch) {
-    attend<FloatScores>(tile, scratch);
+    attend<FloatScores, FloatOutputs>(tile, scratch);
   }
 
-  // The tile with the score product of the policy Scores (FloatScores' interface).
-  template <typename Scores>
+  // The tile with the score product of the policy Scores (FloatScores' interface) and the softmax step
+  // and output product of Outputs (FloatOutputs').
+  template <typename Scores, typename Outputs>
   static void attend(const AttentionTile& tile, const AttentionScratch& scratch) {
     const int64_t d = tile.head_dim;
     // Queries past n_queries are zeros up to a whole vector; their results are never written out.
@@ -124,35 +154,18 @@ struct VisionAttention {
     std::fill(scratch.row_max, scratch.row_max + lanes, -std::numeric_limits<float>::infinity());
     std::fill(scratch.row_sum, scratch.row_sum + lanes, 0.0f);
 
-    const int64_t full_dims = d / Rows * Rows;
     for (int64_t first_key = 0; first_key < tile.n_keys; first_key += kAttentionKeyTile) {
       const int64_t n_keys = std::min(kAttentionKeyTile, tile.n_keys - first_key);
-      const float* values_t = tile.values_t + first_key * d;
-      const int64_t value_bytes = kAttentionKeyTile * d * int64_t{sizeof(float)};
-      const bool has_next_block = first_key + kAttentionKeyTile < tile.n_keys;
+      const void* values = Outputs::value_block(tile, first_key);
       // scores_t[j][i] = k_j . q_i, Rows keys at a time (the keys past n_keys are zero padding,
       // ignored below), meanwhile fetching this block's values
       for (int64_t j = 0; j < n_keys; j += Rows) {
-        prefetch_fraction(values_t, value_bytes, j, j + Rows, kAttentionKeyTile);
+        prefetch_fraction(values, Outputs::value_block_bytes(d), j, j + Rows, kAttentionKeyTile);
         Scores::product(tile, first_key + j, scratch, scratch.scores_t + j * Q, lanes);
       }
-      for (int64_t i = 0; i < lanes; i += V::kLanes) {
-        softmax_update(scratch.scores_t + i, n_keys, scratch.row_max + i, scratch.row_sum + i, scratch.output_t + i, d);
-      }
-      // output_t[c][i] += sum_j v_j[c] p[j][i], Rows dimensions at a time, then 4 at a time, meanwhile
-      // fetching the next block's keys
-      for (int64_t c = 0; c < full_dims; c += Rows) {
-        if (has_next_block) {
-          prefetch_fraction(Scores::key_block(tile, first_key + kAttentionKeyTile), Scores::key_block_bytes(d), c,
-                            c + Rows, full_dims);
-        }
-        product_over_lanes<Rows, true>(values_t + c * kAttentionKeyTile, kAttentionKeyTile, scratch.scores_t, n_keys,
-                                       scratch.output_t + c * Q, lanes);
-      }
-      for (int64_t c = full_dims; c < d; c += kTailRows) {
-        product_over_lanes<kTailRows, true>(values_t + c * kAttentionKeyTile, kAttentionKeyTile, scratch.scores_t,
-                                            n_keys, scratch.output_t + c * Q, lanes);
-      }
+      const int64_t next_key = first_key + kAttentionKeyTile;
+      Outputs::block(tile, first_key, n_keys, scratch, lanes,
+                     next_key < tile.n_keys ? Scores::key_block(tile, next_key) : nullptr, Scores::key_block_bytes(d));
     }
     for (int64_t i = 0; i < tile.n_queries; ++i) {
       const float inverse_sum = 1.0f / scratch.row_sum[i];
