@@ -117,6 +117,7 @@ struct Int8AttentionScratch {
   float* row_sum;          // [kAttentionQueryTile], in units of 1 / 255
   float* correction;       // [kAttentionQueryTile], this key block's rescale of the running output
   float* block_scale;      // [kAttentionQueryTile], this key block's probabilities to the running scale
+  int32_t* sums;           // [8][kAttentionQueryTile]: one register tile's integer sums
   uint8_t* queries;        // [head_dim / 4][kAttentionQueryTile][4]: int8 query + 128
   uint8_t* probabilities;  // [kAttentionKeyTile / 4][kAttentionQueryTile][4]: round(255 p)
 };

@@ -33,7 +33,7 @@ AttentionScratch::AttentionScratch(float* base, int64_t head_dim)
 
 int64_t Int8AttentionScratch::floats_needed(int64_t head_dim) {
   constexpr int64_t Q = kAttentionQueryTile;
-  const int64_t float_part = Q * kAttentionKeyTile + Q * head_dim + 5 * Q;
+  const int64_t float_part = Q * kAttentionKeyTile + Q * head_dim + 5 * Q + 8 * Q;
   const int64_t byte_part = Q * head_dim + Q * kAttentionKeyTile;
   return float_part + (byte_part + sizeof(float) - 1) / sizeof(float);
 }
@@ -46,7 +46,8 @@ Int8AttentionScratch::Int8AttentionScratch(float* base, int64_t head_dim)
       row_sum(row_max + kAttentionQueryTile),
       correction(row_sum + kAttentionQueryTile),
       block_scale(correction + kAttentionQueryTile),
-      queries(reinterpret_cast<uint8_t*>(block_scale + kAttentionQueryTile)),
+      sums(reinterpret_cast<int32_t*>(block_scale + kAttentionQueryTile)),
+      queries(reinterpret_cast<uint8_t*>(sums + 8 * kAttentionQueryTile)),
       probabilities(queries + kAttentionQueryTile * head_dim) {}
 
 SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::vector<int64_t> segment_bounds,

@@ -63,6 +63,18 @@ inline void integer_product(const int8_t* rows, int64_t row_bytes, const uint8_t
   simd::broadcast_product<DpbusdMadd>(rows, row_bytes, 4, lanes, kQuadBytes, depth_quads, acc);
 }
 
+// The products' integer sums out to memory, rows Q apart, for the conversion to float to read back:
+// converting straight from the accumulators leaves GCC 12 short of registers, and it then spills every
+// accumulator inside the product's loop.
+template <int Rows, int Vectors>
+inline void store_sums(const __m512i (&acc)[Rows][Vectors], int32_t* sums) {
+#pragma GCC unroll 8
+  for (int r = 0; r < Rows; ++r) {
+#pragma GCC unroll 3
+    for (int v = 0; v < Vectors; ++v) _mm512_storeu_si512(sums + r * Q + kLanes * v, acc[r][v]);
+  }
+}
+
 // scores_t[j + r][lanes] = (dot(q + 128, k) - 128 sum(k)) * key scale * query scale, in log2 units, for
 // the 8 keys from `keys` on.
 template <int Vectors>
@@ -70,15 +82,16 @@ void score_product(const int8_t* keys, const float* key_scales, const int32_t* k
                    const Int8AttentionScratch& scratch, int64_t d, float* scores_t) {
   __m512i acc[kRows][Vectors];
   integer_product<kRows, Vectors>(keys, d, scratch.queries, d / 4, acc);
-#pragma GCC unroll 8
+  store_sums(acc, reinterpret_cast<int32_t*>(scores_t));
   for (int r = 0; r < kRows; ++r) {
     const __m512i offset = _mm512_set1_epi32(key_offsets[r]);
     const __m512 key_scale = _mm512_set1_ps(key_scales[r]);
 #pragma GCC unroll 3
     for (int v = 0; v < Vectors; ++v) {
-      const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], offset));
+      float* score = scores_t + r * Q + kLanes * v;
+      const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(score), offset));
       const __m512 query_scale = _mm512_loadu_ps(scratch.query_scales + kLanes * v);
-      _mm512_storeu_ps(scores_t + r * Q + kLanes * v, _mm512_mul_ps(_mm512_mul_ps(dot, key_scale), query_scale));
+      _mm512_storeu_ps(score, _mm512_mul_ps(_mm512_mul_ps(dot, key_scale), query_scale));
     }
   }
 }
@@ -90,15 +103,16 @@ void output_product(const int8_t* values_t, const float* value_scales, int64_t k
                     const Int8AttentionScratch& scratch, float* output_t) {
   __m512i acc[Rows][Vectors];
   integer_product<Rows, Vectors>(values_t, kAttentionKeyTile, scratch.probabilities, key_quads, acc);
-#pragma GCC unroll 8
+  store_sums(acc, scratch.sums);
   for (int r = 0; r < Rows; ++r) {
     const __m512 value_scale = _mm512_set1_ps(value_scales[r]);
 #pragma GCC unroll 3
     for (int v = 0; v < Vectors; ++v) {
       float* out = output_t + r * Q + kLanes * v;
+      const __m512 sums = _mm512_cvtepi32_ps(_mm512_loadu_si512(scratch.sums + r * Q + kLanes * v));
       const __m512 rescaled = _mm512_mul_ps(_mm512_loadu_ps(out), _mm512_loadu_ps(scratch.correction + kLanes * v));
       const __m512 scale = _mm512_mul_ps(value_scale, _mm512_loadu_ps(scratch.block_scale + kLanes * v));
-      _mm512_storeu_ps(out, _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][v]), scale, rescaled));
+      _mm512_storeu_ps(out, _mm512_fmadd_ps(sums, scale, rescaled));
     }
   }
 }
