@@ -3,8 +3,8 @@
 // scalar references (norms.cpp, activations.cpp, rope.cpp, softmax.cpp, causal_attention.cpp,
 // vision_attention.cpp) fill every entry but the int8 and fast attention tiles, then each ISA file lays
 // its variants over them (ops_avx2.cpp, ops_avx512.cpp, ops_neon.cpp, which instantiate the ISA-neutral
-// *_simd.h code with their vector type; vision_attention_int8_avx512.cpp, vision_attention_int16_avx512.cpp). The model reaches them
-// through ops/ops.h.
+// *_simd.h code with their vector type; vision_attention_int8_avx512.cpp, vision_attention_int16_avx512.cpp).
+// The model reaches them through ops/ops.h.
 #pragma once
 #include <cstdint>
 

@@ -1,5 +1,6 @@
-// The op table's AVX-512 entries: the ISA-neutral ops (ops_simd.h) on 16-lane vectors; the int8 vision
-// attention, which only this ISA has, is vision_attention_int8_avx512.cpp.
+// The op table's AVX-512 entries: the ISA-neutral ops (ops_simd.h) on 16-lane vectors; the integer vision
+// attention tiles, which only this ISA has, are vision_attention_int8_avx512.cpp (Int8) and
+// vision_attention_int16_avx512.cpp (Fast), sharing integer_attention_avx512.h.
 #include "kernels/strict_fp.h"
 
 #include "simd/vec_avx512.h"

@@ -23,11 +23,10 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #include "ops/attention_tiles.h"
+#include "ops/integer_attention_avx512.h"
 #include "ops/op_table.h"
-#include "simd/micro_gemm.h"
 #include "simd/vec_avx512.h"
 #include "simd/vec_math.h"
 #include "ops/vision_attention_simd.h"
@@ -42,24 +41,6 @@ constexpr int kTailRows = 4;    // a head_dim that is 4 mod 8 ends with one 4-ch
 constexpr int kMaxVectors = 3;  // 3 x 16 = 48 queries: 24 accumulators
 using FloatTile = simd::VisionAttention<Vec, kRows, kMaxVectors, true>;
 static_assert(Q == Vec::kLanes * kMaxVectors, "a query tile is three vectors of query lanes");
-
-// The micro-GEMM's multiply-add (simd/micro_gemm.h) on int16 pairs: each 32-bit lane of acc adds the
-// dot product of its 2 b elements with the 2 broadcast a elements, vpdpwssd.
-struct DpwssdMadd {
-  using A = int16_t;
-  using B = int16_t;
-  using Acc = __m512i;
-  using BVector = __m512i;
-  using AVector = __m512i;
-  static constexpr int64_t kVectorElements = 32;
-  static BVector load_b(const int16_t* b) { return _mm512_loadu_si512(b); }
-  static AVector broadcast_a(const int16_t* a) {
-    int32_t word;
-    std::memcpy(&word, a, sizeof(word));
-    return _mm512_set1_epi32(word);
-  }
-  static Acc madd(Acc acc, BVector b, AVector a) { return _mm512_dpwssd_epi32(acc, b, a); }
-};
 
 // The score product on int16 levels. The queries' levels live in the float scratch's queries_t
 // (head_dim x Q floats hold head_dim / 2 x Q pairs of int16 and then Q float scales).
@@ -94,34 +75,8 @@ struct Int16Scores {
   static void product_vectors(const AttentionTile& tile, int64_t key, const AttentionScratch& scratch,
                               float* scores_t) {
     const int64_t d = tile.head_dim;
-    __m512i acc[kRows][Vectors];
-#pragma GCC unroll 8
-    for (int r = 0; r < kRows; ++r) {
-#pragma GCC unroll 3
-      for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_setzero_si512();
-    }
-    const int16_t* keys = tile.int16_keys + key * d;
-    const int16_t* queries = query_levels(scratch);
-    for (int64_t pair = 0; pair < d / 2; ++pair) {
-      __m512i columns[Vectors];
-#pragma GCC unroll 3
-      for (int v = 0; v < Vectors; ++v) columns[v] = _mm512_loadu_si512(queries + pair * Q * 2 + 32 * v);
-#pragma GCC unroll 8
-      for (int r = 0; r < kRows; ++r) {
-        int32_t word;
-        std::memcpy(&word, keys + r * d + 2 * pair, sizeof(word));
-        const __m512i broadcast = _mm512_set1_epi32(word);
-#pragma GCC unroll 3
-        for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_dpwssd_epi32(acc[r][v], columns[v], broadcast);
-      }
-    }
-    // The sums go out as integers and come back for the conversion: converting straight from the
-    // accumulators leaves GCC 12 short of registers, and it then spills every accumulator inside the loop.
-#pragma GCC unroll 8
-    for (int r = 0; r < kRows; ++r) {
-#pragma GCC unroll 3
-      for (int v = 0; v < Vectors; ++v) _mm512_storeu_si512(scores_t + r * Q + Vec::kLanes * v, acc[r][v]);
-    }
+    integer_product<DpwssdMadd, kRows, Vectors>(tile.int16_keys + key * d, d, query_levels(scratch), d / 2,
+                                                reinterpret_cast<int32_t*>(scores_t));
     const float* scales = query_scales(scratch, d);
     for (int r = 0; r < kRows; ++r) {
       const __m512 key_scale = _mm512_set1_ps(tile.key_scales[key + r]);
@@ -231,32 +186,8 @@ struct Int16Outputs {
   template <int Rows, int Vectors>
   static void product(const AttentionTile& tile, const int16_t* values_t, int64_t c, int64_t key_pairs,
                       const AttentionScratch& scratch, const Own& own) {
-    __m512i acc[Rows][Vectors];
-#pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) {
-#pragma GCC unroll 3
-      for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_setzero_si512();
-    }
-    const int16_t* values = values_t + c * kAttentionKeyTile;
-    for (int64_t pair = 0; pair < key_pairs; ++pair) {
-      __m512i columns[Vectors];
-#pragma GCC unroll 3
-      for (int v = 0; v < Vectors; ++v) columns[v] = _mm512_loadu_si512(own.levels + pair * Q * 2 + 32 * v);
-#pragma GCC unroll 8
-      for (int r = 0; r < Rows; ++r) {
-        int32_t word;
-        std::memcpy(&word, values + r * kAttentionKeyTile + 2 * pair, sizeof(word));
-        const __m512i broadcast = _mm512_set1_epi32(word);
-#pragma GCC unroll 3
-        for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_dpwssd_epi32(acc[r][v], columns[v], broadcast);
-      }
-    }
-    // out through memory, as Int16Scores::product_vectors' sums (GCC 12 spills the accumulators otherwise)
-#pragma GCC unroll 8
-    for (int r = 0; r < Rows; ++r) {
-#pragma GCC unroll 3
-      for (int v = 0; v < Vectors; ++v) _mm512_storeu_si512(own.sums + r * Q + Vec::kLanes * v, acc[r][v]);
-    }
+    integer_product<DpwssdMadd, Rows, Vectors>(values_t + c * kAttentionKeyTile, kAttentionKeyTile, own.levels,
+                                               key_pairs, own.sums);
     for (int r = 0; r < Rows; ++r) {
       const __m512 value_scale = _mm512_set1_ps(tile.value_scales[c + r]);
       float* output = scratch.output_t + (c + r) * Q;

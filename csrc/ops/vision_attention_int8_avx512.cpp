@@ -13,8 +13,8 @@
 #include <limits>
 
 #include "ops/attention_tiles.h"
+#include "ops/integer_attention_avx512.h"
 #include "ops/op_table.h"
-#include "simd/micro_gemm.h"
 #include "simd/vec_avx512.h"
 #include "simd/vec_math.h"
 
@@ -27,62 +27,17 @@ constexpr int64_t kLanes = 16;
 constexpr int kRows = 8;         // keys (score product) or channels (output product) per register tile
 constexpr int kTailRows = 4;     // a head_dim that is 4 mod 8 ends with one 4-channel step
 constexpr int kMaxVectors = 3;   // 3 x 16 = 48 queries: 24 accumulators + 3 loads + a broadcast
-constexpr int64_t kQuadBytes = Q * 4;  // one [kAttentionQueryTile][4] layer of a byte operand
 constexpr float kLog2E = 1.44269504088896341f;
+constexpr int64_t kQuadBytes = Q * 4;  // one [kAttentionQueryTile][4] layer of a byte operand
 static_assert(Q == kLanes * kMaxVectors, "a query tile is three vectors of query lanes");
 static_assert(kAttentionKeyTile % kRows == 0, "the key tile must hold whole 8-key steps");
-
-// The micro-GEMM's multiply-add (simd/micro_gemm.h) on bytes: each 32-bit lane of acc adds the 4-byte
-// dot product of its b bytes (u8) with the 4 broadcast a bytes (s8), vpdpbusd.
-struct DpbusdMadd {
-  using A = int8_t;
-  using B = uint8_t;
-  using Acc = __m512i;
-  using BVector = __m512i;
-  using AVector = __m512i;
-  static constexpr int64_t kVectorElements = 64;
-  static BVector load_b(const uint8_t* b) { return _mm512_loadu_si512(b); }
-  static AVector broadcast_a(const int8_t* a) {
-    int32_t word;
-    std::memcpy(&word, a, sizeof(word));
-    return _mm512_set1_epi32(word);
-  }
-  static Acc madd(Acc acc, BVector b, AVector a) { return _mm512_dpbusd_epi32(acc, b, a); }
-};
-
-// acc[r][v] = sum over quads p < depth_quads of the 4-byte dot of lanes[p][16 v ..] (u8) with
-// rows[r * row_bytes + 4 p ..] (s8); lanes is laid out [quad][Q][4] bytes.
-template <int Rows, int Vectors>
-inline void integer_product(const int8_t* rows, int64_t row_bytes, const uint8_t* lanes, int64_t depth_quads,
-                            __m512i (&acc)[Rows][Vectors]) {
-#pragma GCC unroll 8
-  for (int r = 0; r < Rows; ++r) {
-#pragma GCC unroll 3
-    for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_setzero_si512();
-  }
-  simd::broadcast_product<DpbusdMadd>(rows, row_bytes, 4, lanes, kQuadBytes, depth_quads, acc);
-}
-
-// The products' integer sums out to memory, rows Q apart, for the conversion to float to read back:
-// converting straight from the accumulators leaves GCC 12 short of registers, and it then spills every
-// accumulator inside the product's loop.
-template <int Rows, int Vectors>
-inline void store_sums(const __m512i (&acc)[Rows][Vectors], int32_t* sums) {
-#pragma GCC unroll 8
-  for (int r = 0; r < Rows; ++r) {
-#pragma GCC unroll 3
-    for (int v = 0; v < Vectors; ++v) _mm512_storeu_si512(sums + r * Q + kLanes * v, acc[r][v]);
-  }
-}
 
 // scores_t[j + r][lanes] = (dot(q + 128, k) - 128 sum(k)) * key scale * query scale, in log2 units, for
 // the 8 keys from `keys` on.
 template <int Vectors>
 void score_product(const int8_t* keys, const float* key_scales, const int32_t* key_offsets,
                    const Int8AttentionScratch& scratch, int64_t d, float* scores_t) {
-  __m512i acc[kRows][Vectors];
-  integer_product<kRows, Vectors>(keys, d, scratch.queries, d / 4, acc);
-  store_sums(acc, reinterpret_cast<int32_t*>(scores_t));
+  integer_product<DpbusdMadd, kRows, Vectors>(keys, d, scratch.queries, d / 4, reinterpret_cast<int32_t*>(scores_t));
   for (int r = 0; r < kRows; ++r) {
     const __m512i offset = _mm512_set1_epi32(key_offsets[r]);
     const __m512 key_scale = _mm512_set1_ps(key_scales[r]);
@@ -101,9 +56,8 @@ void score_product(const int8_t* keys, const float* key_scales, const int32_t* k
 template <int Rows, int Vectors>
 void output_product(const int8_t* values_t, const float* value_scales, int64_t key_quads,
                     const Int8AttentionScratch& scratch, float* output_t) {
-  __m512i acc[Rows][Vectors];
-  integer_product<Rows, Vectors>(values_t, kAttentionKeyTile, scratch.probabilities, key_quads, acc);
-  store_sums(acc, scratch.sums);
+  integer_product<DpbusdMadd, Rows, Vectors>(values_t, kAttentionKeyTile, scratch.probabilities, key_quads,
+                                             scratch.sums);
   for (int r = 0; r < Rows; ++r) {
     const __m512 value_scale = _mm512_set1_ps(value_scales[r]);
 #pragma GCC unroll 3
