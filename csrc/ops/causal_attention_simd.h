@@ -74,6 +74,46 @@ struct CausalGroup {
     }
   }
 
+  // A single position's heads (a decoded token): out[h][d0 + ..] = sum_t probabilities_t[t][first_head
+  // + h] * values[t][d0 + ..] for h < Heads and DimVectors vectors of value dimensions, with the dimensions
+  // along the lanes, so every lane is useful however few heads share the key/value head (weigh_values
+  // puts the heads along the lanes: 2 of 16 for Qwen3-VL-2B's groups). Each lane sums over t in
+  // weigh_values' order, so the results are the same bits.
+  static constexpr int kDimVectors = V::kLanes >= 16 ? 4 : 2;
+  static constexpr int kMaxHeadRows = 4;
+  template <int Heads>
+  static void weigh_values_along_dims(const float* probabilities_t, const float* values, int64_t n_keys,
+                                      int64_t head_dim, int64_t first_head, const float* inverse_sum,
+                                      const QueryGroup& g) {
+    constexpr int64_t kDims = int64_t{V::kLanes} * kDimVectors;
+    for (int64_t d0 = 0; d0 < head_dim; d0 += kDims) {
+      F acc[Heads][kDimVectors];
+      zero_tile<V>(acc);
+      broadcast_product<FloatMadd<V>>(probabilities_t + first_head, 1, kLanes, values + d0, head_dim, n_keys, acc);
+#pragma GCC unroll 4
+      for (int h = 0; h < Heads; ++h) {
+        const F inverse = V::set1(inverse_sum[first_head + h]);
+        float* out = g.out + (first_head + h) * head_dim + d0;
+#pragma GCC unroll 4
+        for (int v = 0; v < kDimVectors; ++v) V::store(out + V::kLanes * v, V::mul(acc[h][v], inverse));
+      }
+    }
+  }
+
+  static void weigh_values_of_heads(const float* probabilities_t, const float* values, int64_t n_keys,
+                                    const float* inverse_sum, const QueryGroup& g) {
+    int64_t h = 0;
+    for (; h + kMaxHeadRows <= g.heads; h += kMaxHeadRows) {
+      weigh_values_along_dims<kMaxHeadRows>(probabilities_t, values, n_keys, g.head_dim, h, inverse_sum, g);
+    }
+    switch (g.heads - h) {
+      case 3: return weigh_values_along_dims<3>(probabilities_t, values, n_keys, g.head_dim, h, inverse_sum, g);
+      case 2: return weigh_values_along_dims<2>(probabilities_t, values, n_keys, g.head_dim, h, inverse_sum, g);
+      case 1: return weigh_values_along_dims<1>(probabilities_t, values, n_keys, g.head_dim, h, inverse_sum, g);
+      default: return;
+    }
+  }
+
   // The group on its first Vectors vectors of lanes (the vectors its queries fill: a single decoded
   // token of 6 heads takes one of avx512's three).
   template <int Vectors>
@@ -113,13 +153,16 @@ struct CausalGroup {
         row_sum[v] = V::add(row_sum[v], e);
       }
     }
+    float inverse_sum[kLanes];
+    for (int v = 0; v < Vectors; ++v) V::store(inverse_sum + V::kLanes * v, V::div(V::set1(1.0f), row_sum[v]));
+    if (g.n_positions == 1 && hd % (V::kLanes * kDimVectors) == 0) {
+      weigh_values_of_heads(scores_t, values, n_keys, inverse_sum, g);
+      return;
+    }
     float* output_t = queries_t;
     int64_t d0 = 0;
     for (; d0 + Dims <= hd; d0 += Dims) weigh_values<Vectors, Dims>(scores_t, values, n_keys, hd, d0, output_t);
     for (; d0 < hd; ++d0) weigh_values<Vectors, 1>(scores_t, values, n_keys, hd, d0, output_t);
-
-    float inverse_sum[kLanes];
-    for (int v = 0; v < Vectors; ++v) V::store(inverse_sum + V::kLanes * v, V::div(V::set1(1.0f), row_sum[v]));
     for (int64_t lane = 0; lane < n_lanes; ++lane) {
       float* out = g.out + lane_offset(lane);
       for (int64_t d = 0; d < hd; ++d) out[d] = output_t[d * kLanes + lane] * inverse_sum[lane];
