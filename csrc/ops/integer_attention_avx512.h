@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "ops/attention_tiles.h"
 #include "simd/micro_gemm.h"
@@ -62,6 +63,18 @@ void integer_product(const typename Madd::A* rows, int64_t row_elements, const t
   for (int r = 0; r < Rows; ++r) {
 #pragma GCC unroll 3
     for (int v = 0; v < Vectors; ++v) _mm512_storeu_si512(sums + r * kAttentionQueryTile + 16 * v, acc[r][v]);
+  }
+}
+
+// fn(std::integral_constant<int, V>) with V the vectors of 16 query lanes that `queries` queries fill, at
+// most the tile's 3: a short last block of a segment runs with as few as it needs.
+template <typename Fn>
+void with_query_vectors(int64_t queries, const Fn& fn) {
+  static_assert(kAttentionQueryTile == 3 * 16, "a query tile is three vectors of query lanes");
+  switch ((queries + 15) / 16) {
+    case 1: return fn(std::integral_constant<int, 1>());
+    case 2: return fn(std::integral_constant<int, 2>());
+    default: return fn(std::integral_constant<int, 3>());
   }
 }
 

@@ -100,8 +100,8 @@ void SegmentedAttention::pack_keys_and_values(const float* k, const float* v, in
     const int64_t head_offset = head * head_dim_ * padded_keys_;
     std::vector<float> inverse_value_scales(int16 ? head_dim_ : 0);
     for (int64_t s = 0; s < n_segments; ++s) {
-      float* value_scales = int16_value_scales_.data() + (head * n_segments + s) * head_dim_;
       if (int16) {  // one scale per channel over the segment
+        float* value_scales = int16_value_scales_.data() + (head * n_segments + s) * head_dim_;
         std::fill(value_scales, value_scales + head_dim_, 0.0f);
         for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
           const float* value = v + row * row_stride + head * head_dim_;
@@ -152,7 +152,7 @@ void SegmentedAttention::run(const float* q, const float* k, const float* v, int
   const VisionTileFn fast_tile = isa_ops(active_isa()).vision_tile_fast;
   const bool int16 = precision == Precision::Fast && fast_tile != nullptr;
   pack_keys_and_values(k, v, row_stride, int16, pool);
-  run_float(q, row_stride, out, int16 ? fast_tile : isa_ops(active_isa()).vision_tile, int16, pool);
+  run_tiles(q, row_stride, out, int16 ? fast_tile : isa_ops(active_isa()).vision_tile, int16, pool);
 }
 
 // fn(block, head, first_key, thread) for every query block and head, on the pool; first_key is where
@@ -179,7 +179,7 @@ void SegmentedAttention::place(Tile& tile, const QueryBlock& block, int64_t head
   tile.out = out + offset;
 }
 
-void SegmentedAttention::run_float(const float* q, int64_t row_stride, float* out, VisionTileFn attend_tile,
+void SegmentedAttention::run_tiles(const float* q, int64_t row_stride, float* out, VisionTileFn attend_tile,
                                    bool int16, ThreadPool& pool) {
   const int64_t n_segments = static_cast<int64_t>(bounds_.size()) - 1;
   for_each_tile(pool, [&](const QueryBlock& block, int64_t head, int64_t first_key, int thread) {

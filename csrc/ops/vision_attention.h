@@ -39,7 +39,9 @@ class SegmentedAttention {
   void for_each_tile(ThreadPool& pool, const TileFn& fn) const;
   template <typename Tile>
   void place(Tile& tile, const QueryBlock& block, int64_t head, const float* q, int64_t row_stride, float* out) const;
-  void run_float(const float* q, int64_t row_stride, float* out, VisionTileFn attend_tile, bool int16,
+  // Every tile through attend_tile (the float routine or Fast's int16 one; int16: the tiles get the
+  // int16 keys and values too).
+  void run_tiles(const float* q, int64_t row_stride, float* out, VisionTileFn attend_tile, bool int16,
                  ThreadPool& pool);
   void pack_int8_keys_and_values(const float* k, const float* v, int64_t row_stride, ThreadPool& pool);
   void run_int8(const float* q, int64_t row_stride, float* out, ThreadPool& pool);

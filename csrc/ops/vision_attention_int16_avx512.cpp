@@ -40,7 +40,6 @@ constexpr int kRows = 8;        // keys or value channels per register tile, as 
 constexpr int kTailRows = 4;    // a head_dim that is 4 mod 8 ends with one 4-channel step
 constexpr int kMaxVectors = 3;  // 3 x 16 = 48 queries: 24 accumulators
 using FloatTile = simd::VisionAttention<Vec, kRows, kMaxVectors, true>;
-static_assert(Q == Vec::kLanes * kMaxVectors, "a query tile is three vectors of query lanes");
 
 // The score product on int16 levels. The queries' levels live in the float scratch's queries_t
 // (head_dim x Q floats hold head_dim / 2 x Q pairs of int16 and then Q float scales).
@@ -92,11 +91,9 @@ struct Int16Scores {
   // scores_t[0..8)[0..lanes) for the 8 keys from `key` on (FloatScores::product's contract).
   static void product(const AttentionTile& tile, int64_t key, const AttentionScratch& scratch, float* scores_t,
                       int64_t lanes) {
-    switch (lanes / Vec::kLanes) {
-      case 1: return product_vectors<1>(tile, key, scratch, scores_t);
-      case 2: return product_vectors<2>(tile, key, scratch, scores_t);
-      default: return product_vectors<3>(tile, key, scratch, scores_t);
-    }
+    with_query_vectors(lanes, [&](auto vectors) {
+      product_vectors<decltype(vectors)::value>(tile, key, scratch, scores_t);
+    });
   }
   static const void* key_block(const AttentionTile& tile, int64_t first_key) {
     return tile.int16_keys + first_key * tile.head_dim;
@@ -221,11 +218,9 @@ struct Int16Outputs {
                     int64_t lanes, const void* next_keys, int64_t next_key_bytes) {
     const Own own(scratch);
     for (int64_t lane = 0; lane < lanes; lane += Vec::kLanes) softmax_step(scratch, own, lane, n_keys);
-    switch (lanes / Vec::kLanes) {
-      case 1: return products<1>(tile, first_key, n_keys, scratch, own, next_keys, next_key_bytes);
-      case 2: return products<2>(tile, first_key, n_keys, scratch, own, next_keys, next_key_bytes);
-      default: return products<3>(tile, first_key, n_keys, scratch, own, next_keys, next_key_bytes);
-    }
+    with_query_vectors(lanes, [&](auto vectors) {
+      products<decltype(vectors)::value>(tile, first_key, n_keys, scratch, own, next_keys, next_key_bytes);
+    });
   }
 };
 

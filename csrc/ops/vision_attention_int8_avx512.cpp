@@ -189,12 +189,7 @@ void attend_tile_lanes(const Int8AttentionTile& tile, const Int8AttentionScratch
 }
 
 void attend_tile_int8(const Int8AttentionTile& tile, const Int8AttentionScratch& scratch) {
-  // a short last block of a segment runs with as few vectors of query lanes as it needs
-  switch ((tile.n_queries + kLanes - 1) / kLanes) {
-    case 1: return attend_tile_lanes<1>(tile, scratch);
-    case 2: return attend_tile_lanes<2>(tile, scratch);
-    default: return attend_tile_lanes<kMaxVectors>(tile, scratch);
-  }
+  with_query_vectors(tile.n_queries, [&](auto vectors) { attend_tile_lanes<decltype(vectors)::value>(tile, scratch); });
 }
 
 }  // namespace
