@@ -80,6 +80,16 @@ SegmentedAttention::SegmentedAttention(int64_t n_heads, int64_t head_dim, std::v
   for (auto& scratch : thread_scratch_) scratch.resize(scratch_floats);
 }
 
+// max_abs[c] = the largest |x[row * row_stride + c]| over segment s's rows, c < head_dim: one value
+// channel's range over the segment, which its integer scale covers.
+void SegmentedAttention::channel_max_abs(const float* x, int64_t row_stride, int64_t s, float* max_abs) const {
+  std::fill(max_abs, max_abs + head_dim_, 0.0f);
+  for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
+    const float* value = x + row * row_stride;
+    for (int64_t c = 0; c < head_dim_; ++c) max_abs[c] = std::max(max_abs[c], std::fabs(value[c]));
+  }
+}
+
 // Copies each head's keys and values out of the strided rows into contiguous memory (rows
 // `row_stride` apart alias a few cache sets; packed blocks do not), the values transposed in blocks of
 // [head_dim][kAttentionKeyTile] so the output product reads one row of values per dimension. With
@@ -102,11 +112,7 @@ void SegmentedAttention::pack_keys_and_values(const float* k, const float* v, in
     for (int64_t s = 0; s < n_segments; ++s) {
       if (int16) {  // one scale per channel over the segment
         float* value_scales = int16_value_scales_.data() + (head * n_segments + s) * head_dim_;
-        std::fill(value_scales, value_scales + head_dim_, 0.0f);
-        for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
-          const float* value = v + row * row_stride + head * head_dim_;
-          for (int64_t c = 0; c < head_dim_; ++c) value_scales[c] = std::max(value_scales[c], std::fabs(value[c]));
-        }
+        channel_max_abs(v + head * head_dim_, row_stride, s, value_scales);
         for (int64_t c = 0; c < head_dim_; ++c) {
           inverse_value_scales[c] = value_scales[c] > 0.0f ? value_levels / value_scales[c] : 0.0f;
           value_scales[c] /= value_levels;
@@ -225,11 +231,7 @@ void SegmentedAttention::pack_int8_keys_and_values(const float* k, const float* 
     std::vector<float> inverse_value_scales(head_dim_);
     for (int64_t s = 0; s < n_segments; ++s) {
       float* value_scales = value_scales_.data() + (head * n_segments + s) * head_dim_;
-      std::fill(value_scales, value_scales + head_dim_, 0.0f);
-      for (int64_t row = bounds_[s]; row < bounds_[s + 1]; ++row) {
-        const float* value = v + row * row_stride + head * head_dim_;
-        for (int64_t c = 0; c < head_dim_; ++c) value_scales[c] = std::max(value_scales[c], std::fabs(value[c]));
-      }
+      channel_max_abs(v + head * head_dim_, row_stride, s, value_scales);
       for (int64_t c = 0; c < head_dim_; ++c) {
         value_scales[c] = int8_scale(value_scales[c]);
         inverse_value_scales[c] = inverse_of(value_scales[c]);

@@ -34,6 +34,7 @@ class SegmentedAttention {
     int64_t first_row;
     int64_t n_rows;
   };
+  void channel_max_abs(const float* x, int64_t row_stride, int64_t s, float* max_abs) const;
   void pack_keys_and_values(const float* k, const float* v, int64_t row_stride, bool int16, ThreadPool& pool);
   template <typename TileFn>
   void for_each_tile(ThreadPool& pool, const TileFn& fn) const;
