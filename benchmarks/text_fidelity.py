@@ -63,10 +63,10 @@ def wide_file(quant: str, fixtures: Path, cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     f16 = cache_dir / "fidelity-wide-F16.gguf"
     target = cache_dir / f"fidelity-wide-{quant}.gguf"
-    tokenizer = fixtures / model_factory.TOKENIZER_FIXTURE
-    model_factory.write_once(f16, lambda p: model_factory.write_text_f16(
+    tokenizer = fixtures / model_factory.MODELS[model_factory.DEFAULT_MODEL].tokenizer_fixture
+    model_factory._write_once(f16, lambda p: model_factory.write_text_f16(
         p, WIDE, tokenizer, tensor=model_factory.fixture_like_tensor), print)
-    model_factory.write_once(target, lambda p: quantize_gguf(f16, p, quant, overwrite=True, n_threads=1), print)
+    model_factory._write_once(target, lambda p: quantize_gguf(f16, p, quant, overwrite=True, n_threads=1), print)
     return target
 
 

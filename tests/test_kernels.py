@@ -37,6 +37,10 @@ K_QUANT_RMS_LIMIT = {"Q4_K": 0.085, "Q5_K": 0.042, "Q6_K": 0.02}
 GGUF_ENCODES = ("F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1")
 QUANTIZED = tuple(t for t in ops.TYPES if t not in ("F32", "F16", "BF16"))
 ACTIVATION_BLOCK = {t: (256 if t.endswith("_K") else 32) for t in QUANTIZED}
+# From this many activation rows on, the matrix-matrix kernels run, and they give the K-quants'
+# activations a scale per sub-block (32 values, Q6_K's 16) instead of Q8_K's one per 256.
+MATRIX_MATRIX_ROWS = 16
+MATRIX_MATRIX_ACTIVATION_BLOCK = {**ACTIVATION_BLOCK, "Q4_K": 32, "Q5_K": 32, "Q6_K": 16}
 # Byte offsets of the fp16 scale fields inside one block, to make random blocks decodable.
 SCALE_FIELDS = {"Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2),
                 "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
@@ -135,7 +139,8 @@ def reference_and_scale(q: ops.QTensor, x: np.ndarray) -> tuple[np.ndarray, np.n
 
 def activation_rounding_bound(ggml_type: str, q: ops.QTensor, x: np.ndarray) -> np.ndarray:
     """Largest error 8-bit activations can cause: sum_i |W_ri| * amax(block of x_i) / 254."""
-    block = ACTIVATION_BLOCK[ggml_type]
+    blocks = MATRIX_MATRIX_ACTIVATION_BLOCK if x.shape[0] >= MATRIX_MATRIX_ROWS else ACTIVATION_BLOCK
+    block = blocks[ggml_type]
     amax = np.abs(x.astype(np.float64)).reshape(x.shape[0], -1, block).max(axis=2)
     half_step = np.repeat(amax / 254.0, block, axis=1)
     return half_step @ np.abs(ops.dequantize(q).astype(np.float64)).T
@@ -179,6 +184,33 @@ def test_fast_matmul_within_activation_rounding(isa: str, ggml_type: str, n: int
     limit = activation_rounding_bound(ggml_type, w, x) + EXACT_RELATIVE * scale
     out = ops.matmul(w, x, precision="fast")
     assert np.all(np.abs(out - reference) <= limit)
+
+
+def rounded_activations(x: np.ndarray, block: int) -> np.ndarray:
+    """x as the Fast path's 8-bit blocks give it back: d * nearest-even(x * 127 / amax), in float32."""
+    runs = x.astype(np.float32).reshape(x.shape[0], -1, block)
+    amax = np.abs(runs).max(axis=2, keepdims=True)
+    inverse = np.float32(127.0) / np.where(amax > 0, amax, np.float32(1.0))
+    levels = np.rint(runs * inverse)
+    return ((amax / np.float32(127.0)) * levels).reshape(x.shape).astype(np.float64)
+
+
+@pytest.mark.parametrize("n", [8, 40])
+@pytest.mark.parametrize("ggml_type", ["Q4_K", "Q5_K", "Q6_K"])
+def test_k_quant_activation_blocks(isa: str, ggml_type: str, n: int) -> None:
+    """The K-quants' Fast product is the float product of the weights and the activations rounded to
+    Q8_K's blocks of 256 in the row-dot kernels (n < 16), to blocks of 32 (Q6_K: 16) in the
+    matrix-matrix ones: up to float summation order, and far from the other rounding."""
+    rng = np.random.default_rng(n)
+    w = ops.quantize((0.1 * rng.standard_normal((37, 512))).astype(np.float32), ggml_type)
+    x = (rng.standard_normal((n, 512)) * rng.uniform(0.1, 10.0, (n, 512))).astype(np.float32)
+    weights = ops.dequantize(w).astype(np.float64)
+    _, scale = reference_and_scale(w, x)
+    blocks = MATRIX_MATRIX_ACTIVATION_BLOCK if n >= MATRIX_MATRIX_ROWS else ACTIVATION_BLOCK
+    other = ACTIVATION_BLOCK if n >= MATRIX_MATRIX_ROWS else MATRIX_MATRIX_ACTIVATION_BLOCK
+    out = ops.matmul(w, x, precision="fast")
+    assert np.all(np.abs(out - rounded_activations(x, blocks[ggml_type]) @ weights.T) <= 1e-5 * scale)
+    assert not np.all(np.abs(out - rounded_activations(x, other[ggml_type]) @ weights.T) <= 1e-4 * scale)
 
 
 @pytest.mark.parametrize("n", [1, 7, 64])

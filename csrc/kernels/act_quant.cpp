@@ -31,6 +31,16 @@ void quantize_act_q8_32(const float* src, uint8_t* dst, int64_t k) {
   }
 }
 
+void quantize_act_q8_16(const float* src, uint8_t* dst, int64_t k) {
+  auto* blocks = reinterpret_cast<ActQ8_16*>(dst);
+  for (int64_t b = 0; b < k / 16; ++b) {
+    blocks[b].d = quantize_levels(src + b * 16, 16, blocks[b].qs);
+    int32_t sum = 0;
+    for (int i = 0; i < 16; ++i) sum += blocks[b].qs[i];
+    blocks[b].sum = blocks[b].d * static_cast<float>(sum);
+  }
+}
+
 void quantize_act_q8_k(const float* src, uint8_t* dst, int64_t k) {
   auto* blocks = reinterpret_cast<ActQ8_K*>(dst);
   for (int64_t b = 0; b < k / kBlockK; ++b) {
@@ -47,6 +57,7 @@ void quantize_act_q8_k(const float* src, uint8_t* dst, int64_t k) {
 
 void add_act_quant(IsaKernels& table) {
   table.quantize_act_q8_32 = quantize_act_q8_32;
+  table.quantize_act_q8_16 = quantize_act_q8_16;
   table.quantize_act_q8_k = quantize_act_q8_k;
 }
 

@@ -47,24 +47,19 @@ void quantize_q8_k(const float* src, uint8_t* dst, int64_t k) {
   });
 }
 
-// Q8_K's levels (one scale per 256 values) written as blocks of 32 or 16, each with its own sum: the
-// same integers as quantize_q8_k, in the layout the matrix-matrix kernels read.
-template <typename Levels, typename Block, int Values>
-void quantize_q8_k_as(const float* src, uint8_t* dst, int64_t k) {
-  auto* blocks = reinterpret_cast<Block*>(dst);
-  for_each_scaled_run<Levels, kBlockK>(src, k, [&](int64_t b, const float* x, ActivationScale scale) {
-    for (int chunk = 0; chunk < kBlockK / 32; ++chunk) {
-      alignas(32) int8_t q[32];
-      int sums[2];
-      Levels::levels32(x + 32 * chunk, scale.inverse, q, sums);
-      for (int part = 0; part < 32 / Values; ++part) {
-        Block& block = blocks[b * (kBlockK / Values) + chunk * (32 / Values) + part];
-        std::memcpy(block.qs, q + part * Values, Values);
-        block.d = scale.d;
-        const int sum = Values == 32 ? sums[0] + sums[1] : sums[part];
-        block.sum = scale.d * static_cast<float>(sum);
-      }
-    }
+// A scale per 16 values (Q6_K's sub-blocks, in its matrix-matrix kernels): each half of a 32-value run
+// is rounded with its own scale (the levels primitive takes 32 values, so it runs once per half).
+template <typename Levels>
+void quantize_q8_16(const float* src, uint8_t* dst, int64_t k) {
+  auto* blocks = reinterpret_cast<ActQ8_16*>(dst);
+  for_each_scaled_run<Levels, 16>(src, k, [&](int64_t b, const float* x, ActivationScale scale) {
+    const float* run = x - (b % 2) * 16;  // the 32-value run holding this half
+    alignas(32) int8_t q[32];
+    int sums[2];
+    Levels::levels32(run, scale.inverse, q, sums);
+    std::memcpy(blocks[b].qs, q + (b % 2) * 16, 16);
+    blocks[b].d = scale.d;
+    blocks[b].sum = scale.d * static_cast<float>(sums[b % 2]);
   });
 }
 
@@ -72,8 +67,7 @@ template <typename Levels>
 void set_quantizers(IsaKernels& table) {
   table.quantize_act_q8_32 = quantize_q8_32<Levels>;
   table.quantize_act_q8_k = quantize_q8_k<Levels>;
-  table.quantize_act_q8_k_as_32 = quantize_q8_k_as<Levels, ActQ8_32, 32>;
-  table.quantize_act_q8_k_as_16 = quantize_q8_k_as<Levels, ActQ8_16, 16>;
+  table.quantize_act_q8_16 = quantize_q8_16<Levels>;
 }
 
 }  // namespace qvl::act_quant

@@ -89,8 +89,8 @@ struct ActQ8_32 {
 };
 static_assert(sizeof(ActQ8_32) == 40, "ActQ8_32 block must be 40 bytes");
 
-// The same for the 16-value sub-blocks of Q6_K in the matrix-matrix path (panel_avx2.h): d is the
-// super-block's scale, sum = d * sum(q) over these 16 values.
+// The same for the 16-value sub-blocks of Q6_K in the matrix-matrix path (panel_avx2.h): a scale per
+// 16 values, sum = d * sum(q) over them.
 struct ActQ8_16 {
   float d;
   float sum;

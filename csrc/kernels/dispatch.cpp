@@ -98,8 +98,7 @@ size_t act_row_bytes(ActFormat format, int64_t k) {
   switch (format) {
     case ActFormat::Q8_32: return static_cast<size_t>(k / kBlock32) * sizeof(ActQ8_32);
     case ActFormat::Q8_K: return static_cast<size_t>(k / kBlockK) * sizeof(ActQ8_K);
-    case ActFormat::Q8_K_AS_32: return static_cast<size_t>(k / kBlock32) * sizeof(ActQ8_32);
-    case ActFormat::Q8_K_AS_16: return static_cast<size_t>(k / 16) * sizeof(ActQ8_16);
+    case ActFormat::Q8_16: return static_cast<size_t>(k / 16) * sizeof(ActQ8_16);
     case ActFormat::I16_32: return int16_act_row_bytes(k);
     default: return static_cast<size_t>(k) * sizeof(float);
   }
@@ -109,8 +108,7 @@ QuantizeRowFn act_quantizer(const IsaKernels& table, ActFormat format) {
   switch (format) {
     case ActFormat::Q8_32: return table.quantize_act_q8_32;
     case ActFormat::Q8_K: return table.quantize_act_q8_k;
-    case ActFormat::Q8_K_AS_32: return table.quantize_act_q8_k_as_32;
-    case ActFormat::Q8_K_AS_16: return table.quantize_act_q8_k_as_16;
+    case ActFormat::Q8_16: return table.quantize_act_q8_16;
     case ActFormat::I16_32: return table.quantize_act_i16_32;
     default: return nullptr;
   }

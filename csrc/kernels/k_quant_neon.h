@@ -73,12 +73,12 @@ struct KQuantPanel {
   }
 };
 
-// A K-quant's Fast kernels: the row dots and the matrix-matrix panels over Q8_K's levels.
+// A K-quant's Fast kernels: the row dots (against Q8_K) and the matrix-matrix panels (against Q8_32).
 template <typename Levels>
 void set_k_quant_kernels(TypeKernels& kernels) {
   kernels.dot_tile = dot_tile_tiled<KQuantDot<Levels>>;
   kernels.gemm_tile = gemm_tile<KQuantPanel<Levels>>;
-  kernels.gemm_act_format = ActFormat::Q8_K_AS_32;
+  kernels.gemm_act_format = ActFormat::Q8_32;
 }
 
 }  // namespace qvl::neon

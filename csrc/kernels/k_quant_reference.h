@@ -75,10 +75,33 @@ float dot(int64_t k, const uint8_t* w_row, const uint8_t* act_row) {
   return sum;
 }
 
-// The type's table entry: the reference dequantizer, encoder and row dot (against ActQ8_K blocks).
+// The matrix-matrix product's reference, against ActQ8_32 blocks (a scale per 32 values, one per
+// sub-block): sum_s da_s * (d * sc_s * sum(q * qa) - dmin * mn_s * sum(qa)).
+template <typename Layout>
+float dot_per_sub_block(int64_t k, const uint8_t* w_row, const uint8_t* act_row) {
+  const auto* w = reinterpret_cast<const typename Layout::Block*>(w_row);
+  const auto* a = reinterpret_cast<const ActQ8_32*>(act_row);
+  float sum = 0.0f;
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    const float d = half_to_float(w[b].d), dmin = half_to_float(w[b].dmin);
+    for (int s = 0; s < kSubBlocks; ++s) {
+      uint8_t sc, mn;
+      unpack_scale_min_k(w[b].scales, s, &sc, &mn);
+      const ActQ8_32& act = a[b * kSubBlocks + s];
+      int32_t sumi = 0;
+      for (int l = 0; l < kSubBlock; ++l) sumi += Layout::level(w[b], s, l) * act.qs[l];
+      sum += act.d * d * static_cast<float>(sc) * static_cast<float>(sumi) - dmin * static_cast<float>(mn) * act.sum;
+    }
+  }
+  return sum;
+}
+
+// The type's table entry: the reference dequantizer, encoder, row dot (against ActQ8_K blocks) and
+// matrix-matrix product (against ActQ8_32 blocks).
 template <typename Layout>
 TypeKernels kernels() {
-  return {dequantize<Layout>, quantize<Layout>, ActFormat::Q8_K, dot_tile_by_rows<dot<Layout>>};
+  return {dequantize<Layout>, quantize<Layout>, ActFormat::Q8_K, dot_tile_by_rows<dot<Layout>>,
+          dot_tile_by_rows<dot_per_sub_block<Layout>>, ActFormat::Q8_32};
 }
 
 }  // namespace qvl::scalar::k_quant

@@ -24,11 +24,8 @@ using DotTileFn = void (*)(int64_t k, const uint8_t* w, size_t w_stride, int64_t
 enum class ActFormat {
   Float,  // plain float rows (float weights)
   Q8_32,  // ActQ8_32 blocks (the 32-value types)
-  Q8_K,   // ActQ8_K super-blocks (the K-quants)
-  // The levels of Q8_K (one scale per 256 values), laid out as ActQ8_32 / ActQ8_16 blocks each with
-  // its own sum: what the matrix-matrix kernels of the K-quants read.
-  Q8_K_AS_32,
-  Q8_K_AS_16,
+  Q8_K,   // ActQ8_K super-blocks (the K-quants' row-dot kernels: one scale per 256 values)
+  Q8_16,  // ActQ8_16 blocks, a scale per 16 values (Q6_K's matrix-matrix kernels)
   I16_32,  // int16 levels with a float scale per 32 values (int16_blocks.h): float weights' Fast GEMM
 };
 
@@ -59,8 +56,7 @@ struct IsaKernels {
   TypeKernels f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k;
   QuantizeRowFn quantize_act_q8_32 = nullptr;
   QuantizeRowFn quantize_act_q8_k = nullptr;
-  QuantizeRowFn quantize_act_q8_k_as_32 = nullptr;  // only where some gemm_tile reads it
-  QuantizeRowFn quantize_act_q8_k_as_16 = nullptr;
+  QuantizeRowFn quantize_act_q8_16 = nullptr;
   QuantizeRowFn quantize_act_i16_32 = nullptr;
   FloatGemmFn float_gemm = nullptr;  // null where the ISA has none: the float dot_tile serves instead
 };

@@ -3,9 +3,12 @@
 // 32-value sub-block has its own scale, so each tile product of 16 x 16 sums costs 16 rows x 4 vector
 // operations (convert, scale, two FMAs). Here the levels are stored minus 8, so a sub-block's sums fit
 // int16 and one vpdpwssd per row multiplies them by the integer sub-block scales straight from the
-// stored tile, accumulating the super-block in int32; the float work (one conversion, one scale, the
-// sub-block offsets against the activation sums) is paid per super-block. The activations are Q8_K's
-// levels (one scale per 256 values, ActFormat::Q8_K_AS_32), as on every other path.
+// stored tile; the tile unit then works on the next super-block while the vector units convert and
+// scale these sums. The activations have a scale per 32 values (ActFormat::Q8_32, as on every
+// matrix-matrix path), so each sub-block's sum is converted on its own: per sub-block and row one
+// vpdpwssd, one conversion and two FMAs. (Until the activations had one scale per 256 values, the
+// integer sums of a super-block were added before one conversion; the figures below were measured
+// then, and the change was made on a machine without AMX: not measured.)
 // Measured on the 2-core VM, 1536^2 x 512: ~400 -> ~500-630 GOP/s on one thread (~870-1060 on two).
 // The tile unit's loads and stores bound it now: leaving out the tile stores gained ~25%, the
 // activation tile loads ~15%, the vector work nothing; one activation tile load shared by two panels
@@ -80,14 +83,14 @@ using SubBlockSums = int32_t[kSubBlocks][kTileRows][kTileRows];  // [sub-block][
 // acc += activation row r's share of one super-block, from its stored sub-block sums.
 inline void add_super_block_row(const SubBlockSums& sums, int r, const Q4_KTilePanel& panel, const ActQ8_32* a,
                                 __m512& acc) {
-  __m512i total = _mm512_setzero_si512();
+  const __m512 d = _mm512_loadu_ps(panel.d);
   for (int s = 0; s < kSubBlocks; ++s) {
     // Each sum fits int16, so its low half-word is the sum and the scale's high half-word is 0.
-    total = _mm512_dpwssd_epi32(total, _mm512_load_si512(sums[s][r]), _mm512_loadu_si512(panel.scales[s]));
+    const __m512i scaled = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_load_si512(sums[s][r]),
+                                               _mm512_loadu_si512(panel.scales[s]));
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a[s].d)), _mm512_cvtepi32_ps(scaled), acc);
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(panel.offsets[s]), _mm512_set1_ps(a[s].sum), acc);
   }
-  const __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(panel.d), _mm512_set1_ps(a[0].d));
-  acc = _mm512_fmadd_ps(scale, _mm512_cvtepi32_ps(total), acc);
-  for (int s = 0; s < kSubBlocks; ++s) acc = _mm512_fmadd_ps(_mm512_loadu_ps(panel.offsets[s]), _mm512_set1_ps(a[s].sum), acc);
 }
 
 // Sub-blocks s and s + 1 of the super-block at `act_blocks` (its first ActQ8_32) and of `panel` into

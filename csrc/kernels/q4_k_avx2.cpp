@@ -179,7 +179,7 @@ void pack_vnni_q4_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void add_q4_k(IsaKernels& table) {
-  set_type_kernels<Q4_KDot, Q4_KPanel>(table.q4_k, dequantize_q4_k, ActFormat::Q8_K_AS_32);
+  set_type_kernels<Q4_KDot, Q4_KPanel>(table.q4_k, dequantize_q4_k);
 }
 
 }  // namespace qvl::avx2

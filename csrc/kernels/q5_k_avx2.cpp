@@ -108,7 +108,7 @@ void pack_vnni_q5_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void add_q5_k(IsaKernels& table) {
-  set_type_kernels<Q5_KDot, Q5_KPanel>(table.q5_k, dequantize_q5_k, ActFormat::Q8_K_AS_32);
+  set_type_kernels<Q5_KDot, Q5_KPanel>(table.q5_k, dequantize_q5_k);
 }
 
 }  // namespace qvl::avx2

@@ -1,6 +1,7 @@
 // Q6_K: super-blocks of 256 values in 16 sub-blocks of 16, x = d * scale * (q - 32) with q in [0, 63]
 // and an int8 scale per sub-block. Scalar reference: dequantize, quantize (least-squares scale search
-// per sub-block) and the integer dot product against ActQ8_K activations.
+// per sub-block), the integer dot product against ActQ8_K activations (decode) and the product against
+// ActQ8_16 blocks (matrix-matrix).
 #include "kernels/strict_fp.h"
 
 #include <cmath>
@@ -93,10 +94,29 @@ float dot_q6_k(int64_t k, const uint8_t* w_row, const uint8_t* act_row) {
   return sum;
 }
 
+// The matrix-matrix product's reference, against ActQ8_16 blocks (a scale per 16 values, one per
+// sub-block).
+float dot_q6_k_per_sub_block(int64_t k, const uint8_t* w_row, const uint8_t* act_row) {
+  const auto* w = reinterpret_cast<const BlockQ6_K*>(w_row);
+  const auto* a = reinterpret_cast<const ActQ8_16*>(act_row);
+  float sum = 0.0f;
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    const float d = half_to_float(w[b].d);
+    for (int s = 0; s < kSubBlocks; ++s) {
+      const ActQ8_16& act = a[b * kSubBlocks + s];
+      int32_t sumi = 0;
+      for (int l = 0; l < kSubBlock; ++l) sumi += (level6(w[b], s * kSubBlock + l) - 32) * act.qs[l];
+      sum += act.d * d * static_cast<float>(w[b].scales[s]) * static_cast<float>(sumi);
+    }
+  }
+  return sum;
+}
+
 }  // namespace
 
 void add_q6_k(IsaKernels& table) {
-  table.q6_k = {dequantize_q6_k, quantize_q6_k, ActFormat::Q8_K, dot_tile_by_rows<dot_q6_k>};
+  table.q6_k = {dequantize_q6_k, quantize_q6_k, ActFormat::Q8_K, dot_tile_by_rows<dot_q6_k>,
+                dot_tile_by_rows<dot_q6_k_per_sub_block>, ActFormat::Q8_16};
 }
 
 }  // namespace qvl::scalar

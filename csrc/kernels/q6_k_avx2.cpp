@@ -153,7 +153,7 @@ void pack_vnni_q6_k(const uint8_t* w, size_t w_stride, int rows, int64_t k, uint
 }
 
 void add_q6_k(IsaKernels& table) {
-  set_type_kernels<Q6_KDot, Q6_KPanel>(table.q6_k, dequantize_q6_k, ActFormat::Q8_K_AS_16);
+  set_type_kernels<Q6_KDot, Q6_KPanel>(table.q6_k, dequantize_q6_k, ActFormat::Q8_16);
 }
 
 }  // namespace qvl::avx2

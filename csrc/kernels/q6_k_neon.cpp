@@ -78,7 +78,7 @@ struct Q6_KPanel {
 void add_q6_k(IsaKernels& table) {
   table.q6_k.dot_tile = dot_tile_tiled<Q6_KDot>;
   table.q6_k.gemm_tile = gemm_tile<Q6_KPanel>;
-  table.q6_k.gemm_act_format = ActFormat::Q8_K_AS_16;
+  table.q6_k.gemm_act_format = ActFormat::Q8_16;
 }
 
 }  // namespace qvl::neon
