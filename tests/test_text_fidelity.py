@@ -1,4 +1,5 @@
-"""The fast path's text logits are never further from float math than llama.cpp's (issue #16, item 11).
+"""The fast path's text logits are never further from float math than llama.cpp's (issue #16, item 11),
+and on K-quant files clearly closer.
 
 Error = last-position logits of precision "fast" minus those of "exact" (float activations on the same
 dequantized weights: the HF float32 reference within 2e-4, test_model_golden.py), as max abs and RMS.
@@ -12,13 +13,17 @@ ordinary ids, 4-256 tokens), against llama.cpp's mean on the same ids and files,
     python -m benchmarks.text_fidelity --files q8_0 q4_k_m --seed 1 --prompts 60
 
 (libllama 0.5.0 of llama-cpp-python 0.3.36's tree, GGML_NATIVE, repack and llamafile on, its default
-F16 KV cache, 2 threads). Ours then, per ISA: Q8_0 0.303-0.309 / 0.0667-0.0668, Q4_K_M
-0.437-0.439 / 0.0934-0.0937. The limit is llama.cpp's mean plus 3%: how far the 60-prompt mean
+F16 KV cache, 2 threads). Ours then, per ISA: Q8_0 0.303-0.309 / 0.0667-0.0668 (Q4_K_M, with
+Q8_K's blocks then: 0.437-0.439 / 0.0934-0.0937). The Q8_0 limit is llama.cpp's mean plus 3%: how far the 60-prompt mean
 moves when only the rounding draws change (summation order, other ISA), so a test that passes means
 "level with llama.cpp or better", and a real regression of the kernels' error (a wrong scale or
 rounding costs far more) fails it.
-The a_text figures are held to §7's llama.cpp values plus 10%, as issue #16 asks. That check pins one
-draw: a change of rounding or summation order alone can move it by far more than 10% (a simulated
+Q4_K_M is held to 80% of llama.cpp's mean: in prompt processing our K-quant products give the
+activations a scale per sub-block (32 values, Q6_K 16) where llama.cpp's Q8_K has one per 256, which
+measured 0.312 / 0.0673 against 0.437 / 0.0937 (ours was 0.437 / 0.0934 with Q8_K's blocks), so a
+return to the coarser rounding fails it.
+The a_text figures are held to §7's llama.cpp values plus 10% (Q8_0; Q4_K_M: 80% of them), as
+issue #16 asks. That check pins one draw: a change of rounding or summation order alone can move it by far more than 10% (a simulated
 redraw of the rounding gave a_text Q8_0 RMS 0.040-0.065) with no change in the mean error. If it fails
 after such a change, the mean test above and `benchmarks.text_fidelity` say whether anything got worse.
 """
@@ -35,10 +40,10 @@ from benchmarks.text_fidelity import FIXTURE_FILES, held_out_prompts
 
 # llama.cpp's mean (max abs, RMS) over the 60 prompts of seed 1, measured as the docstring says.
 LLAMA_CPP_MEAN = {"q8_0": (0.3104, 0.0672), "q4_k_m": (0.4328, 0.0935)}
-MEAN_MARGIN = 1.03
+MEAN_MARGIN = {"q8_0": 1.03, "q4_k_m": 0.80}
 # Fixtures README §7: llama.cpp on a_text (max abs, RMS).
 LLAMA_CPP_A_TEXT = {"q8_0": (0.19, 0.043), "q4_k_m": (0.43, 0.095)}
-A_TEXT_MARGIN = 1.10
+A_TEXT_MARGIN = {"q8_0": 1.10, "q4_k_m": 0.80}
 
 
 def fast_errors(model: qvl_local.Model, prompts: dict[str, np.ndarray]) -> np.ndarray:
@@ -61,8 +66,8 @@ def test_mean_error_level_with_llama_cpp(fixtures: Path, isa, quant) -> None:
     prompts = {name: ids for name, ids in held_out_prompts(60, 1, fixtures).items() if name.startswith("random")}
     mean_max, mean_rms = fast_errors(model, prompts).mean(axis=0)
     llama_max, llama_rms = LLAMA_CPP_MEAN[quant]
-    assert mean_max <= llama_max * MEAN_MARGIN
-    assert mean_rms <= llama_rms * MEAN_MARGIN
+    assert mean_max <= llama_max * MEAN_MARGIN[quant]
+    assert mean_rms <= llama_rms * MEAN_MARGIN[quant]
 
 
 @pytest.mark.parametrize("quant", list(FIXTURE_FILES))
@@ -71,5 +76,5 @@ def test_a_text_error_near_llama_cpp(fixtures: Path, isa, quant) -> None:
     ids = np.load(fixtures / f"ref/qwen2vl-tiny/{quant}/a_text.npz")["input_ids"].astype(np.int32)
     [(max_abs, rms)] = fast_errors(model, {"a_text": ids})
     llama_max, llama_rms = LLAMA_CPP_A_TEXT[quant]
-    assert max_abs <= llama_max * A_TEXT_MARGIN
-    assert rms <= llama_rms * A_TEXT_MARGIN
+    assert max_abs <= llama_max * A_TEXT_MARGIN[quant]
+    assert rms <= llama_rms * A_TEXT_MARGIN[quant]
