@@ -1,6 +1,7 @@
 """How far the fast path's text logits are from float math, next to llama.cpp's, over many prompts.
 
-    python -m benchmarks.text_fidelity [--prompts 30] [--files q8_0 q4_k_m wide-q4_0 wide-q5_k_m] [--json OUT]
+    python -m benchmarks.text_fidelity [--prompts 30] [--files q8_0 q4_k_m wide-q4_0 wide-q5_k_m]
+                                       [--decode-step] [--json OUT]
 
 One prompt cannot rank two engines: the max-abs error of a single prompt's last-position logits moves
 by ±8% under harmless perturbations (an F16-rounded activation scale, an F16 KV cache), so this runs
@@ -11,7 +12,10 @@ Engines: ours `fast`, and llama.cpp through llama-cpp-python when it is installe
 KV cache, repacked weights). Files: the fixtures' qwen2vl-tiny Q8_0 / Q4_K_M, and a wider shape
 (hidden 512, head_dim 128, 1 KV head, fixture-like weights) written to .bench-cache/ and quantized by
 our quantizer to Q4_0 / Q5_K_M / Q8_0. Per engine and file: mean and median over the prompts of the
-max-abs and RMS errors, and on how many prompts ours is below llama.cpp (paired).
+max-abs and RMS errors, and on how many prompts ours is below llama.cpp (paired). With --decode-step
+every engine (and the reference) prefills all but the last token and then runs that token alone, so the
+last logits come from the decode kernels (one activation row) rather than the prompt's matrix-matrix
+products.
 """
 from __future__ import annotations
 
@@ -70,7 +74,13 @@ def wide_file(quant: str, fixtures: Path, cache_dir: Path) -> Path:
     return target
 
 
-def ours_last_logits(path: Path, prompts: dict[str, np.ndarray], precision: str, n_threads: int) -> dict[str, np.ndarray]:
+def steps(ids: np.ndarray, decode_step: bool) -> list[np.ndarray]:
+    """The pieces the prompt is run in: whole, or (with decode_step) all but the last token, then it."""
+    return [ids[:-1], ids[-1:]] if decode_step and len(ids) > 1 else [ids]
+
+
+def ours_last_logits(path: Path, prompts: dict[str, np.ndarray], precision: str, n_threads: int,
+                     decode_step: bool = False) -> dict[str, np.ndarray]:
     import qvl_local
 
     model = qvl_local.load(path, mmproj=False, n_threads=n_threads, n_ctx=N_CTX)
@@ -78,11 +88,16 @@ def ours_last_logits(path: Path, prompts: dict[str, np.ndarray], precision: str,
     logits = {}
     for name, ids in prompts.items():
         decoder.truncate(0)
-        logits[name] = np.array(decoder.forward(ids, text_positions(0, len(ids)), logits="last", precision=precision))
+        start = 0
+        for piece in steps(ids, decode_step):
+            last = decoder.forward(piece, text_positions(start, len(piece)), logits="last", precision=precision)
+            start += len(piece)
+        logits[name] = np.array(last)
     return logits
 
 
-def llama_last_logits(path: Path, prompts: dict[str, np.ndarray], n_threads: int) -> dict[str, np.ndarray]:
+def llama_last_logits(path: Path, prompts: dict[str, np.ndarray], n_threads: int,
+                      decode_step: bool = False) -> dict[str, np.ndarray]:
     from llama_cpp import Llama
 
     with _quiet_stderr():
@@ -91,7 +106,8 @@ def llama_last_logits(path: Path, prompts: dict[str, np.ndarray], n_threads: int
     logits = {}
     for name, ids in prompts.items():
         llm.reset()
-        llm.eval([int(t) for t in ids])
+        for piece in steps(ids, decode_step):
+            llm.eval([int(t) for t in piece])
         logits[name] = last_logits(llm)
     return logits
 
@@ -124,12 +140,14 @@ def summary(per_prompt: dict[str, tuple[float, float]], names: list[str]) -> dic
             "rms_mean": float(values[:, 1].mean()), "rms_median": float(np.median(values[:, 1]))}
 
 
-def measure_file(path: Path, prompts: dict[str, np.ndarray], n_threads: int, engines: dict[str, Callable]) -> dict:
-    reference = {name: v.astype(np.float64) for name, v in ours_last_logits(path, prompts, "exact", n_threads).items()}
+def measure_file(path: Path, prompts: dict[str, np.ndarray], n_threads: int, engines: dict[str, Callable],
+                 decode_step: bool = False) -> dict:
+    exact = ours_last_logits(path, prompts, "exact", n_threads, decode_step)
+    reference = {name: v.astype(np.float64) for name, v in exact.items()}
     random_names = [n for n in prompts if n.startswith("random")]
     result: dict = {"file": str(path), "engines": {}}
     for engine, run in engines.items():
-        per_prompt = errors(run(path, prompts, n_threads), reference)
+        per_prompt = errors(run(path, prompts, n_threads, decode_step), reference)
         result["engines"][engine] = {"random": summary(per_prompt, random_names),
                                      "per_prompt": {n: list(v) for n, v in per_prompt.items()}}
     if "llama.cpp" in engines:
@@ -162,11 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-llama-cpp", action="store_true")
+    parser.add_argument("--decode-step", action="store_true", help="the last token alone, after the rest")
     parser.add_argument("--json", type=Path, help="also write every per-prompt figure here")
     args = parser.parse_args(argv)
 
     prompts = held_out_prompts(args.prompts, args.seed, args.fixtures)
-    engines: dict[str, Callable] = {"ours fast": lambda p, pr, t: ours_last_logits(p, pr, "fast", t)}
+    engines: dict[str, Callable] = {"ours fast": lambda p, pr, t, step: ours_last_logits(p, pr, "fast", t, step)}
     if not args.no_llama_cpp:
         try:
             import llama_cpp  # noqa: F401
@@ -174,10 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         except LLAMA_CPP_LOAD_ERRORS as error:
             print(f"llama-cpp-python is not usable ({error}): ours only", file=sys.stderr)
     print(f"{args.prompts} random prompts (seed {args.seed}, lengths 4-256) + the fixtures' a_text ids; "
-          f"errors of the last position's logits against ours `exact`")
+          f"errors of the last position's logits against ours `exact`"
+          + ("; the last token run alone (decode step)" if args.decode_step else ""))
     results = {}
     for label, path in model_files(args.files, args.fixtures, args.cache_dir).items():
-        results[label] = measure_file(path, prompts, args.threads, engines)
+        results[label] = measure_file(path, prompts, args.threads, engines, args.decode_step)
         print_file(label, results[label], args.prompts)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -187,7 +187,7 @@ def test_fast_matmul_within_activation_rounding(isa: str, ggml_type: str, n: int
 
 
 def rounded_activations(x: np.ndarray, block: int) -> np.ndarray:
-    """x as the Fast path's 8-bit blocks give it back: d * nearest-even(x * 127 / amax), in float32."""
+    """x as 8-bit blocks with a scale each give it back: d * nearest-even(x * 127 / amax), in float32."""
     runs = x.astype(np.float32).reshape(x.shape[0], -1, block)
     amax = np.abs(runs).max(axis=2, keepdims=True)
     inverse = np.float32(127.0) / np.where(amax > 0, amax, np.float32(1.0))
@@ -195,22 +195,38 @@ def rounded_activations(x: np.ndarray, block: int) -> np.ndarray:
     return ((amax / np.float32(127.0)) * levels).reshape(x.shape).astype(np.float64)
 
 
+def rounded_q8_k_activations(x: np.ndarray) -> np.ndarray:
+    """x as ActQ8_K gives it back: a base d = amax / (127 * 16) per 256 values and per 32-value sub-block
+    the smallest multiplier m (1..16) that holds its largest magnitude, q = nearest-even(x / (d * m))."""
+    runs = x.astype(np.float32).reshape(x.shape[0], -1, 8, 32)
+    sub_amax = np.abs(runs).max(axis=3, keepdims=True)
+    amax = sub_amax.max(axis=2, keepdims=True)
+    safe = np.where(amax > 0, amax, np.float32(1.0))
+    base = safe / np.float32(127.0 * 16)
+    m = np.clip(np.ceil(np.float32(16.0) * sub_amax / safe), 1, 16).astype(np.float32)
+    levels = np.rint(runs * (np.float32(1.0) / (base * m)))
+    return (base.astype(np.float64) * m * levels).reshape(x.shape)
+
+
 @pytest.mark.parametrize("n", [8, 40])
 @pytest.mark.parametrize("ggml_type", ["Q4_K", "Q5_K", "Q6_K"])
 def test_k_quant_activation_blocks(isa: str, ggml_type: str, n: int) -> None:
-    """The K-quants' Fast product is the float product of the weights and the activations rounded to
-    Q8_K's blocks of 256 in the row-dot kernels (n < 16), to blocks of 32 (Q6_K: 16) in the
-    matrix-matrix ones: up to float summation order, and far from the other rounding."""
+    """The K-quants' Fast product is the float product of the weights and the activations as rounded by
+    ActQ8_K (a multiple of a per-256 base per 32-value sub-block) in the row-dot kernels (n < 16), and
+    by blocks of 32 (Q6_K: 16) with a scale each in the matrix-matrix ones: up to float summation order,
+    and far from llama.cpp's Q8_K (one scale per 256 values)."""
     rng = np.random.default_rng(n)
     w = ops.quantize((0.1 * rng.standard_normal((37, 512))).astype(np.float32), ggml_type)
     x = (rng.standard_normal((n, 512)) * rng.uniform(0.1, 10.0, (n, 512))).astype(np.float32)
     weights = ops.dequantize(w).astype(np.float64)
     _, scale = reference_and_scale(w, x)
-    blocks = MATRIX_MATRIX_ACTIVATION_BLOCK if n >= MATRIX_MATRIX_ROWS else ACTIVATION_BLOCK
-    other = ACTIVATION_BLOCK if n >= MATRIX_MATRIX_ROWS else MATRIX_MATRIX_ACTIVATION_BLOCK
+    if n >= MATRIX_MATRIX_ROWS:
+        rounded = rounded_activations(x, MATRIX_MATRIX_ACTIVATION_BLOCK[ggml_type])
+    else:
+        rounded = rounded_q8_k_activations(x)
     out = ops.matmul(w, x, precision="fast")
-    assert np.all(np.abs(out - rounded_activations(x, blocks[ggml_type]) @ weights.T) <= 1e-5 * scale)
-    assert not np.all(np.abs(out - rounded_activations(x, other[ggml_type]) @ weights.T) <= 1e-4 * scale)
+    assert np.all(np.abs(out - rounded @ weights.T) <= 1e-5 * scale)
+    assert not np.all(np.abs(out - rounded_activations(x, 256) @ weights.T) <= 1e-4 * scale)
 
 
 @pytest.mark.parametrize("n", [1, 7, 64])

@@ -1,8 +1,10 @@
 // Activation quantization for the Fast path (scalar reference): each block of x becomes int8 levels
-// q = nearest-even(x * 127 / amax) and a float scale d = amax / 127. Every ISA variant computes the very
-// same levels (one multiply, the same rounding), so their dot products differ only in float summation.
+// q = nearest-even(x * 127 / amax) and a float scale d = amax / 127; ActQ8_K's sub-blocks take the
+// scales of act_quant_scale.h. Every ISA variant computes the very same levels (one multiply, the same
+// rounding), so their dot products differ only in float summation.
 #include "kernels/strict_fp.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/act_quant_scale.h"
@@ -12,11 +14,15 @@
 namespace qvl::scalar {
 namespace {
 
-// Writes n levels of x and returns the block's scale d.
-float quantize_levels(const float* x, int n, int8_t* q) {
+float max_magnitude(const float* x, int n) {
   float amax = 0.0f;
   for (int i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-  ActivationScale scale = activation_scale(amax);
+  return amax;
+}
+
+// Writes n levels of x and returns the block's scale d.
+float quantize_levels(const float* x, int n, int8_t* q) {
+  ActivationScale scale = activation_scale(max_magnitude(x, n));
   for (int i = 0; i < n; ++i) q[i] = static_cast<int8_t>(std::nearbyint(x[i] * scale.inverse));
   return scale.d;
 }
@@ -44,7 +50,18 @@ void quantize_act_q8_16(const float* src, uint8_t* dst, int64_t k) {
 void quantize_act_q8_k(const float* src, uint8_t* dst, int64_t k) {
   auto* blocks = reinterpret_cast<ActQ8_K*>(dst);
   for (int64_t b = 0; b < k / kBlockK; ++b) {
-    blocks[b].d = quantize_levels(src + b * kBlockK, kBlockK, blocks[b].qs);
+    const float* x = src + b * kBlockK;
+    float sub_block_amax[kBlockK / 32];
+    for (int s = 0; s < kBlockK / 32; ++s) sub_block_amax[s] = max_magnitude(x + 32 * s, 32);
+    const SuperBlockScale base = super_block_scale(*std::max_element(sub_block_amax, sub_block_amax + kBlockK / 32));
+    blocks[b].d = base.d;
+    for (int s = 0; s < kBlockK / 32; ++s) {
+      const SubBlockScale scale = sub_block_scale(base, sub_block_amax[s]);
+      blocks[b].multipliers[s] = static_cast<uint8_t>(scale.multiplier);
+      for (int i = 32 * s; i < 32 * s + 32; ++i) {
+        blocks[b].qs[i] = static_cast<int8_t>(std::nearbyint(x[i] * scale.inverse));
+      }
+    }
     for (int g = 0; g < kBlockK / 16; ++g) {
       int sum = 0;
       for (int i = 0; i < 16; ++i) sum += blocks[b].qs[16 * g + i];

@@ -36,15 +36,25 @@ void quantize_q8_32(const float* src, uint8_t* dst, int64_t k) {
 template <typename Levels>
 void quantize_q8_k(const float* src, uint8_t* dst, int64_t k) {
   auto* blocks = reinterpret_cast<ActQ8_K*>(dst);
-  for_each_scaled_run<Levels, kBlockK>(src, k, [&](int64_t b, const float* x, ActivationScale scale) {
-    for (int chunk = 0; chunk < kBlockK / 32; ++chunk) {
-      int sums[2];
-      Levels::levels32(x + 32 * chunk, scale.inverse, blocks[b].qs + 32 * chunk, sums);
-      blocks[b].bsums[2 * chunk] = static_cast<int16_t>(sums[0]);
-      blocks[b].bsums[2 * chunk + 1] = static_cast<int16_t>(sums[1]);
+  for (int64_t b = 0; b < k / kBlockK; ++b) {
+    const float* x = src + b * kBlockK;
+    float sub_block_amax[kBlockK / 32];
+    float amax = 0.0f;
+    for (int s = 0; s < kBlockK / 32; ++s) {
+      sub_block_amax[s] = Levels::max_magnitude(x + 32 * s, 32);
+      amax = sub_block_amax[s] > amax ? sub_block_amax[s] : amax;
     }
-    blocks[b].d = scale.d;
-  });
+    const SuperBlockScale base = super_block_scale(amax);
+    blocks[b].d = base.d;
+    for (int s = 0; s < kBlockK / 32; ++s) {
+      const SubBlockScale scale = sub_block_scale(base, sub_block_amax[s]);
+      int sums[2];
+      Levels::levels32(x + 32 * s, scale.inverse, blocks[b].qs + 32 * s, sums);
+      blocks[b].bsums[2 * s] = static_cast<int16_t>(sums[0]);
+      blocks[b].bsums[2 * s + 1] = static_cast<int16_t>(sums[1]);
+      blocks[b].multipliers[s] = static_cast<uint8_t>(scale.multiplier);
+    }
+  }
 }
 
 // A scale per 16 values (Q6_K's sub-blocks, in its matrix-matrix kernels): each half of a 32-value run

@@ -102,14 +102,17 @@ static_assert(sizeof(ActQ8_16) == 24, "ActQ8_16 block must be 24 bytes");
 template <int B>
 using ActBlockOf = std::conditional_t<B == 32, ActQ8_32, ActQ8_16>;
 
-// Activation super-block for the K-quants: x ~= d * q; bsums[g] = sum of qs[16g .. 16g+15], the term
-// a K-quant's per-sub-block minimum (or Q6_K's offset of 32) multiplies.
+// Activation super-block for the K-quants' row-dot kernels: x ~= d * multipliers[s] * q in 32-value
+// sub-block s (act_quant_scale.h: each sub-block's levels span its own range, and the kernels multiply
+// the weights' integer sub-block scales by the multipliers, staying in integers); bsums[g] = sum of
+// qs[16g .. 16g+15], the term a K-quant's per-sub-block minimum (or Q6_K's offset of 32) multiplies.
 struct ActQ8_K {
   float d;
   int16_t bsums[kBlockK / 16];
   int8_t qs[kBlockK];
+  uint8_t multipliers[kBlockK / 32];  // 1 .. kSubBlockMultipliers
 };
-static_assert(sizeof(ActQ8_K) == 292, "ActQ8_K block must be 292 bytes");
+static_assert(sizeof(ActQ8_K) == 300, "ActQ8_K block must be 300 bytes");
 
 // Q4_K / Q5_K 6-bit scale and min of sub-block s (0..7) from the 12 packed bytes.
 inline void unpack_scale_min_k(const uint8_t* packed, int s, uint8_t* scale, uint8_t* min) {

@@ -57,6 +57,18 @@ inline __m128i sub_block_sums(const ActQ8_K& a) {
   return _mm_hadd_epi16(first, second);
 }
 
+// The activation's 8 sub-block multipliers (ActQ8_K) as int16 lanes 0..7 of both 128-bit halves.
+inline __m256i sub_block_multipliers(const ActQ8_K& a) {
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.multipliers));
+  return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(bytes));
+}
+
+// The multiplier of each 16-value group g (sub-block g / 2) as int16 lane g.
+inline __m256i group_multipliers(const ActQ8_K& a) {
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.multipliers));
+  return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(bytes, bytes));
+}
+
 // 16 where bit `s` of the qh byte is set: bit 4 of the level of sub-block s.
 inline __m256i fifth_bit(__m256i qh, int s) {
   const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));

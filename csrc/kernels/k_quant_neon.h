@@ -1,7 +1,8 @@
 // NEON pieces of the Q4_K and Q5_K kernels (q4_k_neon.cpp, q5_k_neon.cpp), written over a type's
 // level decoder (Levels::decode: a super-block into 16 vectors of levels in value order): the Fast dot
-// product against ActQ8_K (vdotq_s32; the mins meet the activation's 16-value sums) and the
-// matrix-matrix panel decoder (panel_neon.h). Include only from *_neon.cpp.
+// product against ActQ8_K (vdotq_s32, each sub-block's sums times its scale and the activation's
+// multiplier; the mins meet the activation's 16-value sums) and the matrix-matrix panel decoder
+// (panel_neon.h). Include only from *_neon.cpp.
 #pragma once
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
@@ -45,8 +46,9 @@ struct KQuantDot {
           for (int s = 0; s < 8; ++s) {
             int32x4_t sub = dot32(vreinterpretq_s8_u8(levels[2 * s]), vreinterpretq_s8_u8(levels[2 * s + 1]),
                                   a.qs + 32 * s);
-            sums = vmlaq_n_s32(sums, sub, scale[s]);
-            min_sum += min[s] * (a.bsums[2 * s] + a.bsums[2 * s + 1]);
+            const int32_t m = a.multipliers[s];
+            sums = vmlaq_n_s32(sums, sub, scale[s] * m);
+            min_sum += min[s] * m * (a.bsums[2 * s] + a.bsums[2 * s + 1]);
           }
           acc[r][c] = vfmaq_n_f32(acc[r][c], vcvtq_f32_s32(sums), d * a.d);
           offsets[r][c] -= dmin * a.d * static_cast<float>(min_sum);

@@ -53,7 +53,8 @@ void quantize(const float* src, uint8_t* dst, int64_t k) {
   }
 }
 
-// Per super-block: da * (d * sum_s sc_s * sum(q * qa) - dmin * sum_s mn_s * sum(qa)), all sums integer.
+// Per super-block: da * (d * sum_s sc_s * m_s * sum(q * qa) - dmin * sum_s mn_s * m_s * sum(qa)), all sums
+// integer (m_s: the activation's sub-block multipliers).
 template <typename Layout>
 float dot(int64_t k, const uint8_t* w_row, const uint8_t* act_row) {
   const auto* w = reinterpret_cast<const typename Layout::Block*>(w_row);
@@ -66,8 +67,9 @@ float dot(int64_t k, const uint8_t* w_row, const uint8_t* act_row) {
       unpack_scale_min_k(w[b].scales, s, &sc, &mn);
       int32_t sumi = 0;
       for (int l = 0; l < kSubBlock; ++l) sumi += Layout::level(w[b], s, l) * a[b].qs[s * kSubBlock + l];
-      scaled += sc * sumi;
-      offsets += mn * (a[b].bsums[2 * s] + a[b].bsums[2 * s + 1]);
+      const int32_t m = a[b].multipliers[s];
+      scaled += sc * m * sumi;
+      offsets += mn * m * (a[b].bsums[2 * s] + a[b].bsums[2 * s + 1]);
     }
     sum += a[b].d * (half_to_float(w[b].d) * static_cast<float>(scaled) -
                      half_to_float(w[b].dmin) * static_cast<float>(offsets));

@@ -24,7 +24,7 @@ using DotTileFn = void (*)(int64_t k, const uint8_t* w, size_t w_stride, int64_t
 enum class ActFormat {
   Float,  // plain float rows (float weights)
   Q8_32,  // ActQ8_32 blocks (the 32-value types)
-  Q8_K,   // ActQ8_K super-blocks (the K-quants' row-dot kernels: one scale per 256 values)
+  Q8_K,   // ActQ8_K super-blocks (the K-quants' row-dot kernels: a multiple of one base per sub-block)
   Q8_16,  // ActQ8_16 blocks, a scale per 16 values (Q6_K's matrix-matrix kernels)
   I16_32,  // int16 levels with a float scale per 32 values (int16_blocks.h): float weights' Fast GEMM
 };

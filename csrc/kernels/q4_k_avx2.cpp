@@ -1,7 +1,7 @@
 // Q4_K on AVX2: dequantization and the Fast dot product against ActQ8_K, register-tiled over weight and activation rows.
-// Per super-block the 6-bit scales and mins are unpacked once into int16 lanes; levels times
-// activations accumulate in int32 (maddubs, then madd by the sub-block scale); the mins meet the
-// activation's 32-value sums in one more madd.
+// Per super-block the 6-bit scales and mins are unpacked once into int16 lanes and multiplied by the
+// activation's sub-block multipliers; levels times activations accumulate in int32 (maddubs, then madd
+// by the scale); the mins meet the activation's 32-value sums in one more madd.
 #include "kernels/strict_fp.h"
 
 #include <cstring>
@@ -18,9 +18,10 @@ namespace qvl::avx2 {
 
 namespace {
 
-// 16 int16 lanes = byte `index` of each half of `bytes` (zero-extended).
-inline __m256i widen_byte(__m256i bytes, int index) {
-  return _mm256_shuffle_epi8(bytes, _mm256_set1_epi16(static_cast<int16_t>(0x8000 | index)));
+// int16 lanes 0..7 of each half = the 8 scales (bytes 0..7).
+inline __m256i widen_scales(__m256i bytes) {
+  return _mm256_shuffle_epi8(bytes, _mm256_broadcastsi128_si256(_mm_setr_epi8(0, -128, 1, -128, 2, -128, 3, -128, 4,
+                                                                              -128, 5, -128, 6, -128, 7, -128)));
 }
 
 // int16 lanes 0..7 of each half = the 8 mins (bytes 8..15).
@@ -30,17 +31,24 @@ inline __m256i widen_mins(__m256i bytes) {
 }
 
 struct Q4_KDot {
-  // sums[c] = sum over the super-block of sc[s] * level * a (8 int32 lanes) for one weight row.
+  // sums[c] = sum over the super-block of sc[s] * m[s] * level * a (8 int32 lanes) for one weight row;
+  // multipliers[c]: activation c's sub-block multipliers (sub_block_multipliers).
   template <int C>
-  static void row_sums(const BlockQ4_K& block, __m256i scales_mins, const ActQ8_K* const (&a)[C], __m256i (&sums)[C]) {
+  static void row_sums(const BlockQ4_K& block, __m256i scales_mins, const ActQ8_K* const (&a)[C],
+                       const __m256i (&multipliers)[C], __m256i (&sums)[C]) {
     const __m256i low_mask = _mm256_set1_epi8(0x0F);
-    for (int c = 0; c < C; ++c) sums[c] = _mm256_setzero_si256();
+    const __m256i scales = widen_scales(scales_mins);
+    __m256i scaled[C];  // sc * m: at most 63 * 16
+    for (int c = 0; c < C; ++c) {
+      sums[c] = _mm256_setzero_si256();
+      scaled[c] = _mm256_mullo_epi16(scales, multipliers[c]);
+    }
     for (int j = 0; j < 4; ++j) {
       __m256i packed = load32(block.qs + 32 * j);
       __m256i low = _mm256_and_si256(packed, low_mask);
       __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask);
-      __m256i scale_low = widen_byte(scales_mins, 2 * j), scale_high = widen_byte(scales_mins, 2 * j + 1);
       for (int c = 0; c < C; ++c) {
+        __m256i scale_low = broadcast_lane(scaled[c], 2 * j), scale_high = broadcast_lane(scaled[c], 2 * j + 1);
         __m256i p_low = _mm256_maddubs_epi16(low, load32(a[c]->qs + 64 * j));
         __m256i p_high = _mm256_maddubs_epi16(high, load32(a[c]->qs + 64 * j + 32));
         sums[c] = _mm256_add_epi32(sums[c], _mm256_add_epi32(_mm256_madd_epi16(p_low, scale_low),
@@ -76,9 +84,11 @@ struct Q4_KDot {
     for (int64_t b = 0; b < k / kBlockK; ++b) {
       const ActQ8_K* a[C];
       __m256i a_sums[C];  // the activation's 8 sums of 32 values, in both halves
+      __m256i multipliers[C];
       for (int c = 0; c < C; ++c) {
         a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
         a_sums[c] = _mm256_broadcastsi128_si256(sub_block_sums(*a[c]));
+        multipliers[c] = sub_block_multipliers(*a[c]);
       }
       if constexpr (R == 4) {
         // Four rows' sums packed into one vector (block32_dot_avx2.h), the mins of rows 0..3 into
@@ -90,14 +100,14 @@ struct Q4_KDot {
           const BlockQ4_K& block = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride)[b];
           __m256i scales_mins = decode_scales_mins(block.scales);
           row_mins[r] = widen_mins(scales_mins);
-          row_sums<C>(block, scales_mins, a, sums[r]);
+          row_sums<C>(block, scales_mins, a, multipliers, sums[r]);
         }
         // [mins of row 0 | row 1] and [row 2 | row 3] against the activation sums: 4 int32 per row.
         __m256i mins01 = _mm256_blend_epi32(row_mins[0], row_mins[1], 0xF0);
         __m256i mins23 = _mm256_blend_epi32(row_mins[2], row_mins[3], 0xF0);
-        for (int c = 0; c < C; ++c) {
-          mins[0][c] = _mm256_madd_epi16(mins01, a_sums[c]);
-          mins[1][c] = _mm256_madd_epi16(mins23, a_sums[c]);
+        for (int c = 0; c < C; ++c) {  // mn * m: at most 63 * 16
+          mins[0][c] = _mm256_madd_epi16(_mm256_mullo_epi16(mins01, multipliers[c]), a_sums[c]);
+          mins[1][c] = _mm256_madd_epi16(_mm256_mullo_epi16(mins23, multipliers[c]), a_sums[c]);
         }
         __m256 d, dmin;
         four_row_factors(w, w_stride, b, &d, &dmin);
@@ -117,10 +127,11 @@ struct Q4_KDot {
         __m256i scales_mins = decode_scales_mins(block.scales);
         __m128i mins = _mm256_castsi256_si128(widen_mins(scales_mins));
         __m256i sums[C];
-        row_sums<C>(block, scales_mins, a, sums);
+        row_sums<C>(block, scales_mins, a, multipliers, sums);
         float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
         for (int c = 0; c < C; ++c) {
-          __m128i row_mins = _mm_madd_epi16(mins, _mm256_castsi256_si128(a_sums[c]));
+          __m128i scaled_mins = _mm_mullo_epi16(mins, _mm256_castsi256_si128(multipliers[c]));
+          __m128i row_mins = _mm_madd_epi16(scaled_mins, _mm256_castsi256_si128(a_sums[c]));
           __m256 offsets = _mm256_cvtepi32_ps(_mm256_zextsi128_si256(row_mins));
           acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a[c]->d), _mm256_cvtepi32_ps(sums[c]), acc[c]);
           acc[c] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * a[c]->d), offsets, acc[c]);

@@ -6,8 +6,10 @@
 //   super-block and activation row, and shared by the four weight rows.
 // - levels x activations with VNNI (vpdpbusd: 4 products per int32 lane, at most 4 * 15 * 127 = 7620),
 //   the low- and high-nibble results packed to int16 (exact), then one vpdpwssd multiplies them by the
-//   sub-blocks' scales and accumulates: 3 multiply instructions per 128 weight bytes and activation
-//   row where maddubs + madd need 4.
+//   sub-blocks' scales times the activation's sub-block multipliers (one vpmullw) and accumulates: 4
+//   multiply instructions per 128 weight bytes and activation row where maddubs + madd + mullw need 5.
+//   (The multipliers cost ~15% in L2 on one thread, 1024x1536: 20 -> 23 us; out of cache, 32768x4096
+//   on 1 and 2 threads, no difference beyond the machine's noise.)
 // - the four rows' 12 scale bytes are decoded together (one row per 128-bit lane), and the four rows'
 //   integer sums are folded into one vector before the conversion to float, as are their min terms.
 // The integer sums are those of the scalar reference; only the float summation order differs.
@@ -76,16 +78,34 @@ inline __m512i transposed_mins(__m512i decoded) {
   return _mm512_permutexvar_epi32(transpose, _mm512_shuffle_epi8(decoded, widen));
 }
 
-// 128-bit lane j = the activation's sums of sub-blocks 2j and 2j + 1, four times.
-inline __m512i spread_sub_block_sums(const ActQ8_K& a) {
+// 128-bit lane j = int16 lanes 2j and 2j + 1 of `eight` (one per sub-block: the activation's sums of 32
+// values, or its multipliers), four times: the layout of transposed_mins.
+inline __m512i spread_pairs(__m128i eight) {
   const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-  return _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(avx2::sub_block_sums(a)));
+  return _mm512_permutexvar_epi32(spread, _mm512_castsi128_si512(eight));
+}
+
+// After the pack in row_sums, 128-bit lanes 0, 1 hold sub-blocks 4h (int16 lanes 0..3) and 4h + 1
+// (4..7), lanes 2, 3 sub-blocks 4h + 2 and 4h + 3: these indices widen byte s of a 128-bit lane (a
+// scale, or a multiplier) to the int16 lanes of sub-block s.
+inline __m512i sub_block_lanes(int h) {
+  auto pattern = [](char s0, char s1) {
+    return _mm256_broadcastsi128_si256(_mm_setr_epi8(s0, -128, s0, -128, s0, -128, s0, -128, s1, -128, s1, -128, s1,
+                                                     -128, s1, -128));
+  };
+  const char s = static_cast<char>(4 * h);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(pattern(s, s + 1)), pattern(s + 2, s + 3), 1);
 }
 
 // One activation super-block in the order of the weight vectors: [low half 0, high half 0, low half 1,
-// high half 1], where low half h pairs sub-blocks 4h and 4h + 2, high half h sub-blocks 4h + 1, 4h + 3.
+// high half 1], where low half h pairs sub-blocks 4h and 4h + 2, high half h sub-blocks 4h + 1, 4h + 3;
+// its sub-block multipliers in the lanes of row_sums' scales (per h) and of transposed_mins, and its
+// sums of 32 values in the latter's lanes too.
 struct ActLevels {
   __m512i v[4];
+  __m512i multipliers[2];
+  __m512i min_multipliers;
+  __m512i sums;
 };
 
 inline __m512i join(const int8_t* first, const int8_t* second) {
@@ -93,38 +113,31 @@ inline __m512i join(const int8_t* first, const int8_t* second) {
 }
 
 inline ActLevels arrange_activation(const ActQ8_K& a) {
+  const __m128i multiplier_bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.multipliers));
+  const __m512i every_lane = _mm512_broadcast_i32x4(multiplier_bytes);
   return {{join(a.qs, a.qs + 64), join(a.qs + 32, a.qs + 96), join(a.qs + 128, a.qs + 192),
-           join(a.qs + 160, a.qs + 224)}};
+           join(a.qs + 160, a.qs + 224)},
+          {_mm512_shuffle_epi8(every_lane, sub_block_lanes(0)), _mm512_shuffle_epi8(every_lane, sub_block_lanes(1))},
+          spread_pairs(_mm_cvtepu8_epi16(multiplier_bytes)),
+          spread_pairs(avx2::sub_block_sums(a))};
 }
 
-// sums[c] = 16 int32 lanes summing to sum_s sc[s] * (levels . activation c) over one row's super-block.
-// `scales` holds the row's decoded scale bytes in every 128-bit lane.
+// sums[c] = 16 int32 lanes summing to sum_s sc[s] * m[s] * (levels . activation c) over one row's
+// super-block. `scales` holds the row's decoded scale bytes in every 128-bit lane.
 template <int C>
 inline void row_sums(const uint8_t* qs, __m512i scales, const ActLevels (&a)[C], __m512i (&sums)[C]) {
   const __m512i low_mask = _mm512_set1_epi8(0x0F);
-  // After the pack, 128-bit lanes 0, 1 hold sub-blocks 4h (int16 lanes 0..3) and 4h + 1 (4..7), lanes
-  // 2, 3 sub-blocks 4h + 2 and 4h + 3: each scale byte widened to the int16 lanes of its sub-block.
-  const __m512i scale_source[2] = {
-      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(
-                             _mm_setr_epi8(0, -128, 0, -128, 0, -128, 0, -128, 1, -128, 1, -128, 1, -128, 1, -128))),
-                         _mm256_broadcastsi128_si256(
-                             _mm_setr_epi8(2, -128, 2, -128, 2, -128, 2, -128, 3, -128, 3, -128, 3, -128, 3, -128)),
-                         1),
-      _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(
-                             _mm_setr_epi8(4, -128, 4, -128, 4, -128, 4, -128, 5, -128, 5, -128, 5, -128, 5, -128))),
-                         _mm256_broadcastsi128_si256(
-                             _mm_setr_epi8(6, -128, 6, -128, 6, -128, 6, -128, 7, -128, 7, -128, 7, -128, 7, -128)),
-                         1)};
   for (int c = 0; c < C; ++c) sums[c] = _mm512_setzero_si512();
   for (int h = 0; h < 2; ++h) {
     __m512i packed = _mm512_loadu_si512(qs + 64 * h);
     __m512i low = _mm512_and_si512(packed, low_mask);
     __m512i high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_mask);
-    __m512i sub_block_scales = _mm512_shuffle_epi8(scales, scale_source[h]);
+    __m512i sub_block_scales = _mm512_shuffle_epi8(scales, sub_block_lanes(h));
     for (int c = 0; c < C; ++c) {
       __m512i low_dots = _mm512_dpbusd_epi32(_mm512_setzero_si512(), low, a[c].v[2 * h]);
       __m512i high_dots = _mm512_dpbusd_epi32(_mm512_setzero_si512(), high, a[c].v[2 * h + 1]);
-      sums[c] = _mm512_dpwssd_epi32(sums[c], _mm512_packs_epi32(low_dots, high_dots), sub_block_scales);
+      __m512i scaled = _mm512_mullo_epi16(sub_block_scales, a[c].multipliers[h]);  // sc * m <= 63 * 16
+      sums[c] = _mm512_dpwssd_epi32(sums[c], _mm512_packs_epi32(low_dots, high_dots), scaled);
     }
   }
 }
@@ -150,11 +163,9 @@ struct Policy {
   static void add_super_block(const uint8_t* const (&row)[kTileRows], size_t offset, size_t ahead,
                               const ActQ8_K* const (&act)[C], const Constants&, Acc (&acc)[C]) {
     ActLevels a[C];
-    __m512i a_sums[C];
     float a_scale[C];
     for (int c = 0; c < C; ++c) {
       a[c] = arrange_activation(*act[c]);
-      a_sums[c] = spread_sub_block_sums(*act[c]);
       a_scale[c] = act[c]->d;
     }
     for (int g = 0; g < kGroups; ++g) {
@@ -173,7 +184,8 @@ struct Policy {
       for (int c = 0; c < C; ++c) {
         __m512 a_d = _mm512_set1_ps(a_scale[c]);
         __m512i scaled = k_quant::fold_four_rows(sums[0][c], sums[1][c], sums[2][c], sums[3][c]);
-        __m512i offsets = _mm512_madd_epi16(mins, a_sums[c]);
+        // mn * m: at most 63 * 16
+        __m512i offsets = _mm512_madd_epi16(_mm512_mullo_epi16(mins, a[c].min_multipliers), a[c].sums);
         acc[c].group[g] = _mm512_fmadd_ps(_mm512_mul_ps(d, a_d), _mm512_cvtepi32_ps(scaled), acc[c].group[g]);
         acc[c].group[g] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, a_d), _mm512_cvtepi32_ps(offsets), acc[c].group[g]);
       }

@@ -22,9 +22,11 @@ struct Q5_KDot {
     for (int64_t b = 0; b < k / kBlockK; ++b) {
       const ActQ8_K* a[C];
       __m128i a_sums[C];
+      __m256i multipliers[C];
       for (int c = 0; c < C; ++c) {
         a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
         a_sums[c] = sub_block_sums(*a[c]);
+        multipliers[c] = sub_block_multipliers(*a[c]);
       }
       for (int r = 0; r < R; ++r) {
         prefetch_ahead<sizeof(BlockQ5_K)>(w + r * w_stride, b);
@@ -33,15 +35,18 @@ struct Q5_KDot {
         __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales_mins));
         __m128i mins = _mm256_extracti128_si256(scales_mins, 1);
         __m256i qh = load32(block.qh);
-        __m256i sums[C];
-        for (int c = 0; c < C; ++c) sums[c] = _mm256_setzero_si256();
+        __m256i sums[C], scaled[C];  // scaled: sc * m, at most 63 * 16
+        for (int c = 0; c < C; ++c) {
+          sums[c] = _mm256_setzero_si256();
+          scaled[c] = _mm256_mullo_epi16(scales, multipliers[c]);
+        }
         for (int j = 0; j < 4; ++j) {
           __m256i packed = load32(block.qs + 32 * j);
           __m256i low = _mm256_or_si256(_mm256_and_si256(packed, low_mask), fifth_bit(qh, 2 * j));
           __m256i high =
               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask), fifth_bit(qh, 2 * j + 1));
-          __m256i scale_low = broadcast_lane(scales, 2 * j), scale_high = broadcast_lane(scales, 2 * j + 1);
           for (int c = 0; c < C; ++c) {
+            __m256i scale_low = broadcast_lane(scaled[c], 2 * j), scale_high = broadcast_lane(scaled[c], 2 * j + 1);
             __m256i p_low = _mm256_maddubs_epi16(low, load32(a[c]->qs + 64 * j));
             __m256i p_high = _mm256_maddubs_epi16(high, load32(a[c]->qs + 64 * j + 32));
             sums[c] = _mm256_add_epi32(sums[c], _mm256_add_epi32(_mm256_madd_epi16(p_low, scale_low),
@@ -50,7 +55,8 @@ struct Q5_KDot {
         }
         float d = _cvtsh_ss(block.d), dmin = _cvtsh_ss(block.dmin);
         for (int c = 0; c < C; ++c) {
-          __m256 offsets = _mm256_cvtepi32_ps(_mm256_zextsi128_si256(_mm_madd_epi16(mins, a_sums[c])));
+          __m128i scaled_mins = _mm_mullo_epi16(mins, _mm256_castsi256_si128(multipliers[c]));
+          __m256 offsets = _mm256_cvtepi32_ps(_mm256_zextsi128_si256(_mm_madd_epi16(scaled_mins, a_sums[c])));
           acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a[c]->d), _mm256_cvtepi32_ps(sums[c]), acc[r][c]);
           acc[r][c] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * a[c]->d), offsets, acc[r][c]);
         }

@@ -87,7 +87,7 @@ float dot_q6_k(int64_t k, const uint8_t* w_row, const uint8_t* act_row) {
         int i = s * kSubBlock + l;
         sumi += (level6(w[b], i) - 32) * a[b].qs[i];
       }
-      total += w[b].scales[s] * sumi;
+      total += w[b].scales[s] * a[b].multipliers[s / 2] * sumi;
     }
     sum += half_to_float(w[b].d) * a[b].d * static_cast<float>(total);
   }

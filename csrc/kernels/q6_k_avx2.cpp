@@ -5,6 +5,7 @@
 
 #include "kernels/avx2_common.h"
 #include "kernels/block32_dot_avx2.h"
+#include "kernels/k_quant_avx2.h"
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/panel_avx2.h"
@@ -38,25 +39,28 @@ inline __m256i chunk_levels(__m256i ql0, __m256i ql1, __m256i qh, int t) {
 }
 
 struct Q6_KDot {
-  // sums[c] = sum over the super-block of scale * (level - 32) * a, as 8 int32 lanes, for one weight row.
+  // sums[c] = sum over the super-block of scale * m * (level - 32) * a, as 8 int32 lanes, for one
+  // weight row; multipliers[c]: activation c's multiplier of each 16-value group (group_multipliers).
   template <int C>
-  static void row_sums(const BlockQ6_K& block, const ActQ8_K* const (&a)[C], __m256i (&sums)[C]) {
+  static void row_sums(const BlockQ6_K& block, const ActQ8_K* const (&a)[C], const __m256i (&multipliers)[C],
+                       __m256i (&sums)[C]) {
     __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales)));
-    __m256i scales_first = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scales));
-    __m256i scales_second = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(scales, 1));
+    __m256i halves[C][2];  // scale * m (at most 128 * 16) of groups 0..7 and 8..15, in both 128-bit halves
     for (int c = 0; c < C; ++c) {
-      // sum(scale * (q - 32) * a) = sum(scale * q * a) - 32 * sum(scale * group sum of a)
-      __m256i offset = _mm256_madd_epi16(scales, load32(a[c]->bsums));
+      __m256i scaled = _mm256_mullo_epi16(scales, multipliers[c]);
+      halves[c][0] = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(scaled));
+      halves[c][1] = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(scaled, 1));
+      // sum(scale * m * (q - 32) * a) = sum(scale * m * q * a) - 32 * sum(scale * m * group sum of a)
+      __m256i offset = _mm256_madd_epi16(scaled, load32(a[c]->bsums));
       sums[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
     }
     for (int h = 0; h < 2; ++h) {
       __m256i ql0 = load32(block.ql + 64 * h), ql1 = load32(block.ql + 64 * h + 32);
       __m256i qh = load32(block.qh + 32 * h);
-      __m256i half_scales = h == 0 ? scales_first : scales_second;
       for (int t = 0; t < 4; ++t) {
         __m256i levels = chunk_levels(ql0, ql1, qh, t);
-        __m256i chunk_scales = pair_of_lanes(half_scales, t);
         for (int c = 0; c < C; ++c) {
+          __m256i chunk_scales = pair_of_lanes(halves[c][h], t);
           __m256i products = _mm256_maddubs_epi16(levels, load32(a[c]->qs + 128 * h + 32 * t));
           sums[c] = _mm256_add_epi32(sums[c], _mm256_madd_epi16(products, chunk_scales));
         }
@@ -72,13 +76,17 @@ struct Q6_KDot {
     for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < k / kBlockK; ++b) {
       const ActQ8_K* a[C];
-      for (int c = 0; c < C; ++c) a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
+      __m256i multipliers[C];
+      for (int c = 0; c < C; ++c) {
+        a[c] = reinterpret_cast<const ActQ8_K*>(act + c * act_stride) + b;
+        multipliers[c] = group_multipliers(*a[c]);
+      }
       if constexpr (R == 4) {
         // Four rows' sums packed into one vector (block32_dot_avx2.h): one conversion and FMA per activation row.
         __m256i sums[4][C];
         for (int r = 0; r < 4; ++r) {
           prefetch_ahead<sizeof(BlockQ6_K)>(w + r * w_stride, b);
-          row_sums<C>(reinterpret_cast<const BlockQ6_K*>(w + r * w_stride)[b], a, sums[r]);
+          row_sums<C>(reinterpret_cast<const BlockQ6_K*>(w + r * w_stride)[b], a, multipliers, sums[r]);
         }
         __m256 d = four_row_halves<BlockQ6_K, &BlockQ6_K::d>(w, w_stride, b);
         for (int c = 0; c < C; ++c) {
@@ -89,7 +97,7 @@ struct Q6_KDot {
         prefetch_ahead<sizeof(BlockQ6_K)>(w, b);
         const BlockQ6_K& block = reinterpret_cast<const BlockQ6_K*>(w)[b];
         __m256i sums[C];
-        row_sums<C>(block, a, sums);
+        row_sums<C>(block, a, multipliers, sums);
         float d = _cvtsh_ss(block.d);
         for (int c = 0; c < C; ++c) {
           acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * a[c]->d), _mm256_cvtepi32_ps(sums[c]), acc[c]);

@@ -6,9 +6,10 @@
 //   half shifted right by 2 (bit pairs 1 and 3 where the lower half has 0 and 2).
 // - levels are used unsigned (0..63) in VNNI dpbusd: one 128-bit lane of its result is one 16-value
 //   sub-block (4 products per int32 lane, at most 4 * 63 * 128 = 32256). Two results are packed to int16
-//   (exact) and one dpwssd multiplies them by the sub-blocks' scales and accumulates.
-// - the offset of 32 is taken off through the activation's 16-value sums: the sums start at
-//   -32 * sum_s scale[s] * bsums[s].
+//   (exact) and one dpwssd multiplies them by the sub-blocks' scales times the activation's sub-block
+//   multipliers (one vpmullw, at most 128 * 16) and accumulates.
+// - the offset of 32 is taken off through the activation's 16-value sums times their multipliers (at
+//   most 16 * 127 * 16, int16): the sums start at -32 * sum_s scale[s] * m[s] * bsums[s].
 // - the integer sums of 8 rows are reduced to one int32 total per row before the conversion to float,
 //   so each super-block's total is exactly the scalar reference's; only the float summation differs
 //   (one fused multiply-add per super-block).
@@ -30,23 +31,6 @@ namespace {
 constexpr int kTileRows = 8;
 constexpr __mmask32 kUpperHalfWords = 0xFFFF0000u;
 
-// One activation super-block: the 256 levels as four 64-byte vectors, the bsums negated (int16: at
-// most 16 * 127 in magnitude) and d.
-struct ActSuperBlock {
-  __m512i qs[4];
-  __m256i neg_bsums;
-  float d;
-};
-
-inline ActSuperBlock load_act(const ActQ8_K& a) {
-  ActSuperBlock s;
-  for (int v = 0; v < 4; ++v) s.qs[v] = _mm512_loadu_si512(a.qs + 64 * v);
-  s.neg_bsums = _mm256_sub_epi16(_mm256_setzero_si256(),
-                                 _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)));
-  s.d = a.d;
-  return s;
-}
-
 // Word index vectors placing the 16 int16 scales next to the packs of two dpbusd results: for the
 // vectors of half h, 128-bit lane L holds sub-block 8h + L (words 0..3) and 8h + 4 + L (words 4..7).
 inline __m512i scale_word_index(int h) {
@@ -62,7 +46,31 @@ struct Constants {
   Constants() : scale_index{scale_word_index(0), scale_word_index(1)} {}
 };
 
-// sums[c] = 16 int32 lanes summing to sum_s scale[s] * sum((level - 32) * a) over one row's super-block.
+// One activation super-block: the 256 levels as four 64-byte vectors, the 16-value sums times their
+// sub-block's multiplier, negated, the multipliers in the lanes of row_sums' scales (per half), and d.
+struct ActSuperBlock {
+  __m512i qs[4];
+  __m256i neg_bsums;
+  __m512i multipliers[2];
+  float d;
+};
+
+inline ActSuperBlock load_act(const ActQ8_K& a, const Constants& k) {
+  ActSuperBlock s;
+  for (int v = 0; v < 4; ++v) s.qs[v] = _mm512_loadu_si512(a.qs + 64 * v);
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.multipliers));
+  const __m256i group_multipliers = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(bytes, bytes));  // group g: m[g / 2]
+  const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums));
+  s.neg_bsums = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_mullo_epi16(bsums, group_multipliers));
+  for (int h = 0; h < 2; ++h) {
+    s.multipliers[h] = _mm512_permutexvar_epi16(k.scale_index[h], _mm512_castsi256_si512(group_multipliers));
+  }
+  s.d = a.d;
+  return s;
+}
+
+// sums[c] = 16 int32 lanes summing to sum_s scale[s] * m[s] * sum((level - 32) * a) over one row's
+// super-block.
 template <int C>
 inline void row_sums(const BlockQ6_K& block, const ActSuperBlock (&a)[C], const Constants& k, __m512i (&sums)[C]) {
   __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block.scales)));
@@ -82,7 +90,8 @@ inline void row_sums(const BlockQ6_K& block, const ActSuperBlock (&a)[C], const 
     for (int c = 0; c < C; ++c) {
       __m512i low_dots = _mm512_dpbusd_epi32(_mm512_setzero_si512(), low, a[c].qs[2 * h]);
       __m512i high_dots = _mm512_dpbusd_epi32(_mm512_setzero_si512(), high, a[c].qs[2 * h + 1]);
-      sums[c] = _mm512_dpwssd_epi32(sums[c], _mm512_packs_epi32(low_dots, high_dots), sub_block_scales);
+      __m512i scaled = _mm512_mullo_epi16(sub_block_scales, a[c].multipliers[h]);
+      sums[c] = _mm512_dpwssd_epi32(sums[c], _mm512_packs_epi32(low_dots, high_dots), scaled);
     }
   }
 }
@@ -115,7 +124,7 @@ struct Policy {
   static void add_super_block(const uint8_t* const (&row)[kTileRows], size_t offset, size_t ahead,
                               const ActQ8_K* const (&act)[C], const Constants& constants, __m256 (&acc)[C]) {
     ActSuperBlock a[C];
-    for (int c = 0; c < C; ++c) a[c] = load_act(*act[c]);
+    for (int c = 0; c < C; ++c) a[c] = load_act(*act[c], constants);
     __m512i folds[2][C];
     for (int quad = 0; quad < 2; ++quad) {
       __m512i sums[4][C];

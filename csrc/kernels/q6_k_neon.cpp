@@ -1,6 +1,7 @@
 // Q6_K on NEON: the Fast dot product against ActQ8_K (vdotq_s32). Each weight row's super-block is
 // decoded once into 16 vectors of signed levels (q - 32) in value order, then dotted with every
-// activation row of the tile, each 16-value group times its int8 scale. Also its matrix-matrix panels
+// activation row of the tile, each 16-value group times its int8 scale and the activation's sub-block
+// multiplier. Also its matrix-matrix panels
 // (panel_neon.h).
 #include "kernels/strict_fp.h"
 
@@ -48,7 +49,7 @@ struct Q6_KDot {
           int32x4_t sums = vdupq_n_s32(0);
           for (int g = 0; g < 16; ++g) {
             int32x4_t group = vdotq_s32(vdupq_n_s32(0), levels[g], vld1q_s8(a.qs + 16 * g));
-            sums = vmlaq_n_s32(sums, group, block.scales[g]);
+            sums = vmlaq_n_s32(sums, group, block.scales[g] * a.multipliers[g / 2]);
           }
           acc[r][c] = vfmaq_n_f32(acc[r][c], vcvtq_f32_s32(sums), d * a.d);
         }
