@@ -261,7 +261,7 @@ def test_int8_is_fast_on_quantized_weights_and_exact_where_k_is_not_blockwise(is
     assert np.array_equal(ops.matmul(odd, y, precision="int8"), ops.matmul(odd, y, precision="exact"))
 
 
-@pytest.mark.parametrize("ggml_type", ["Q8_0", "Q4_0", "Q4_K", "Q6_K"])
+@pytest.mark.parametrize("ggml_type", ["Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K"])
 def test_streamed_decode_split_matches_scalar_reference(isa: str, ggml_type: str) -> None:
     """1029 rows: the decode path's per-thread regions (>= 512 rows), with pieces past the last row."""
     w, x = random_case(ggml_type, 1029, 3, seed=29)
@@ -271,7 +271,8 @@ def test_streamed_decode_split_matches_scalar_reference(isa: str, ggml_type: str
 
 
 @pytest.mark.parametrize("n", [1, 3])
-@pytest.mark.parametrize(("ggml_type", "k"), [("Q8_0", 1312), ("Q4_0", 1312), ("Q4_K", 1280), ("Q6_K", 1280)])
+@pytest.mark.parametrize(("ggml_type", "k"), [("Q8_0", 1312), ("Q4_0", 1312), ("Q4_K", 1280), ("Q5_K", 1280),
+                                                ("Q6_K", 1280)])
 def test_decode_kernels_over_long_rows_match_scalar_reference(isa: str, ggml_type: str, k: int, n: int) -> None:
     """Rows of 41 blocks (the AVX-512 kernels' 4-block groups and a leftover block) or 5 super-blocks,
     1029 rows (their 4- and 8-row streams and the leftover rows)."""

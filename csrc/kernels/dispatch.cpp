@@ -45,6 +45,7 @@ void add_layer(Isa layer, IsaKernels& table) {
       avx512::add_q4_0(table);
       avx512::add_q8_0(table);
       avx512::add_q4_k(table);
+      avx512::add_q5_k(table);
       avx512::add_q6_k(table);
       avx512::add_float_int16(table);
       break;

@@ -107,6 +107,7 @@ void add_float(IsaKernels& table);
 void add_q4_0(IsaKernels& table);  // decode (row-dot) kernels
 void add_q8_0(IsaKernels& table);
 void add_q4_k(IsaKernels& table);
+void add_q5_k(IsaKernels& table);
 void add_q6_k(IsaKernels& table);
 void add_float_int16(IsaKernels& table);
 }  // namespace avx512
