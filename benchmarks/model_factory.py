@@ -30,7 +30,8 @@ from qvl_local.quantize import quantize_gguf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".bench-cache"
-QUANT_TYPES = ("F16", "Q8_0", "Q4_K_M", "Q4_0")
+QUANT_TYPES = ("F16", "Q8_0", "Q4_K_M", "Q4_0", "Q5_K_M")
+DEFAULT_QUANT_TYPES = ("F16", "Q8_0", "Q4_K_M", "Q4_0")  # what a run measures unless told
 WEIGHT_STD = 0.02
 F16_FILE_TYPE = 1  # general.file_type (llama_ftype) of a mostly-F16 file
 F32_MATRICES = frozenset({"v.position_embd.weight"})  # 2-D tensors the converter keeps in F32

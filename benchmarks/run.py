@@ -7,7 +7,7 @@ random weights, per quantization level.
 
 (from the root of a checkout: the benchmarks are not part of the installed package)
 
-For F16, Q8_0, Q4_K_M and Q4_0 it measures load time, peak RSS, prefill tokens/s (512-token prompt,
+For F16, Q8_0, Q4_K_M and Q4_0 (and Q5_K_M when asked) it measures load time, peak RSS, prefill tokens/s (512-token prompt,
 fresh cache, logits of the last position) and decode tokens/s (128 tokens, end of text ignored); with
 the F16 vision projector, the encode time of a 448x448 and a 1024x683 image and the time to the first
 token of a question about the larger one, at the default precision ("fast") and at "int8" (the
@@ -39,8 +39,8 @@ from typing import Any
 
 from benchmarks import machine, report
 from benchmarks.llama_cpp_runner import llama_cpp_version
-from benchmarks.model_factory import CACHE_DIR, DEFAULT_MODEL, MODELS, QUANT_TYPES, QUICK_MODELS, BenchShape, \
-    default_fixtures_dir, ensure_models
+from benchmarks.model_factory import CACHE_DIR, DEFAULT_MODEL, DEFAULT_QUANT_TYPES, MODELS, QUANT_TYPES, QUICK_MODELS, \
+    BenchShape, default_fixtures_dir, ensure_models
 from benchmarks.spec import IMAGE_PLACEHOLDER
 from benchmarks.worker import Spec
 
@@ -68,8 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"the real model whose shape is benchmarked (default: {DEFAULT_MODEL})")
     parser.add_argument("--quick", action="store_true", help="tiny model, short prompts: a smoke test in seconds")
     parser.add_argument("--compare-llama-cpp", action="store_true", help="also run llama.cpp (llama-cpp-python) on the same files")
-    parser.add_argument("--quants", nargs="+", choices=QUANT_TYPES, default=list(QUANT_TYPES), metavar="TYPE",
-                        help=f"quantization levels (default: {' '.join(QUANT_TYPES)})")
+    parser.add_argument("--quants", nargs="+", choices=QUANT_TYPES, default=list(DEFAULT_QUANT_TYPES), metavar="TYPE",
+                        help=f"quantization levels: {' '.join(QUANT_TYPES)} (default: {' '.join(DEFAULT_QUANT_TYPES)})")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="threads (default: all cores)")
     parser.add_argument("--skip-vision", action="store_true", help="text measurements only")
     parser.add_argument("--vision-precisions", nargs="*", choices=("exact", "int8"), default=["int8"], metavar="PRECISION",
