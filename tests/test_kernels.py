@@ -270,6 +270,27 @@ def test_streamed_decode_split_matches_scalar_reference(isa: str, ggml_type: str
     assert np.array_equal(out, ops.matmul(w, x, precision="fast", n_threads=2))
 
 
+@pytest.mark.parametrize("order", ["streams", "adjacent"])
+@pytest.mark.parametrize("ggml_type", ["Q4_K", "Q5_K", "Q6_K"])
+def test_k_quant_decode_row_orders_match_scalar_reference(isa: str, ggml_type: str, order: str) -> None:
+    """Both ways the AVX-512 K-quant decode kernels walk the rows (ops.set_decode_row_order; the CPU picks
+    one): 1029 rows, the 8-row tiles and streams and the rows left over."""
+    rng = np.random.default_rng(5)
+    w = ops.quantize((0.1 * rng.standard_normal((1029, 512))).astype(np.float32), ggml_type)
+    x = rng.standard_normal((2, 512)).astype(np.float32)
+    ops.set_decode_row_order(order)
+    try:
+        out = ops.matmul(w, x, precision="fast", n_threads=2)
+    finally:
+        ops.set_decode_row_order("auto")
+    assert_fast_matches_scalar(isa, w, x, out)
+
+
+def test_decode_row_order_names() -> None:
+    with pytest.raises(ValueError, match="streams"):
+        ops.set_decode_row_order("diagonal")
+
+
 @pytest.mark.parametrize("n", [1, 3])
 @pytest.mark.parametrize(("ggml_type", "k"), [("Q8_0", 1312), ("Q4_0", 1312), ("Q4_K", 1280), ("Q5_K", 1280),
                                                 ("Q6_K", 1280)])

@@ -173,6 +173,8 @@ void register_ops(py::module_& m) {
   m.def("type_blocks", &type_blocks,
         "The weight types the kernels run, in order: name -> (values per block, bytes per block), as in GGUF.");
   m.def("precisions", &qvl::precision_names, "The matmul precisions, in order: 'exact', 'fast', 'int8'.");
+  m.def("set_decode_row_order", &qvl::set_decode_row_order, py::arg("order"),
+        "How the AVX-512 decode kernels walk the rows: 'auto' (the CPU's choice), 'streams' or 'adjacent'.");
   m.def("set_isa", &qvl::set_isa, py::arg("name"), "Force the kernel ISA path: 'scalar', 'avx2', 'avx512', 'amx' or 'neon'.");
   m.def("active_isa", [] { return std::string(qvl::isa_name(qvl::active_isa())); }, "The ISA path in use.");
   m.def("available_isas", &available_isas, "ISA paths this build and CPU can run.");

@@ -27,6 +27,15 @@ bool cpu_has_avx2_fma_f16c() {
 #endif
 }
 
+bool cpu_is_amd() {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  return __builtin_cpu_is("amd");
+#else
+  return false;
+#endif
+}
+
 bool cpu_has_avx512_vnni() {
 #if defined(QVL_HAVE_AVX512_BUILD) && (defined(__x86_64__) || defined(_M_X64))
   __builtin_cpu_init();
@@ -102,6 +111,26 @@ std::atomic<Isa>& current() {
 }
 
 }  // namespace
+
+namespace {
+std::atomic<int> decode_row_order{-1};  // -1: the CPU's choice, 0: streams, 1: adjacent rows
+}  // namespace
+
+bool decode_tiles_adjacent_rows() {
+  static const bool cpu_choice = cpu_is_amd();
+  const int order = decode_row_order.load(std::memory_order_relaxed);
+  return order < 0 ? cpu_choice : order == 1;
+}
+
+void set_decode_row_order(const std::string& order) {
+  if (order == "auto") {
+    decode_row_order = -1;
+  } else if (order == "streams" || order == "adjacent") {
+    decode_row_order = order == "adjacent" ? 1 : 0;
+  } else {
+    throw std::invalid_argument("decode row order must be 'auto', 'streams' or 'adjacent', not '" + order + "'");
+  }
+}
 
 const char* isa_name(Isa isa) {
   switch (isa) {

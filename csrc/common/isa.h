@@ -19,6 +19,18 @@ constexpr int kIsaCount = 5;
 // amx = avx512's + amx; neon = scalar + neon.
 std::vector<Isa> isa_layers(Isa isa);
 
+// How the AVX-512 decode kernels of the K-quants walk a matrix's rows (kernels/k_quant_dot_avx512.h): in
+// tiles of adjacent rows (true: AMD CPUs) or in tiles taking one row from each of 8 streams of
+// consecutive rows (false: elsewhere, where the streams were measured faster, on matrices of 7-8 MB).
+// Measured on the Zen 5 VM out of memory (2 threads, one process, the two orders alternating): Q4_K
+// 71680x3072 23.5-24.6 -> 32.1-33.7 GB/s, Q6_K 151936x1536 (an LM head) 23.0-23.3 -> 33.7-34.0; whole-model
+// decode, 2B shape Q4_K_M 37-45 -> 50-51 tok/s in one pair of runs, 31-43 -> 35-49 in another. The
+// block32 kernels (Q8_0, Q4_0) read as fast in either order there, and keep their streams.
+bool decode_tiles_adjacent_rows();
+// Overrides that choice (tests, benchmarks): "adjacent", "streams", or "auto" (the CPU's); throws
+// std::invalid_argument for another name.
+void set_decode_row_order(const std::string& order);
+
 const char* isa_name(Isa isa);
 bool isa_available(Isa isa);  // compiled in and supported by this CPU
 Isa active_isa();

@@ -14,6 +14,7 @@
 #pragma once
 #include <immintrin.h>
 
+#include "common/isa.h"
 #include "kernels/blocks.h"
 
 namespace qvl::avx512::k_quant {
@@ -81,10 +82,20 @@ void run_rows(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, in
 // adjacent rows (prefetching the rows after it, past the matrix: prefetches do not fault).
 constexpr size_t kStreamPrefetchBytes = 1024;
 
+// With common/isa.h's decode_tiles_adjacent_rows, tiles of kTileRows adjacent rows instead, each row
+// prefetching the next tile's block.
 template <typename Policy>
 void dot_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
               int64_t n_act, float* out, size_t out_stride) {
   constexpr int kRows = Policy::kTileRows;
+  if (decode_tiles_adjacent_rows()) {
+    for (int64_t r = 0; r < n_rows; r += kRows) {
+      const int n_valid = static_cast<int>(n_rows - r < kRows ? n_rows - r : kRows);
+      run_rows<Policy>(k, w + r * w_stride, w_stride, 1, n_valid, kRows * w_stride, act, act_stride, n_act, out + r,
+                       out_stride);
+    }
+    return;
+  }
   const int64_t stream_rows = n_rows / kRows;
   for (int64_t r = 0; r < stream_rows; ++r) {
     run_rows<Policy>(k, w + r * w_stride, w_stride, stream_rows, kRows, kStreamPrefetchBytes, act, act_stride, n_act, out + r,

@@ -286,6 +286,10 @@ def rope(heads: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], cos: ty
     """
     Rotates pairs (j, j + head_dim / 2) of each head (n_heads, head_dim) by cos[j], sin[j] (head_dim / 2,).
     """
+def set_decode_row_order(order: str) -> None:
+    """
+    How the AVX-512 decode kernels walk the rows: 'auto' (the CPU's choice), 'streams' or 'adjacent'.
+    """
 def set_isa(name: str) -> None:
     """
     Force the kernel ISA path: 'scalar', 'avx2', 'avx512', 'amx' or 'neon'.

@@ -101,6 +101,12 @@ def set_isa(name: str) -> None:
     _core.set_isa(name)
 
 
+def set_decode_row_order(order: str) -> None:
+    """How the AVX-512 decode kernels of the K-quants walk the rows: "auto" (the CPU's choice),
+    "streams" or "adjacent" (tests and benchmarks; ValueError for another name)."""
+    _core.set_decode_row_order(order)
+
+
 def active_isa() -> str:
     return _core.active_isa()
 
