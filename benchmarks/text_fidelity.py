@@ -79,21 +79,23 @@ def steps(ids: np.ndarray, decode_step: bool) -> list[np.ndarray]:
     return [ids[:-1], ids[-1:]] if decode_step and len(ids) > 1 else [ids]
 
 
+def decoder_last_logits(decoder, ids: np.ndarray, precision: str, decode_step: bool) -> np.ndarray:
+    """The last position's logits of `ids` run on our C++ decoder from an empty cache, in steps()."""
+    decoder.truncate(0)
+    start = 0
+    for piece in steps(ids, decode_step):
+        last = decoder.forward(piece, text_positions(start, len(piece)), logits="last", precision=precision)
+        start += len(piece)
+    return np.array(last)
+
+
 def ours_last_logits(path: Path, prompts: dict[str, np.ndarray], precision: str, n_threads: int,
                      decode_step: bool = False) -> dict[str, np.ndarray]:
     import qvl_local
 
     model = qvl_local.load(path, mmproj=False, n_threads=n_threads, n_ctx=N_CTX)
     decoder = model._decoder  # the C++ decoder: the same ids in, the last position's logits out
-    logits = {}
-    for name, ids in prompts.items():
-        decoder.truncate(0)
-        start = 0
-        for piece in steps(ids, decode_step):
-            last = decoder.forward(piece, text_positions(start, len(piece)), logits="last", precision=precision)
-            start += len(piece)
-        logits[name] = np.array(last)
-    return logits
+    return {name: decoder_last_logits(decoder, ids, precision, decode_step) for name, ids in prompts.items()}
 
 
 def llama_last_logits(path: Path, prompts: dict[str, np.ndarray], n_threads: int,

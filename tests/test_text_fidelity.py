@@ -14,16 +14,17 @@ ordinary ids, 4-256 tokens), against llama.cpp's mean on the same ids and files,
 
 (libllama 0.5.0 of llama-cpp-python 0.3.36's tree, GGML_NATIVE, repack and llamafile on, its default
 F16 KV cache, 2 threads). Ours then, per ISA: Q8_0 0.303-0.309 / 0.0667-0.0668 (Q4_K_M, with
-Q8_K's blocks then: 0.437-0.439 / 0.0934-0.0937). The Q8_0 limit is llama.cpp's mean plus 3%: how far the 60-prompt mean
-moves when only the rounding draws change (summation order, other ISA), so a test that passes means
+Q8_K's blocks then: 0.437-0.439 / 0.0934-0.0937). The Q8_0 limit is llama.cpp's mean plus 3%: how
+far the 60-prompt mean moves when only the rounding draws change (summation order, other ISA), so a test that passes means
 "level with llama.cpp or better", and a real regression of the kernels' error (a wrong scale or
 rounding costs far more) fails it.
-Q4_K_M is held to 80% of llama.cpp's mean: in prompt processing our K-quant products give the
-activations a scale per sub-block (32 values, Q6_K 16) where llama.cpp's Q8_K has one per 256, which
-measured 0.312 / 0.0673 against 0.437 / 0.0937 (ours was 0.437 / 0.0934 with Q8_K's blocks), so a
-return to the coarser rounding fails it.
+Q4_K_M is held to 80% of llama.cpp's mean: our K-quant products give the activations a scale per
+sub-block (prompts: 32 values, Q6_K 16; decode: act_quant_scale.h's multiples of a per-256 base) where
+llama.cpp's Q8_K has one per 256, which measured 0.305 / 0.0659 against 0.437 / 0.0937 (ours was
+0.437 / 0.0934 with Q8_K's blocks), so a return to the coarser rounding fails it.
 The a_text figures are held to §7's llama.cpp values plus 10% (Q8_0; Q4_K_M: 80% of them), as
-issue #16 asks. That check pins one draw: a change of rounding or summation order alone can move it by far more than 10% (a simulated
+issue #16 asks. That check pins one draw: a change of rounding or summation order alone can move it
+by far more than 10% (a simulated
 redraw of the rounding gave a_text Q8_0 RMS 0.040-0.065) with no change in the mean error. If it fails
 after such a change, the mean test above and `benchmarks.text_fidelity` say whether anything got worse.
 """
@@ -36,7 +37,7 @@ import pytest
 
 import qvl_local
 from benchmarks.spec import text_positions
-from benchmarks.text_fidelity import FIXTURE_FILES, held_out_prompts, steps
+from benchmarks.text_fidelity import FIXTURE_FILES, decoder_last_logits, held_out_prompts
 
 # llama.cpp's mean (max abs, RMS) over the 60 prompts of seed 1, measured as the docstring says.
 LLAMA_CPP_MEAN = {"q8_0": (0.3104, 0.0672), "q4_k_m": (0.4328, 0.0935)}
@@ -51,17 +52,10 @@ A_TEXT_MARGIN = {"q8_0": 1.10, "q4_k_m": 0.80}
 def fast_errors(model: qvl_local.Model, prompts: dict[str, np.ndarray], decode_step: bool = False) -> np.ndarray:
     """(max abs, RMS) of fast - exact on the last position, one row per prompt; with decode_step the last
     token runs alone after the others (the decode kernels' rounding)."""
-    decoder = model._decoder
     rows = []
     for ids in prompts.values():
-        logits = {}
-        for precision in ("exact", "fast"):
-            decoder.truncate(0)
-            start = 0
-            for piece in steps(ids, decode_step):
-                logits[precision] = decoder.forward(piece, text_positions(start, len(piece)), logits="last",
-                                                    precision=precision)
-                start += len(piece)
+        logits = {precision: decoder_last_logits(model._decoder, ids, precision, decode_step)
+                  for precision in ("exact", "fast")}
         error = logits["fast"].astype(np.float64) - logits["exact"]
         rows.append((np.abs(error).max(), np.sqrt(np.mean(error**2))))
     return np.array(rows)

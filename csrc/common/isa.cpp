@@ -110,10 +110,8 @@ std::atomic<Isa>& current() {
   return isa;
 }
 
-}  // namespace
-
-namespace {
 std::atomic<int> decode_row_order{-1};  // -1: the CPU's choice, 0: streams, 1: adjacent rows
+
 }  // namespace
 
 bool decode_tiles_adjacent_rows() {
@@ -125,8 +123,10 @@ bool decode_tiles_adjacent_rows() {
 void set_decode_row_order(const std::string& order) {
   if (order == "auto") {
     decode_row_order = -1;
-  } else if (order == "streams" || order == "adjacent") {
-    decode_row_order = order == "adjacent" ? 1 : 0;
+  } else if (order == "streams") {
+    decode_row_order = 0;
+  } else if (order == "adjacent") {
+    decode_row_order = 1;
   } else {
     throw std::invalid_argument("decode row order must be 'auto', 'streams' or 'adjacent', not '" + order + "'");
   }

@@ -19,15 +19,9 @@ constexpr int kIsaCount = 5;
 // amx = avx512's + amx; neon = scalar + neon.
 std::vector<Isa> isa_layers(Isa isa);
 
-// How the AVX-512 decode kernels of the K-quants walk a matrix's rows (kernels/k_quant_dot_avx512.h): in
-// tiles of adjacent rows (true: AMD CPUs) or in tiles taking one row from each of 8 streams of
-// consecutive rows (false: elsewhere, where the streams were measured faster, on matrices of 7-8 MB).
-// Measured on the Zen 5 VM out of memory (2 threads, one process, the two orders alternating): Q4_K
-// 71680x3072 23.5-24.6 -> 32.1-33.7 GB/s, Q6_K 151936x1536 (an LM head) 23.0-23.3 -> 33.7-34.0; in a
-// later run at a higher bandwidth of the host, 29.8-30.3 -> 46.4-46.8 and 30.1-30.6 -> 41.7-42.6, where
-// Q8_0 read at 49-52 in either order and the AVX2 kernels (4 streams) at 53-54 (Q8_0), 36 (Q4_K), 23
-// (Q6_K); whole-model decode, 2B shape Q4_K_M 37-45 -> 50-51 tok/s in one pair of runs, 31-43 -> 35-49
-// in another. The block32 kernels (Q8_0, Q4_0) keep their streams.
+// How the AVX-512 decode kernels of the K-quants walk a matrix's rows (kernels/k_quant_dot_avx512.h,
+// where the measurements are): in tiles of adjacent rows (true: AMD CPUs, measured faster on Zen 5) or
+// in tiles taking one row from each of 8 streams of consecutive rows (false: elsewhere).
 bool decode_tiles_adjacent_rows();
 // Overrides that choice (tests, benchmarks): "adjacent", "streams", or "auto" (the CPU's); throws
 // std::invalid_argument for another name.

@@ -4,7 +4,6 @@
 // rounding), so their dot products differ only in float summation.
 #include "kernels/strict_fp.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "kernels/act_quant_scale.h"
@@ -53,7 +52,7 @@ void quantize_act_q8_k(const float* src, uint8_t* dst, int64_t k) {
     const float* x = src + b * kBlockK;
     float sub_block_amax[kBlockK / 32];
     for (int s = 0; s < kBlockK / 32; ++s) sub_block_amax[s] = max_magnitude(x + 32 * s, 32);
-    const SuperBlockScale base = super_block_scale(*std::max_element(sub_block_amax, sub_block_amax + kBlockK / 32));
+    const SuperBlockScale base = super_block_scale(sub_block_amax);
     blocks[b].d = base.d;
     for (int s = 0; s < kBlockK / 32; ++s) {
       const SubBlockScale scale = sub_block_scale(base, sub_block_amax[s]);

@@ -39,12 +39,8 @@ void quantize_q8_k(const float* src, uint8_t* dst, int64_t k) {
   for (int64_t b = 0; b < k / kBlockK; ++b) {
     const float* x = src + b * kBlockK;
     float sub_block_amax[kBlockK / 32];
-    float amax = 0.0f;
-    for (int s = 0; s < kBlockK / 32; ++s) {
-      sub_block_amax[s] = Levels::max_magnitude(x + 32 * s, 32);
-      amax = sub_block_amax[s] > amax ? sub_block_amax[s] : amax;
-    }
-    const SuperBlockScale base = super_block_scale(amax);
+    for (int s = 0; s < kBlockK / 32; ++s) sub_block_amax[s] = Levels::max_magnitude(x + 32 * s, 32);
+    const SuperBlockScale base = super_block_scale(sub_block_amax);
     blocks[b].d = base.d;
     for (int s = 0; s < kBlockK / 32; ++s) {
       const SubBlockScale scale = sub_block_scale(base, sub_block_amax[s]);

@@ -33,7 +33,9 @@ struct SuperBlockScale {
   float amax;
 };
 
-inline SuperBlockScale super_block_scale(float amax) {
+// The base of a super-block from its 8 sub-blocks' largest magnitudes.
+inline SuperBlockScale super_block_scale(const float (&sub_block_amax)[8]) {
+  const float amax = *std::max_element(sub_block_amax, sub_block_amax + 8);
   if (!(amax >= kSmallestActivationBlock)) return {0.0f, 0.0f};
   return {amax / (127.0f * kSubBlockMultipliers), amax};
 }

@@ -82,8 +82,14 @@ void run_rows(int64_t k, const uint8_t* w, size_t w_stride, int64_t row_step, in
 // adjacent rows (prefetching the rows after it, past the matrix: prefetches do not fault).
 constexpr size_t kStreamPrefetchBytes = 1024;
 
-// With common/isa.h's decode_tiles_adjacent_rows, tiles of kTileRows adjacent rows instead, each row
-// prefetching the next tile's block.
+// With common/isa.h's decode_tiles_adjacent_rows (AMD), tiles of kTileRows adjacent rows instead, each
+// row prefetching the next tile's block. The streams above were measured on matrices of 7-8 MB, which a
+// 32 MB L3 holds; out of memory on the Zen 5 VM (2 threads, one process, the two orders alternating)
+// adjacent tiles read Q4_K 71680x3072 at 32.1-33.7 GB/s against 23.5-24.6, Q6_K 151936x1536 (an LM
+// head) 33.7-34.0 against 23.0-23.3; in a later run at a higher bandwidth of the host 46.4-46.8 against
+// 29.8-30.3 and 41.7-42.6 against 30.1-30.6, where Q8_0's block32 kernel read at 49-52 in either order
+// (so it keeps its streams). Whole-model decode, 2B shape Q4_K_M: 37-45 -> 50-51 tok/s in one pair of
+// runs, 31-43 -> 35-49 in another. Other vendors keep the streams: not measured here.
 template <typename Policy>
 void dot_tile(int64_t k, const uint8_t* w, size_t w_stride, int64_t n_rows, const uint8_t* act, size_t act_stride,
               int64_t n_act, float* out, size_t out_stride) {
