@@ -42,9 +42,10 @@ def best_of(action: Callable[[], object], repeats: int) -> Measurement:
     return Measurement(min(run.seconds for run in runs), all_runs.others_cores)
 
 
-def read_bandwidth(n_threads: int) -> tuple[float, Measurement]:
-    """Bytes per second reading a 1 GiB array: our threaded read loop or numpy's sum, whichever is faster."""
-    data = np.ones(BANDWIDTH_BYTES, dtype=np.uint8)
+def read_bandwidth(n_threads: int, nbytes: int = BANDWIDTH_BYTES) -> tuple[float, Measurement]:
+    """Bytes per second reading an nbytes array (1 GiB: far past any cache): our threaded read loop or
+    numpy's sum, whichever is faster."""
+    data = np.ones(nbytes, dtype=np.uint8)
     ours = best_of(lambda: _core.stream_read(data, n_threads), 5)
     numpy = best_of(lambda: data.view(np.uint64).sum(), 3)
     best = min(ours, numpy, key=lambda m: m.seconds)

@@ -33,6 +33,17 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
     return f"{ours / theirs:.2f}x" if ours and theirs else "-"
 
 
+def decode_read_share(results: dict[str, Any], quant: str, tokens_per_s: float) -> str:
+    """Decode's weight reads in GB/s and as a share of the read bandwidth measured around the quant's
+    runs: how close to the memory-bound ceiling an engine decodes (empty in records without them)."""
+    bytes_per_token = results["meta"].get("decode_bytes_per_token", {}).get(quant)
+    bandwidth = results.get("read_bandwidth", {}).get(quant)
+    if not bytes_per_token or not bandwidth:
+        return ""
+    rate = tokens_per_s * bytes_per_token
+    return f"{rate / GB:.1f} ({100 * rate / (sum(bandwidth) / len(bandwidth)):.0f}%)"
+
+
 def text_rows(results: dict[str, Any], with_reference: bool) -> list[list[str]]:
     rows = []
     for quant, engines in results["text"].items():
@@ -40,6 +51,7 @@ def text_rows(results: dict[str, Any], with_reference: bool) -> list[list[str]]:
             pp, tg = r["prefill"]["tokens_per_s"], r["decode"]["tokens_per_s"]
             row = [quant, engine, f"{r['load']['seconds']:.2f}{_mark(r['load'])}", f"{r['peak_rss_bytes'] / GB:.2f}",
                    f"{pp:.1f}{_mark(r['prefill'])}", f"{tg:.1f}{_mark(r['decode'])}",
+                   decode_read_share(results, quant, tg),
                    f"{max(r['prefill']['others_cores'], r['decode']['others_cores']):.2f}"]
             if engine == "ours" and "llama.cpp" in engines:
                 theirs = engines["llama.cpp"]
@@ -99,8 +111,9 @@ def render_text(results: dict[str, Any]) -> str:
     parts = [
         f"qvl_local benchmark: {meta['shape']} model, {meta['n_threads']} threads, {meta['cpu']} ({meta['isa']}), "
         f"load average before {meta['load_average_before'][0]:.2f}, after {meta['load_average_after'][0]:.2f}",
-        format_table(["quant", "engine", "load s", "peak RSS GB", "prefill tok/s", "decode tok/s", "others' cores",
-                      "ours/llama.cpp (pp / tg)", "ours/reference (pp / tg)"], text_rows(results, with_reference)),
+        format_table(["quant", "engine", "load s", "peak RSS GB", "prefill tok/s", "decode tok/s",
+                      "decode GB/s (% of read)", "others' cores", "ours/llama.cpp (pp / tg)", "ours/reference (pp / tg)"],
+                     text_rows(results, with_reference)),
     ]
     vision = vision_rows(results, with_reference)
     if vision:
@@ -119,6 +132,10 @@ def render_text(results: dict[str, Any]) -> str:
         parts.append("\n".join(notes))
     if not results.get("llama_cpp_version") and meta.get("compare_llama_cpp"):
         parts.append("llama.cpp: llama-cpp-python is not installed (pip install 'qvl_local[llama]'); no live comparison.")
+    bandwidth = results.get("read_bandwidth")
+    if bandwidth:
+        parts.append("read bandwidth (our read loop, before and after each quant's runs): " + "; ".join(
+            f"{quant} {' / '.join(f'{value / GB:.1f}' for value in values)} GB/s" for quant, values in bandwidth.items()))
     parts.append(f"{MARK_NOISY} other processes used more than 10% of the cores during this measurement (after one repeat)")
     return "\n\n".join(parts)
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import machine, report
+from benchmarks.bench_kernels import read_bandwidth
 from benchmarks.llama_cpp_runner import llama_cpp_version
 from benchmarks.model_factory import CACHE_DIR, DEFAULT_MODEL, DEFAULT_QUANT_TYPES, MODELS, QUANT_TYPES, QUICK_MODELS, \
     BenchShape, default_fixtures_dir, ensure_models
@@ -59,6 +60,7 @@ class Workload:
 
 FULL_WORKLOAD = Workload(512, 128, {"448x448": [448, 448], "1024x683": [1024, 683]}, "1024x683")
 QUICK_WORKLOAD = Workload(64, 16, {"112x112": [112, 112], "256x171": [256, 171]}, "256x171")
+READ_BANDWIDTH_BYTES = {"full": 1 << 30, "quick": 64 << 20}  # the quick run only checks the code path
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -131,18 +133,32 @@ def question_prompt(text_gguf: Path) -> str:
     return prompt
 
 
+def decode_bytes_per_token(text_gguf: Path) -> int:
+    """The weight bytes one decoded token reads: every tensor once, but of the embedding table only a row
+    when the model has its own output matrix (tied models multiply by the whole table)."""
+    from qvl_local.gguf_file import GGUFFile
+
+    tensors = GGUFFile(text_gguf).tensors
+    embedding = tensors["token_embd.weight"].nbytes if "output.weight" in tensors else 0
+    return sum(info.nbytes for info in tensors.values()) - embedding
+
+
 def measure(args: argparse.Namespace, shape: BenchShape, workload: Workload, files, log) -> dict[str, Any]:
     text: dict[str, dict[str, Any]] = {}
+    bandwidth: dict[str, list[float]] = {}  # quant -> read bandwidth (bytes/s) before and after its runs
+    bandwidth_bytes = READ_BANDWIDTH_BYTES["quick" if args.quick else "full"]
     for quant in args.quants:
         common = dict(model=str(files.text[quant]), n_threads=args.threads,
                       prefill_tokens=workload.prefill_tokens, decode_tokens=workload.decode_tokens)
         text[quant] = {}
+        bandwidth[quant] = [read_bandwidth(args.threads, bandwidth_bytes)[0]]
         log(f"{quant}: ours ...")
         text[quant]["ours"] = run_worker(Spec(kind="ours-text", **common))
         if args.compare_llama_cpp and llama_cpp_version():
             log(f"{quant}: llama.cpp ...")
             text[quant]["llama.cpp"] = run_llama_worker(Spec(kind="llama-text", **common), log)
-    results: dict[str, Any] = {"text": text}
+        bandwidth[quant].append(read_bandwidth(args.threads, bandwidth_bytes)[0])
+    results: dict[str, Any] = {"text": text, "read_bandwidth": bandwidth}
     if not args.skip_vision:
         vision_quant = "Q4_K_M" if "Q4_K_M" in args.quants else args.quants[0]
         common = dict(model=str(files.text[vision_quant]), mmproj=str(files.mmproj), n_threads=args.threads,
@@ -218,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["load_average_after"] = machine.load_average()
     meta["vision_quant"] = measured.pop("vision_quant", None)
     meta["file_sizes"] = {quant: path.stat().st_size for quant, path in files.text.items()} | {"mmproj": files.mmproj.stat().st_size}
+    meta["decode_bytes_per_token"] = {quant: decode_bytes_per_token(path) for quant, path in files.text.items()}
     results = {"meta": meta, "llama_cpp_version": llama_cpp_version() if args.compare_llama_cpp else None,
                "reference_llama_cpp": report.REFERENCE_LLAMA_CPP, **measured}
     errors = failures(results)

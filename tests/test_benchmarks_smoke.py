@@ -1,11 +1,14 @@
 """The end-to-end benchmark on tiny models, so its code keeps working: files, workers, table, JSON, PNG;
-and the full-size files' layout, checked against the converter's files without writing their weights."""
+the full-size files' layout, checked against the converter's files without writing their weights; and
+the read-bandwidth yardstick reading every byte."""
 import json
 import re
 
+import numpy as np
 import pytest
 
 import qvl_local
+from qvl_local import _core
 from qvl_local.gguf_file import GGUFFile
 from benchmarks import model_factory, run
 
@@ -28,10 +31,14 @@ def test_quick_benchmark_end_to_end(model, shape, quants, image_tokens, fixtures
     results = json.loads(record.read_text())
     assert results["meta"]["model"] == model
     assert set(results["text"]) == set(quants)
-    for engines in results["text"].values():
+    for quant, engines in results["text"].items():
         ours = engines["ours"]
         assert ours["prefill"]["tokens_per_s"] > 0 and ours["decode"]["tokens_per_s"] > 0
         assert ours["peak_rss_bytes"] > 10_000_000  # at least the 19 MB embedding was touched
+        assert len(results["read_bandwidth"][quant]) == 2 and min(results["read_bandwidth"][quant]) > 0
+        # tied embeddings: a decoded token reads the whole file's tensors, the embedding table as the output layer
+        text_file = GGUFFile(next((tmp_path / "cache").glob(f"*-{quant}.gguf")))
+        assert results["meta"]["decode_bytes_per_token"][quant] == sum(t.nbytes for t in text_file.tensors.values())
     vision = results["vision"]["ours"]
     assert {label: r["image_tokens"] for label, r in vision["encode"].items()} == image_tokens
     assert vision["time_to_first_token"]["prompt_tokens"] > image_tokens["256x171"]  # the image's tokens and the question's
@@ -39,6 +46,7 @@ def test_quick_benchmark_end_to_end(model, shape, quants, image_tokens, fixtures
     assert record.with_suffix(".png").stat().st_size > 10_000
     table = capsys.readouterr().out
     assert quants[-1] in table and "first token (256x171)" in table and "encode 256x171, int8" in table
+    assert re.search(r" \d+\.\d \(\d+%\) ", table) and "read bandwidth (our read loop" in table
 
 
 def test_documented_runner_shows_its_options(capsys):
@@ -95,3 +103,16 @@ def test_full_size_files_have_the_converters_layout_and_load(model, fixtures, tm
     full_attention = tuple(range(v.full_attention_every - 1, v.layers, v.full_attention_every)) if v.full_attention_every else ()
     assert (config.vision.full_attention_layers, config.vision.deepstack_layers) == (full_attention, v.deepstack)
     assert config.vision.projector_type == v.family.projector
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("size", [0, 1, 63, 64 * 3 + 5, 100_003])
+def test_read_yardstick_reads_every_byte(n_threads, size):
+    """bench_kernels' read bandwidth is only a yardstick if every byte is read: a byte changed anywhere
+    (first, last, inside and between the threads' regions) changes the checksum."""
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8)
+    checksum = _core.stream_read(data, n_threads)
+    for position in sorted({0, size // 3, size // 2, size - 1}) if size else []:
+        changed = data.copy()
+        changed[position] ^= 0x5A
+        assert _core.stream_read(changed, n_threads) != checksum, position
